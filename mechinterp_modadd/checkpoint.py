@@ -1,0 +1,254 @@
+"""The one place that knows checkpoint file formats.
+
+Own format: a safetensors file holding ``mlp.W_in``, ``mlp.W_out`` (and ``embed.W_E`` for learned
+embeddings), with JSON metadata: ``format``, ``config`` (the :class:`ModelConfig`), ``step`` and
+``metrics``. Writes are atomic: the bytes go to a temporary file in the same folder, which is
+then renamed over the target, so a crash never leaves a half-written checkpoint.
+
+Foreign format: the paper authors' ``.pth`` dicts (see ``shared/reference/README.md``), read with
+``torch.load(..., weights_only=True)`` so no arbitrary object is ever unpickled. Those files do
+not record the activation, so the caller must name it.
+
+Every problem (missing file, truncated file, not a checkpoint, missing key, wrong shape, p
+mismatch, NaN weights) raises :class:`~mechinterp_modadd.errors.CheckpointError` naming the file,
+the key, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import CheckpointError, ConfigError
+from .model import ModAddMLP, ModelConfig
+
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "atomic_write_bytes", "atomic_write_text",
+           "FORMAT_NAME"]
+
+FORMAT_NAME = "mechinterp_modadd.checkpoint/1"
+_AUTHOR_SCALARS = ("train_loss", "test_loss", "grad_norm", "param_norm", "train_accuracy",
+                   "test_accuracy")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model plus what the file said about it."""
+
+    model: ModAddMLP
+    path: Path
+    step: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    source_format: str = "modadd"  # "modadd" or "authors_pth"
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.cfg
+
+
+# ------------------------------------------------------------------------------ atomic writes
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------- saving
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        return x.tolist() if x.numel() != 1 else x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and callable(x.item):  # numpy scalars
+        return x.item()
+    return x
+
+
+def checkpoint_bytes(model: ModAddMLP, step: int | None = None,
+                     metrics: dict[str, Any] | None = None) -> bytes:
+    """Serialise a model to the own safetensors format, in memory."""
+    from safetensors.torch import save
+
+    if not isinstance(model.activation, str):
+        raise ConfigError("cannot save a model whose activation is a custom callable; "
+                          "set a registered activation first (model.set_activation('relu'))")
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT_NAME,
+        "config": json.dumps(model.cfg.to_dict()),
+        "step": json.dumps(step),
+        "metrics": json.dumps(_jsonable(metrics or {})),
+    }
+    return save(tensors, metadata=meta)
+
+
+def save_checkpoint(model: ModAddMLP, path: str | os.PathLike, step: int | None = None,
+                    metrics: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` atomically in the own format (safetensors + JSON metadata)."""
+    return atomic_write_bytes(path, checkpoint_bytes(model, step, metrics))
+
+
+# --------------------------------------------------------------------------------- loading
+def _check_tensor(path: Path, key: str, t: Any, shape: tuple[int, ...]) -> Tensor:
+    if not isinstance(t, Tensor):
+        raise CheckpointError(f"{path}: key {key!r} should be a tensor of shape {shape}, "
+                              f"found {type(t).__name__}")
+    if tuple(t.shape) != shape:
+        raise CheckpointError(f"{path}: key {key!r} has shape {tuple(t.shape)}, expected {shape}")
+    if not t.dtype.is_floating_point:
+        raise CheckpointError(f"{path}: key {key!r} has dtype {t.dtype}, expected a float tensor")
+    if not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).sum())
+        raise CheckpointError(f"{path}: key {key!r} has {bad} NaN/inf values")
+    return t
+
+
+def _build_model(path: Path, cfg: ModelConfig, weights: dict[str, Any]) -> ModAddMLP:
+    expected = {"mlp.W_in": (cfg.d_mlp, cfg.d_model), "mlp.W_out": (cfg.p, cfg.d_mlp)}
+    if cfg.embedding == "learned":
+        expected["embed.W_E"] = (cfg.d_model, cfg.p)
+    for key, shape in expected.items():
+        if key not in weights:
+            raise CheckpointError(f"{path}: missing key {key!r} (expected a tensor of shape {shape}); "
+                                  f"found keys {sorted(weights)}")
+        _check_tensor(path, key, weights[key], shape)
+    unknown = set(weights) - set(expected)
+    if unknown:
+        raise CheckpointError(f"{path}: unexpected keys {sorted(unknown)} for a {cfg.embedding} model; "
+                              f"expected {sorted(expected)}")
+    model = ModAddMLP(cfg, seed=None)
+    with torch.no_grad():
+        model.load_state_dict({k: weights[k].to(torch.float32) for k in expected}, strict=True)
+    return model
+
+
+def _read_modadd(path: Path, activation: str | None) -> Checkpoint:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            weights = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupted "
+                              f"safetensors file?): {e}") from None
+    if meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path}: metadata key 'format' is {meta.get('format')!r}, "
+                              f"expected {FORMAT_NAME!r}; not a mechinterp_modadd checkpoint")
+    try:
+        cfg_dict = json.loads(meta["config"])
+        step = json.loads(meta.get("step", "null"))
+        metrics = json.loads(meta.get("metrics", "{}"))
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: metadata key 'config' missing or not valid JSON ({e})") from None
+    if activation is not None:
+        cfg_dict["activation"] = activation
+    try:
+        cfg = ModelConfig.from_dict(cfg_dict)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: invalid config in metadata: {e}") from None
+    return Checkpoint(model=_build_model(path, cfg, weights), path=path, step=step, metrics=metrics)
+
+
+def _read_authors(path: Path, activation: str | None, init_scale: float | None) -> Checkpoint:
+    if activation is None:
+        raise CheckpointError(f"{path}: the authors' .pth files do not record the activation; pass "
+                              f"activation= ('relu' or 'quad' for the reference runs)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad zips / unsafe pickles
+        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint with weights_only=True "
+                              f"(truncated, corrupted or holds arbitrary objects): "
+                              f"{type(e).__name__}: {str(e)[:200]}") from None
+    if not isinstance(obj, dict) or "model" not in obj:
+        keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{path}: expected a dict with key 'model' (a state dict), found {keys}")
+    sd = obj["model"]
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path}: key 'model' should be a state dict, found {type(sd).__name__}")
+    sd = dict(sd)
+    if "mlp.W_in" not in sd or not isinstance(sd["mlp.W_in"], Tensor) or sd["mlp.W_in"].ndim != 2:
+        raise CheckpointError(f"{path}: missing key 'model.mlp.W_in' (a [d_mlp, p] tensor); "
+                              f"found {sorted(sd)}")
+    if "mlp.W_out" not in sd or not isinstance(sd["mlp.W_out"], Tensor) or sd["mlp.W_out"].ndim != 2:
+        raise CheckpointError(f"{path}: missing key 'model.mlp.W_out' (a [p, d_mlp] tensor); "
+                              f"found {sorted(sd)}")
+    d_mlp = sd["mlp.W_in"].shape[0]
+    p = sd["mlp.W_out"].shape[0]
+    basis = sd.pop("mlp.basis", None)
+    if basis is not None and tuple(basis.shape) != (p, p):
+        raise CheckpointError(f"{path}: key 'model.mlp.basis' has shape {tuple(basis.shape)}, "
+                              f"expected ({p}, {p}) from W_out")
+    learned = "embed.W_E" in sd
+    d_model = sd["embed.W_E"].shape[0] if learned and sd["embed.W_E"].ndim == 2 else None
+    try:
+        cfg = ModelConfig(p=p, d_mlp=d_mlp, activation=activation,
+                          embedding="learned" if learned else "one_hot", d_model=d_model,
+                          init_scale=init_scale or 0.1)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    model = _build_model(path, cfg, sd)
+    metrics: dict[str, Any] = {}
+    for k in _AUTHOR_SCALARS:
+        if k in obj and isinstance(obj[k], (int, float)):
+            metrics[k] = float(obj[k])
+    step = obj.get("epoch")
+    return Checkpoint(model=model, path=path, step=int(step) if isinstance(step, int) else None,
+                      metrics=metrics, source_format="authors_pth")
+
+
+def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
+                    p: int | None = None, init_scale: float | None = None) -> Checkpoint:
+    """Load a checkpoint in the own format or the paper authors' ``.pth`` format.
+
+    Args:
+        path: the file.
+        activation: required for the authors' files (they do not record it); for own files it
+            swaps the stored activation (e.g. ``"abs"``) without retraining.
+        p: if given, the checkpoint's modulus must equal it (:class:`CheckpointError` otherwise).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; pass a checkpoint file (or use load_run for runs)")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise CheckpointError(f"{path}: file is empty or truncated ({len(head)} bytes)")
+    if head[:2] == b"PK":
+        ck = _read_authors(path, activation, init_scale)
+    else:
+        ck = _read_modadd(path, activation)
+    if p is not None and ck.model.cfg.p != p:
+        raise CheckpointError(f"{path}: p mismatch: checkpoint has p = {ck.model.cfg.p}, expected p = {p}")
+    return ck

@@ -1,0 +1,114 @@
+"""``modadd``: the command line, thin over the library.
+
+Sub-commands register themselves in :data:`COMMANDS` through :func:`command`; each gets an
+``argparse`` sub-parser and a function taking the parsed arguments and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import ModAddError
+
+__all__ = ["main", "build_parser", "command", "COMMANDS"]
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {}
+
+
+def command(name: str, help: str):
+    """Register ``configure(parser)`` / ``run(args)`` for the sub-command ``name``."""
+
+    def deco(configure: Callable[[argparse.ArgumentParser], None]):
+        def with_run(run: Callable[[argparse.Namespace], int]):
+            COMMANDS[name] = (configure, run, help)
+            return run
+
+        return with_run
+
+    return deco
+
+
+# ----------------------------------------------------------------------------------- train
+def _configure_train(ap: argparse.ArgumentParser) -> None:
+    from .training import PRESETS
+
+    ap.add_argument("--preset", required=True, choices=sorted(PRESETS), help="one of the paper's configurations")
+    ap.add_argument("--p", type=int, default=23, help="modulus (default 23)")
+    ap.add_argument("--d-mlp", type=int, default=None, help="hidden width (default max(512, ceil(512 p^2/529)))")
+    ap.add_argument("--steps", type=int, default=None, help="full-batch steps (default: the preset's)")
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--weight-decay", type=float, default=None)
+    ap.add_argument("--train-fraction", type=float, default=None)
+    ap.add_argument("--init-scale", type=float, default=None)
+    ap.add_argument("--activation", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save-every", type=int, default=1000, help="checkpoint interval in steps")
+    ap.add_argument("--checkpoint-steps", default=None,
+                    help="extra checkpoint steps, comma separated (e.g. 100,200,500)")
+    ap.add_argument("--out", default=None, help="run folder (default runs/<preset>_p<p>_seed<seed>)")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("train", "train a model with one of the paper's presets")(_configure_train)
+def _run_train(args: argparse.Namespace) -> int:
+    import time
+
+    from .training import preset, train
+
+    cfg = preset(args.preset, p=args.p, d_mlp=args.d_mlp, steps=args.steps, lr=args.lr,
+                 weight_decay=args.weight_decay, train_fraction=args.train_fraction,
+                 init_scale=args.init_scale, activation=args.activation, seed=args.seed,
+                 save_every=args.save_every)
+    out = Path(args.out) if args.out else Path("runs") / f"{args.preset}_p{cfg.p}_seed{cfg.seed}"
+    extra = [int(s) for s in args.checkpoint_steps.split(",")] if args.checkpoint_steps else None
+    t0 = time.perf_counter()
+    res = train(cfg, out, resume=args.resume, progress=not args.quiet, checkpoint_steps=extra)
+    dt = time.perf_counter() - t0
+    last = res.metrics.iloc[-1]
+    print(f"run folder: {out}")
+    print(f"steps {int(last['step'])}  train loss {last['train_loss']:.4g}  "
+          f"train acc {last['train_accuracy']:.4f}  test acc {last['test_accuracy']:.4f}  "
+          f"param norm {last['param_norm']:.3f}  ({dt:.1f} s)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="modadd", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (configure, _, help) in COMMANDS.items():
+        configure(sub.add_parser(name, help=help, description=help))
+    return ap
+
+
+#: Modules of ``mechinterp_modadd.commands`` whose sub-commands register on import (one a file,
+#: so that each command's options live beside its code).
+COMMAND_MODULES: list[str] = []
+
+
+def _load_plugins() -> None:
+    import importlib
+
+    for mod in COMMAND_MODULES:
+        importlib.import_module(f"mechinterp_modadd.commands.{mod}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_plugins()
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except ModAddError as e:
+        print(f"modadd {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The real Fourier basis of Z_p and the per-neuron decomposition every analysis reads.
+
+Conventions (SCIENCE.md section 2), used everywhere in the package:
+
+- w_k = 2 pi k / p for k = 1..K, K = (p - 1) // 2.
+- Orthonormal basis rows: the constant 1/sqrt(p), then for each k the unit-norm cos(w_k j) and
+  sin(w_k j); even p adds a final unit-norm cos(pi j) row.
+- For a vector w over Z_p: c_k = <w, cos_k>, s_k = <w, sin_k>; magnitude
+  sqrt(2/p) sqrt(c_k^2 + s_k^2) and phase atan2(-s_k, c_k), so w[j] ~ magnitude cos(w_k j + phase).
+- Frequencies are 1-based in every result; 0 means DC.
+
+All arithmetic here is float64 on the CPU, whatever the model's dtype and device. One batched
+projection decomposes every neuron at once (no Python loop over neurons).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .errors import InputError
+
+__all__ = [
+    "fourier_basis",
+    "basis_labels",
+    "wrap",
+    "frequency_coefficients",
+    "magnitude_phase",
+    "NeuronSpectrum",
+    "neuron_spectrum",
+    "spectrum_from_weights",
+    "harmonic_family",
+]
+
+
+@lru_cache(maxsize=32)
+def _basis_np(p: int) -> np.ndarray:
+    j = np.arange(p, dtype=np.float64)
+    rows = [np.full(p, 1.0 / math.sqrt(p))]
+    for k in range(1, (p - 1) // 2 + 1):
+        w = 2 * math.pi * k * j / p
+        for r in (np.cos(w), np.sin(w)):
+            rows.append(r / np.linalg.norm(r))
+    if p % 2 == 0:
+        r = np.cos(math.pi * j)
+        rows.append(r / np.linalg.norm(r))
+    b = np.stack(rows)
+    b.setflags(write=False)
+    return b
+
+
+def fourier_basis(p: int) -> Float[Tensor, "p p"]:
+    """The orthonormal real Fourier basis of Z_p as rows (float64): Const, cos1, sin1, cos2, ..."""
+    if not isinstance(p, int) or p < 2:
+        raise InputError(f"p must be an integer >= 2, got {p!r}")
+    return torch.from_numpy(_basis_np(p).copy())
+
+
+def basis_labels(p: int) -> list[str]:
+    """Names of the basis rows: ``Const, cos 1, sin 1, ...`` (and ``cos p/2`` for even p)."""
+    out = ["Const"]
+    for k in range(1, (p - 1) // 2 + 1):
+        out += [f"cos {k}", f"sin {k}"]
+    if p % 2 == 0:
+        out.append(f"cos {p // 2}")
+    return out
+
+
+def wrap(v: Tensor | np.ndarray | float) -> Tensor | np.ndarray | float:
+    """Wrap angles to [-pi, pi): (v + pi) mod 2 pi - pi."""
+    if isinstance(v, Tensor):
+        return torch.remainder(v + math.pi, 2 * math.pi) - math.pi
+    return np.mod(np.asarray(v, dtype=np.float64) + math.pi, 2 * math.pi) - math.pi
+
+
+def frequency_coefficients(
+    w: Float[Tensor, "... p"],
+) -> tuple[Float[Tensor, "..."], Float[Tensor, "... K"], Float[Tensor, "... K"]]:
+    """Project vectors over Z_p on the basis: (DC coefficient, c_k, s_k), k = 1..K, float64."""
+    w = torch.as_tensor(w).detach().to("cpu", torch.float64)
+    p = w.shape[-1]
+    coef = w @ fourier_basis(p).T  # [..., p]
+    K = (p - 1) // 2
+    return coef[..., 0], coef[..., 1 : 2 * K + 1 : 2], coef[..., 2 : 2 * K + 2 : 2]
+
+
+def magnitude_phase(c: Tensor, s: Tensor, p: int) -> tuple[Tensor, Tensor]:
+    """Cosine amplitude sqrt(2/p) sqrt(c^2 + s^2) and phase atan2(-s, c)."""
+    return math.sqrt(2.0 / p) * torch.sqrt(c * c + s * s), torch.atan2(-s, c)
+
+
+@lru_cache(maxsize=64)
+def _family_np(p: int, max_harmonic: int) -> np.ndarray:
+    K = (p - 1) // 2
+    fam = np.zeros((K, K), dtype=bool)  # fam[k-1, q-1]: q is r*k folded, r = 1..max_harmonic
+    for k in range(1, K + 1):
+        for r in range(1, max_harmonic + 1):
+            q = (r * k) % p
+            q = min(q, p - q)
+            if 1 <= q <= K:
+                fam[k - 1, q - 1] = True
+    return fam
+
+
+def harmonic_family(p: int, max_harmonic: int = 5) -> Tensor:
+    """Boolean [K, K]: row k-1 marks k and its harmonics r*k (r <= max_harmonic) folded into 1..K."""
+    return torch.from_numpy(_family_np(p, max_harmonic).copy())
+
+
+@dataclass(frozen=True)
+class NeuronSpectrum:
+    """Per-neuron, per-frequency Fourier decomposition of a model (float64, CPU).
+
+    Indexing is [neuron, k - 1] for k = 1..K. ``alpha``/``phi`` describe theta_m (row m of the
+    effective input weights), ``beta``/``psi`` describe xi_m (column m of W_out).
+    """
+
+    p: int
+    alpha: Float[Tensor, "d_mlp K"]
+    phi: Float[Tensor, "d_mlp K"]
+    beta: Float[Tensor, "d_mlp K"]
+    psi: Float[Tensor, "d_mlp K"]
+    in_energy: Float[Tensor, "d_mlp K"]   # c_k^2 + s_k^2 of theta
+    out_energy: Float[Tensor, "d_mlp K"]  # c_k^2 + s_k^2 of xi
+    in_dc: Float[Tensor, "d_mlp"]
+    out_dc: Float[Tensor, "d_mlp"]
+
+    @property
+    def K(self) -> int:
+        return (self.p - 1) // 2
+
+    @property
+    def d_mlp(self) -> int:
+        return self.alpha.shape[0]
+
+    @property
+    def frequency(self) -> Tensor:
+        """Dominant frequency k* (1-based): argmax over k >= 1 of the input energy."""
+        return self.in_energy.argmax(dim=1) + 1
+
+    def _at_kstar(self, t: Tensor) -> Tensor:
+        return t.gather(1, (self.frequency - 1)[:, None])[:, 0]
+
+    @property
+    def alpha_star(self) -> Tensor:
+        """alpha_m at k*_m."""
+        return self._at_kstar(self.alpha)
+
+    @property
+    def beta_star(self) -> Tensor:
+        return self._at_kstar(self.beta)
+
+    @property
+    def phi_star(self) -> Tensor:
+        return self._at_kstar(self.phi)
+
+    @property
+    def psi_star(self) -> Tensor:
+        return self._at_kstar(self.psi)
+
+    @property
+    def d(self) -> Tensor:
+        """wrap(psi - 2 phi) at k* (0 when the neuron is phase-aligned)."""
+        return wrap(self.psi_star - 2 * self.phi_star)
+
+    @property
+    def share(self) -> Tensor:
+        """Energy at k* over all non-DC input energy."""
+        tot = self.in_energy.sum(1)
+        return self._at_kstar(self.in_energy) / torch.where(tot > 0, tot, torch.ones_like(tot))
+
+    def family_share(self, max_harmonic: int = 5) -> Tensor:
+        """Energy at k* and its harmonics r k* (r = 2..max_harmonic, folded) over non-DC energy."""
+        fam = harmonic_family(self.p, max_harmonic).to(torch.float64)  # [K, K]
+        mask = fam[self.frequency - 1]  # [M, K]
+        tot = self.in_energy.sum(1)
+        return (self.in_energy * mask).sum(1) / torch.where(tot > 0, tot, torch.ones_like(tot))
+
+    @staticmethod
+    def _ipr(e: Tensor) -> Tensor:
+        tot = e.sum(1)
+        return (e * e).sum(1) / torch.where(tot > 0, tot * tot, torch.ones_like(tot))
+
+    @property
+    def ipr_in(self) -> Tensor:
+        """Frequency IPR of theta: sum_k E_k^2 / (sum_k E_k)^2 (1 = one frequency, ~1/K = spread)."""
+        return self._ipr(self.in_energy)
+
+    @property
+    def ipr_out(self) -> Tensor:
+        return self._ipr(self.out_energy)
+
+    @property
+    def ipr(self) -> Tensor:
+        """Per-neuron IPR of W_in and W_out averaged."""
+        return 0.5 * (self.ipr_in + self.ipr_out)
+
+    @property
+    def vote_weight(self) -> Tensor:
+        """alpha^2 beta at k*: the weight of the neuron's vote (SCIENCE.md 3.5)."""
+        return self.alpha_star**2 * self.beta_star
+
+    def counts(self) -> Tensor:
+        """Neurons per dominant frequency, n_1..n_K."""
+        return torch.bincount(self.frequency - 1, minlength=self.K)
+
+    def to_frame(self):  # -> pandas.DataFrame
+        """One row per neuron: frequency, share, family_share, ipr, alpha, beta, phi, psi, d."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "frequency": self.frequency.numpy(),
+                "share": self.share.numpy(),
+                "family_share": self.family_share().numpy(),
+                "ipr": self.ipr.numpy(),
+                "alpha": self.alpha_star.numpy(),
+                "beta": self.beta_star.numpy(),
+                "phi": self.phi_star.numpy(),
+                "psi": self.psi_star.numpy(),
+                "d": self.d.numpy(),
+            }
+        )
+
+
+def spectrum_from_weights(
+    theta: Float[Tensor, "d_mlp p"], xi: Float[Tensor, "d_mlp p"]
+) -> NeuronSpectrum:
+    """Decompose input weights theta (rows) and output weights xi (rows = columns of W_out)."""
+    theta = torch.as_tensor(theta).detach().to("cpu", torch.float64)
+    xi = torch.as_tensor(xi).detach().to("cpu", torch.float64)
+    if theta.ndim != 2 or theta.shape != xi.shape:
+        raise InputError(
+            f"theta and xi must both be [d_mlp, p]; got {tuple(theta.shape)} and {tuple(xi.shape)}"
+        )
+    p = theta.shape[1]
+    both = torch.stack([theta, xi])  # [2, M, p]
+    dc, c, s = frequency_coefficients(both)
+    mag, ph = magnitude_phase(c, s, p)
+    energy = c * c + s * s
+    return NeuronSpectrum(
+        p=p, alpha=mag[0], phi=ph[0], beta=mag[1], psi=ph[1],
+        in_energy=energy[0], out_energy=energy[1], in_dc=dc[0], out_dc=dc[1],
+    )
+
+
+def neuron_spectrum(model) -> NeuronSpectrum:
+    """Decompose a :class:`~mechinterp_modadd.model.ModAddMLP` (learned embeddings folded in)."""
+    with torch.no_grad():
+        theta = model.effective_W_in()
+        xi = model.mlp.W_out.T
+    return spectrum_from_weights(theta, xi)

@@ -1,0 +1,296 @@
+"""The two-layer modular-addition network as a TransformerLens ``HookedRootModule``.
+
+``f(x, y) = W_out @ sigma(W_in @ (e_x + e_y))`` with no biases. ``W_in`` is [d_mlp, d_model]
+(row m is theta_m when the embedding is one-hot, so d_model = p) and ``W_out`` is [p, d_mlp]
+(column m is xi_m). With a learned embedding ``W_E`` [d_model, p] the effective input weights are
+``W_in @ W_E``.
+
+Hook points, named as in TransformerLens so ``run_with_cache``, ``run_with_hooks`` and
+``with model.hooks(...)`` work as usual:
+
+- ``hook_embed``     [batch, 2, d_model]  the two embedded tokens (one-hot rows for one-hot models)
+- ``mlp.hook_pre``   [batch, d_mlp]       theta_m[x] + theta_m[y]
+- ``mlp.hook_post``  [batch, d_mlp]       sigma(hook_pre)
+- ``hook_logits``    [batch, p]           the output logits
+
+The activation is looked up in :data:`ACTIVATIONS` by name, or is any callable; it can be swapped
+on a trained model with :meth:`ModAddMLP.set_activation` (the paper's test that only the even part
+of sigma matters).
+
+Example:
+    >>> import torch
+    >>> from mechinterp_modadd import ModAddMLP, ModelConfig
+    >>> model = ModAddMLP(ModelConfig(p=7, d_mlp=16), seed=0)
+    >>> logits, cache = model.run_with_cache(torch.tensor([[3, 5]]))
+    >>> cache["mlp.hook_pre"].shape
+    torch.Size([1, 16])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from .data import check_pairs
+from .errors import ConfigError
+
+__all__ = ["ACTIVATIONS", "ModelConfig", "ModAddMLP", "get_activation", "default_d_mlp"]
+
+
+def _quad(x: Tensor) -> Tensor:
+    return x * x
+
+
+def _softplus2(x: Tensor) -> Tensor:
+    # log(1 + e^{2x}), computed stably
+    return F.softplus(2.0 * x)
+
+
+#: Activation functions by name. ``quad`` is x^2 (the paper's theory); ``softplus2`` is
+#: log(1 + e^{2x}); ``cube`` and ``quartic`` are x^3 and x^4.
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu,
+    "quad": _quad,
+    "gelu": F.gelu,
+    "identity": lambda x: x,
+    "abs": torch.abs,
+    "cube": lambda x: x * x * x,
+    "quartic": lambda x: (x * x) * (x * x),
+    "softplus2": _softplus2,
+    "exp": torch.exp,
+    "tanh": torch.tanh,
+}
+
+_ALIASES = {"x^2": "quad", "square": "quad", "x": "identity", "linear": "identity", "x^3": "cube",
+            "x^4": "quartic", "|x|": "abs"}
+
+
+def get_activation(name: str) -> Callable[[Tensor], Tensor]:
+    """Look up an activation by name (case-insensitive; aliases such as ``x^2`` accepted)."""
+    key = _ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
+    if key not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}")
+    return ACTIVATIONS[key]
+
+
+def canonical_activation(name: str) -> str:
+    get_activation(name)
+    return _ALIASES.get(name.lower(), name.lower())
+
+
+def default_d_mlp(p: int) -> int:
+    """The authors' width rule: max(512, ceil(512 p^2 / 529))."""
+    return max(512, math.ceil(512 * p * p / 529))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape and initialisation of a :class:`ModAddMLP`.
+
+    Attributes:
+        p: modulus (number of tokens and classes).
+        d_mlp: number of hidden neurons M.
+        activation: name of an entry of :data:`ACTIVATIONS`.
+        embedding: ``"one_hot"`` (d_model = p) or ``"learned"`` (a W_E of shape [d_model, p]).
+        d_model: embedding width for learned embeddings (ignored for one-hot).
+        init: ``"random"`` (scale * N(0, 1) / sqrt(p)) or ``"single_freq"`` (SCIENCE.md s.1).
+        init_scale: the scale of the initialisation.
+    """
+
+    p: int
+    d_mlp: int = 512
+    activation: str = "relu"
+    embedding: str = "one_hot"
+    d_model: int | None = None
+    init: str = "random"
+    init_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.p, int) or isinstance(self.p, bool) or self.p < 3:
+            raise ConfigError(f"ModelConfig.p must be an integer >= 3, got {self.p!r}")
+        if not isinstance(self.d_mlp, int) or isinstance(self.d_mlp, bool) or self.d_mlp < 1:
+            raise ConfigError(f"ModelConfig.d_mlp must be a positive integer, got {self.d_mlp!r}")
+        object.__setattr__(self, "activation", canonical_activation(self.activation))
+        if self.embedding not in ("one_hot", "learned"):
+            raise ConfigError(f"ModelConfig.embedding must be 'one_hot' or 'learned', got {self.embedding!r}")
+        if self.embedding == "one_hot":
+            if self.d_model not in (None, self.p):
+                raise ConfigError(f"one-hot embedding needs d_model = p = {self.p}, got {self.d_model}")
+            object.__setattr__(self, "d_model", self.p)
+        elif self.d_model is None or self.d_model < 1:
+            raise ConfigError(f"a learned embedding needs a positive d_model, got {self.d_model!r}")
+        if self.init not in ("random", "single_freq"):
+            raise ConfigError(f"ModelConfig.init must be 'random' or 'single_freq', got {self.init!r}")
+        if not (isinstance(self.init_scale, (int, float)) and math.isfinite(self.init_scale)
+                and self.init_scale > 0):
+            raise ConfigError(f"ModelConfig.init_scale must be a positive number, got {self.init_scale!r}")
+        object.__setattr__(self, "init_scale", float(self.init_scale))
+
+    @property
+    def K(self) -> int:
+        """Number of non-DC frequencies, floor((p - 1) / 2)."""
+        return (self.p - 1) // 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown ModelConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        if "p" not in d:
+            raise ConfigError("ModelConfig needs the key 'p'")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return replace(self, **changes)
+
+
+class _MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.W_in = nn.Parameter(torch.zeros(cfg.d_mlp, cfg.d_model))
+        self.W_out = nn.Parameter(torch.zeros(cfg.p, cfg.d_mlp))
+        self.hook_pre = HookPoint()
+        self.hook_post = HookPoint()
+
+
+class _Embed(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.W_E = nn.Parameter(torch.zeros(cfg.d_model, cfg.p))
+
+
+class ModAddMLP(HookedRootModule):
+    """``logits = W_out @ sigma(W_in @ (e_x + e_y))`` with TransformerLens hook points.
+
+    Args:
+        cfg: the :class:`ModelConfig`.
+        seed: seed of the initialisation (a private generator; the global RNG is untouched).
+            ``None`` leaves the weights at zero (for loading).
+    """
+
+    cfg: ModelConfig
+
+    def __init__(self, cfg: ModelConfig, seed: int | None = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = _Embed(cfg) if cfg.embedding == "learned" else None
+        self.mlp = _MLP(cfg)
+        self.hook_embed = HookPoint()
+        self.hook_logits = HookPoint()
+        self._act_fn: Callable[[Tensor], Tensor] = get_activation(cfg.activation)
+        self._act_name: str | None = cfg.activation
+        if seed is not None:
+            self.init_weights(seed)
+        self.setup()
+
+    # ----------------------------------------------------------------------------------- init
+    @torch.no_grad()
+    def init_weights(self, seed: int) -> None:
+        """Initialise in place from ``seed`` as ``cfg.init`` says (SCIENCE.md section 1)."""
+        cfg = self.cfg
+        g = torch.Generator().manual_seed(int(seed))
+        p, M = cfg.p, cfg.d_mlp
+        if self.embed is not None:
+            self.embed.W_E.copy_(torch.randn(cfg.d_model, p, generator=g) / math.sqrt(p))
+        if cfg.init == "random":
+            self.mlp.W_in.copy_(cfg.init_scale * torch.randn(M, cfg.d_model, generator=g) / math.sqrt(p))
+            self.mlp.W_out.copy_(cfg.init_scale * torch.randn(p, M, generator=g) / math.sqrt(p))
+            return
+        if cfg.embedding != "one_hot":
+            raise ConfigError("init 'single_freq' is defined for one-hot embeddings only")
+        K = cfg.K
+        freqs = (torch.arange(M) % K) + 1
+        freqs = freqs[torch.randperm(M, generator=g)]
+        j = torch.arange(p, dtype=torch.float64)
+        w = 2 * math.pi * freqs.double()[:, None] * j[None, :] / p  # [M, p]
+
+        def wave() -> Tensor:
+            ab = torch.randn(M, 2, generator=g, dtype=torch.float64)
+            ab = ab / ab.norm(dim=1, keepdim=True)
+            return cfg.init_scale * (ab[:, :1] * torch.cos(w) + ab[:, 1:] * torch.sin(w))
+
+        self.mlp.W_in.copy_(wave().float())
+        self.mlp.W_out.copy_(wave().float().T)
+
+    # ----------------------------------------------------------------------------- activation
+    @property
+    def activation(self) -> str | Callable[[Tensor], Tensor]:
+        """The current activation: its registry name, or the callable if it is not registered."""
+        return self._act_name if self._act_name is not None else self._act_fn
+
+    def set_activation(self, activation: str | Callable[[Tensor], Tensor]) -> ModAddMLP:
+        """Swap sigma in place (no retraining). A name also updates ``cfg.activation``."""
+        if isinstance(activation, str):
+            self._act_fn = get_activation(activation)
+            self._act_name = canonical_activation(activation)
+            self.cfg = self.cfg.replace(activation=self._act_name)
+        elif callable(activation):
+            self._act_fn = activation
+            self._act_name = None
+        else:
+            raise ConfigError(f"activation must be a name or a callable, got {type(activation).__name__}")
+        return self
+
+    def act_fn(self, x: Tensor) -> Tensor:
+        return self._act_fn(x)
+
+    # ---------------------------------------------------------------------------- weights
+    @property
+    def W_in(self) -> Float[Tensor, "d_mlp d_model"]:
+        return self.mlp.W_in
+
+    @property
+    def W_out(self) -> Float[Tensor, "p d_mlp"]:
+        return self.mlp.W_out
+
+    @property
+    def W_E(self) -> Float[Tensor, "d_model p"] | None:
+        return None if self.embed is None else self.embed.W_E
+
+    def effective_W_in(self) -> Float[Tensor, "d_mlp p"]:
+        """theta as rows: W_in for one-hot models, W_in @ W_E for learned embeddings."""
+        if self.embed is None:
+            return self.mlp.W_in
+        return self.mlp.W_in @ self.embed.W_E
+
+    # ---------------------------------------------------------------------------- forward
+    def embed_tokens(self, tokens: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch 2 d_model"]:
+        dtype = self.mlp.W_in.dtype
+        if self.embed is None:
+            return F.one_hot(tokens, self.cfg.p).to(dtype)
+        return self.embed.W_E.T[tokens]
+
+    def forward(self, tokens: Int[Tensor, "batch 2"]) -> Float[Tensor, "batch p"]:
+        """Logits for a LongTensor of (x, y) pairs of shape [batch, 2]."""
+        check_pairs(tokens, self.cfg.p)
+        tokens = tokens.to(self.mlp.W_in.device)
+        emb = self.hook_embed(self.embed_tokens(tokens))  # [batch, 2, d_model]
+        pre = self.mlp.hook_pre(emb.sum(dim=1) @ self.mlp.W_in.T)  # [batch, d_mlp]
+        post = self.mlp.hook_post(self.act_fn(pre))
+        return self.hook_logits(post @ self.mlp.W_out.T)
+
+    def extra_repr(self) -> str:
+        c = self.cfg
+        return f"p={c.p}, d_mlp={c.d_mlp}, activation={self.activation!r}, embedding={c.embedding}"
+
+    # ----------------------------------------------------------------------------- checks
+    def check_finite(self, where: str = "model") -> None:
+        """Raise :class:`ConfigError` naming the parameter if any weight is NaN or infinite."""
+        for name, t in self.state_dict().items():
+            if not torch.isfinite(t).all():
+                bad = int((~torch.isfinite(t)).sum())
+                raise ConfigError(f"{where}: parameter {name!r} has {bad} NaN/inf values")
+

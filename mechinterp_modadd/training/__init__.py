@@ -1,0 +1,7 @@
+"""Training: presets, the full-batch trainer and run folders. Nothing in analysis imports this."""
+
+from .presets import PRESETS, TrainConfig, preset
+from .trainer import FullBatchObjective, TrainResult, checkpoint_path, load_run_model, train
+
+__all__ = ["PRESETS", "TrainConfig", "preset", "FullBatchObjective", "TrainResult", "checkpoint_path",
+           "load_run_model", "train"]

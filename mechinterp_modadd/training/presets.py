@@ -1,0 +1,111 @@
+"""Training configuration and the paper's five presets (SCIENCE.md section 1)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from ..errors import ConfigError
+from ..model import ModelConfig, canonical_activation, default_d_mlp
+
+__all__ = ["TrainConfig", "PRESETS", "preset"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a full-batch training run needs; ``seed`` makes it reproducible bit for bit.
+
+    ``split_seed`` (default: ``seed``) seeds the train/test split with its own generator.
+    ``warmup_steps`` is a linear learning-rate warm-up: lr_t = lr * min(1, (t + 1) / warmup).
+    """
+
+    p: int = 23
+    d_mlp: int | None = None  # None: the authors' rule max(512, ceil(512 p^2 / 529))
+    activation: str = "relu"
+    embedding: str = "one_hot"
+    d_model: int | None = None
+    init: str = "random"
+    init_scale: float = 0.1
+    optimizer: str = "adamw"
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 10
+    train_fraction: float = 1.0
+    steps: int = 5000
+    seed: int = 0
+    split_seed: int | None = None
+    save_every: int = 1000
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ConfigError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        for name in ("lr", "init_scale"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name} must be a positive number, got {v!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise ConfigError(f"steps must be a non-negative integer, got {self.steps!r}")
+        if not isinstance(self.save_every, int) or self.save_every < 1:
+            raise ConfigError(f"save_every must be a positive integer, got {self.save_every!r}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction!r}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        object.__setattr__(self, "activation", canonical_activation(self.activation))
+        self.model_config()  # validate the model part now
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            p=self.p, d_mlp=self.d_mlp if self.d_mlp is not None else default_d_mlp(self.p),
+            activation=self.activation, embedding=self.embedding, d_model=self.d_model,
+            init=self.init, init_scale=self.init_scale,
+        )
+
+    @property
+    def effective_split_seed(self) -> int:
+        return self.seed if self.split_seed is None else self.split_seed
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return replace(self, **changes)
+
+
+#: The authors' five configurations (full batch, AdamW betas (0.9, 0.98), 10-step warm-up).
+PRESETS: dict[str, dict[str, Any]] = {
+    "standard": dict(activation="relu", optimizer="adamw", lr=5e-5, weight_decay=0.0,
+                     train_fraction=1.0, steps=5000, init="random", init_scale=0.1),
+    "grokking": dict(activation="relu", optimizer="adamw", lr=1e-4, weight_decay=2.0,
+                     train_fraction=0.75, steps=50000, init="random", init_scale=0.1),
+    "quad_random": dict(activation="quad", optimizer="adamw", lr=5e-5, weight_decay=0.0,
+                        train_fraction=1.0, steps=5000, init="random", init_scale=0.1),
+    "quad_single_freq": dict(activation="quad", optimizer="sgd", lr=0.1, weight_decay=0.0,
+                             train_fraction=1.0, steps=5000, init="single_freq", init_scale=0.02),
+    "relu_single_freq": dict(activation="relu", optimizer="sgd", lr=0.01, weight_decay=0.0,
+                             train_fraction=1.0, steps=10000, init="single_freq", init_scale=0.002),
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """The named preset with any field overridden, e.g. ``preset("standard", p=13, steps=2000)``."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return TrainConfig(**{**PRESETS[name], "preset": name, **overrides})

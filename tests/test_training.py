@@ -1,0 +1,139 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from mechinterp_modadd import ConfigError, all_pairs, labels, load_checkpoint
+from mechinterp_modadd.cli import main
+from mechinterp_modadd.data import random_split
+from mechinterp_modadd.training import PRESETS, FullBatchObjective, preset, train
+from mechinterp_modadd.training.trainer import checkpoint_path
+
+
+def test_presets_match_the_paper():
+    assert set(PRESETS) == {"standard", "grokking", "quad_random", "quad_single_freq", "relu_single_freq"}
+    g = preset("grokking")
+    assert (g.lr, g.weight_decay, g.train_fraction, g.optimizer) == (1e-4, 2.0, 0.75, "adamw")
+    q = preset("quad_single_freq", p=13)
+    assert (q.optimizer, q.lr, q.init, q.init_scale, q.activation, q.p) == ("sgd", 0.1, "single_freq", 0.02, "quad", 13)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("nope")
+
+
+@pytest.mark.parametrize("frac", [1.0, 0.6])
+def test_symmetric_objective_equals_full_grid(small_model, frac):
+    split = random_split(13, frac, seed=4)
+    obj = FullBatchObjective(split)
+    loss, m = obj(small_model)
+    P = all_pairs(13)
+    with torch.no_grad():
+        logits = small_model(P).double()
+    y = labels(P, 13)
+    ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    tr = split.train_mask
+    assert float(loss.detach()) == pytest.approx(float(ce[tr].mean()), rel=1e-6, abs=1e-9)
+    assert m["train_accuracy"] == pytest.approx(float((logits.argmax(-1) == y)[tr].double().mean()))
+    if frac < 1:
+        assert m["test_loss"] == pytest.approx(float(ce[~tr].mean()), rel=1e-6, abs=1e-9)
+    else:
+        assert math.isnan(m["test_loss"])
+
+
+def test_small_standard_run_reaches_full_accuracy(small_run):
+    assert small_run.metrics["train_accuracy"].iloc[-1] == 1.0
+    assert list(small_run.metrics.columns[:6]) == ["step", "train_loss", "test_loss", "train_accuracy",
+                                                   "test_accuracy", "param_norm"]
+
+
+@pytest.mark.slow
+def test_p13_standard_preset_reaches_accuracy_one():
+    res = train(preset("standard", p=13), progress=False)  # 5,000 steps, 512 neurons
+    assert res.metrics["train_accuracy"].iloc[-1] == 1.0
+
+
+def test_same_seed_same_bits_other_seed_differs():
+    cfg = preset("grokking", p=11, d_mlp=64, steps=60)
+    a, b = train(cfg, progress=False), train(cfg, progress=False)
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k])
+    pd.testing.assert_frame_equal(a.metrics, b.metrics)
+    c = train(cfg.replace(seed=1), progress=False)
+    assert not torch.equal(a.model.mlp.W_in, c.model.mlp.W_in)
+
+
+@pytest.mark.parametrize("name", ["grokking", "quad_single_freq"])
+def test_resumed_run_is_bit_identical(tmp_path, name):
+    cfg = preset(name, p=11, d_mlp=64, steps=50, save_every=20)
+    full = train(cfg, tmp_path / "full", progress=False)
+    # a "killed" run: it stopped after step 20 (its last checkpoint was at step 20)
+    train(cfg.replace(steps=30), tmp_path / "part", progress=False)
+    (tmp_path / "part" / "resume.safetensors").unlink()
+    # simulate the kill after the checkpoint at 20: rebuild resume state by rerunning to 20
+    train(cfg.replace(steps=20), tmp_path / "part2", progress=False)
+    resumed = train(cfg, tmp_path / "part2", resume=True, progress=False)
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    pd.testing.assert_frame_equal(full.metrics, resumed.metrics)
+    on_disk = pd.read_csv(tmp_path / "part2" / "metrics.csv")
+    pd.testing.assert_frame_equal(on_disk, pd.read_csv(tmp_path / "full" / "metrics.csv"))
+    for step in (0, 20, 40, 50):
+        a = load_checkpoint(checkpoint_path(tmp_path / "full", step)).model
+        b = load_checkpoint(checkpoint_path(tmp_path / "part2", step)).model
+        assert torch.equal(a.mlp.W_in, b.mlp.W_in)
+
+
+def test_resume_after_kill_mid_interval(tmp_path):
+    """Kill between checkpoints: resume restarts from the last checkpoint and ends identical."""
+    cfg = preset("standard", p=11, d_mlp=32, steps=40, save_every=15)
+    full = train(cfg, tmp_path / "full", progress=False)
+
+    class Kill(Exception):
+        pass
+
+    import mechinterp_modadd.training.trainer as tr
+    orig = tr._lr_at
+
+    def killing_lr(c, t):
+        if t == 37:
+            raise Kill()
+        return orig(c, t)
+
+    tr._lr_at = killing_lr
+    try:
+        with pytest.raises(Kill):
+            train(cfg, tmp_path / "run", progress=False)
+    finally:
+        tr._lr_at = orig
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["steps"] == 40
+    resumed = train(cfg, tmp_path / "run", resume=True, progress=False)
+    assert torch.equal(full.model.mlp.W_out, resumed.model.mlp.W_out)
+    pd.testing.assert_frame_equal(full.metrics, resumed.metrics)
+
+
+def test_refuses_to_overwrite_and_checks_resume_config(tmp_path):
+    cfg = preset("standard", p=7, d_mlp=8, steps=3)
+    train(cfg, tmp_path / "r", progress=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(cfg, tmp_path / "r", progress=False)
+    with pytest.raises(ConfigError, match="lr"):
+        train(cfg.replace(lr=1.0), tmp_path / "r", resume=True, progress=False)
+
+
+def test_cli_train_writes_a_run_folder(tmp_path, capsys):
+    out = tmp_path / "cli"
+    rc = main(["train", "--preset", "quad_random", "--p", "7", "--d-mlp", "16", "--steps", "25",
+               "--save-every", "10", "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert "run folder" in capsys.readouterr().out
+    files = sorted(x.name for x in (out / "checkpoints").iterdir())
+    assert files == ["step_000000.safetensors", "step_000010.safetensors", "step_000020.safetensors",
+                     "step_000025.safetensors"]
+    df = pd.read_csv(out / "metrics.csv")
+    assert len(df) == 26 and df["step"].tolist() == list(range(26))
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["activation"] == "quad"
+    rc = main(["train", "--preset", "quad_random", "--p", "7", "--out", str(out), "--quiet"])
+    assert rc == 2  # refuses to overwrite, with a clear error instead of a traceback
