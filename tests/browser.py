@@ -40,7 +40,7 @@ class PageLoad:
     def figure_divs(self) -> list[str]:
         """The inner HTML of each plotly figure div (``class="plotly-graph-div"``)."""
         starts = [m.start() for m in re.finditer(r'<div[^>]*class="[^"]*plotly-graph-div', self.dom)]
-        return [self.dom[a:b] for a, b in zip(starts, starts[1:] + [len(self.dom)])]
+        return [self.dom[a:b] for a, b in zip(starts, starts[1:] + [len(self.dom)], strict=True)]
 
 
 def _run(exe: str, args: list[str], timeout: int = 120) -> subprocess.CompletedProcess:

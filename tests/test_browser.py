@@ -3,8 +3,8 @@ asks the network for nothing."""
 
 import plotly.graph_objects as go
 import pytest
-
 from browser import load_page
+
 from mechinterp_modadd.report import HtmlReport
 
 pytestmark = pytest.mark.slow

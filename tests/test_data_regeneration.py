@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import pytest
 import torch
-
 from helpers import DATA
+
 from mechinterp_modadd import load_checkpoint
 from mechinterp_modadd.training import TrainConfig, train
 from mechinterp_modadd.training.trainer import checkpoint_path

@@ -1,0 +1,63 @@
+"""``modadd diagnose [CKPT] [--activation NAME] [--json FILE] [--html FILE]``.
+
+Checks every mechanism claim on one checkpoint and prints a short table (claim, key number,
+verdict). Without CKPT it diagnoses the checkpoint shipped in ``data/`` (see data/README.md).
+JSON and HTML are written only when asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cli import command
+from ..errors import CheckpointError
+
+#: The shipped default checkpoint, relative to the repository root (or the working directory).
+DEFAULT_CHECKPOINT = Path("data") / "standard_p23" / "checkpoints" / "step_005000.safetensors"
+
+
+def default_checkpoint() -> Path:
+    """The shipped checkpoint: next to the package (a source checkout), else under ./data."""
+    import mechinterp_modadd
+
+    candidates = [Path(mechinterp_modadd.__file__).resolve().parents[1] / DEFAULT_CHECKPOINT,
+                  Path.cwd() / DEFAULT_CHECKPOINT]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise CheckpointError(
+        f"no CKPT given and the default checkpoint {DEFAULT_CHECKPOINT} was not found (looked in "
+        f"{', '.join(str(c) for c in candidates)}); pass a checkpoint path, or run from a source checkout")
+
+
+def _configure(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("checkpoint", nargs="?", default=None, metavar="CKPT",
+                    help=f"checkpoint (.safetensors of this package, or the authors' .pth); "
+                         f"default {DEFAULT_CHECKPOINT}")
+    ap.add_argument("--activation", default=None,
+                    help="activation to use (required for the authors' .pth files, which do not record it; "
+                         "for our checkpoints it swaps the stored one)")
+    ap.add_argument("--json", default=None, metavar="FILE", help="write the full diagnosis as JSON")
+    ap.add_argument("--html", default=None, metavar="FILE", help="write a self-contained HTML report with figures")
+    ap.add_argument("--details", action="store_true", help="print one line of numbers under each claim")
+
+
+@command("diagnose", "check every mechanism claim on one checkpoint (default: the shipped p = 23 run)")(_configure)
+def _run(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_checkpoint
+    from ..diagnose import diagnose
+
+    path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    ckpt = load_checkpoint(path, activation=args.activation)
+    model = ckpt.model  # load_checkpoint already applied --activation
+    step = f" (step {ckpt.step})" if ckpt.step is not None else ""
+    dg = diagnose(model, source=f"{path}{step}")
+    print(dg.to_text(details=args.details))
+    if args.json:
+        dg.to_json(args.json)
+        print(f"JSON written to {args.json}")
+    if args.html:
+        dg.to_html(args.html)
+        print(f"HTML written to {args.html}")
+    return 0

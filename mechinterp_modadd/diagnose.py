@@ -1,0 +1,372 @@
+"""``diagnose(model)``: every mechanism claim checked on one model, with a verdict each.
+
+The result, a :class:`Diagnosis`, renders as a pandas table (:meth:`Diagnosis.to_frame`),
+Markdown, JSON (:meth:`Diagnosis.to_dict` / :meth:`Diagnosis.to_json`, the contract below) and a
+self-contained offline HTML page with plotly figures (:meth:`Diagnosis.to_html`).
+
+Extending the diagnosis
+-----------------------
+Two ordered, module-level registries make the diagnosis open to new claims without editing
+:func:`diagnose`:
+
+- :data:`CLAIM_CHECKS` maps a claim's JSON name to ``check(model, ctx) -> ClaimResult``. The
+  :class:`DiagnosisContext` ``ctx`` holds what several checks share and is computed once per
+  diagnosis: the :class:`~mechinterp_modadd.fourier.NeuronSpectrum`, the float64 all-pairs logits
+  [p*p, p], accuracy and loss, plus a free ``cache`` dict for extensions. A check must not modify
+  the model (use hooks, removed on exit, for interventions). Add one with :func:`register_claim`
+  (or a plain dict assignment); claims appear in the table and the JSON in registry order.
+- :data:`HTML_SECTIONS` is a list of ``section(page, diagnosis, model) -> None`` that append
+  headings, text, tables and figures to a :class:`~mechinterp_modadd.report.HtmlReport`; they run
+  in order in :meth:`Diagnosis.to_html`. Sections import their plotting code lazily, so a
+  diagnosis without HTML never imports plotly.
+
+Example of an extension module (e.g. the majority-vote claim)::
+
+    from mechinterp_modadd import diagnose as dg
+
+    def _check(model, ctx):
+        return majority_vote(model, logits=ctx.logits)
+
+    dg.register_claim("majority_vote", _check)
+    dg.HTML_SECTIONS.append(lambda page, diagnosis, model: ...)
+
+JSON contract (other tools read it; names are stable)
+-----------------------------------------------------
+Top level: ``p``, ``d_mlp``, ``activation``, ``accuracy`` (all pairs), ``loss``, ``source`` (the
+checkpoint path or null), ``holds_all``; ``neurons``: equal-length lists ``frequency`` (1-based
+k*), ``share``, ``family_share``, ``ipr``, ``alpha``, ``beta``, ``phi``, ``psi``, ``d``;
+``claims``: one object per registered claim (``single_frequency``, ``phase_alignment``,
+``phase_symmetry``, ``frequency_diversification``, ``magnitude_homogeneity``,
+``flawed_indicator``, ...), each with a boolean ``holds`` and its numbers, among them
+``phase_alignment.mean_abs_sin_d``, ``phase_symmetry.per_frequency`` (objects with ``k``, ``n``,
+``moments`` = [|m1|, |m2|, |m3|, |m4|], ``baseline``, ``p_values``),
+``frequency_diversification.counts`` (n_1..n_K), ``magnitude_homogeneity.cv`` and
+``flawed_indicator.ghost_ratio``.
+
+The thresholds of each verdict are documented on the result classes in
+:mod:`mechinterp_modadd.analysis.features`, :mod:`~mechinterp_modadd.analysis.phases` and
+:mod:`~mechinterp_modadd.analysis.logits`, and repeated in each claim's JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from .analysis.base import ClaimResult, accuracy_and_loss, all_pair_logits, to_jsonable
+from .analysis.features import frequency_diversification, magnitude_homogeneity, single_frequency
+from .analysis.logits import flawed_indicator
+from .analysis.phases import phase_alignment, phase_symmetry
+from .checkpoint import atomic_write_text
+from .errors import ConfigError
+from .fourier import NeuronSpectrum, neuron_spectrum
+
+__all__ = [
+    "DiagnosisContext",
+    "Diagnosis",
+    "diagnose",
+    "build_context",
+    "register_claim",
+    "CLAIM_CHECKS",
+    "HTML_SECTIONS",
+    "NEURON_KEYS",
+]
+
+#: Per-neuron lists of the JSON ``neurons`` object, in this order.
+NEURON_KEYS = ("frequency", "share", "family_share", "ipr", "alpha", "beta", "phi", "psi", "d")
+
+
+@dataclass
+class DiagnosisContext:
+    """What the claim checks share, computed once per diagnosis.
+
+    Attributes:
+        model: the model diagnosed (never modified).
+        spectrum: its :class:`NeuronSpectrum` (float64).
+        logits: float64 logits on all pairs [p*p, p] in ``all_pairs`` order (hooks of the model apply).
+        accuracy, loss: on all pairs.
+        cache: free space for extensions that want to share intermediate results.
+    """
+
+    model: Any
+    spectrum: NeuronSpectrum
+    logits: Tensor
+    accuracy: float
+    loss: float
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def p(self) -> int:
+        return self.spectrum.p
+
+
+ClaimCheck = Callable[[Any, DiagnosisContext], ClaimResult]
+HtmlSection = Callable[[Any, "Diagnosis", Any], None]
+
+#: Ordered registry: claim name -> check(model, ctx). See the module docstring.
+CLAIM_CHECKS: dict[str, ClaimCheck] = {
+    "single_frequency": lambda model, ctx: single_frequency(ctx.spectrum),
+    "phase_alignment": lambda model, ctx: phase_alignment(ctx.spectrum),
+    "phase_symmetry": lambda model, ctx: phase_symmetry(ctx.spectrum),
+    "frequency_diversification": lambda model, ctx: frequency_diversification(ctx.spectrum),
+    "magnitude_homogeneity": lambda model, ctx: magnitude_homogeneity(ctx.spectrum),
+    "flawed_indicator": lambda model, ctx: flawed_indicator(ctx.logits, ctx.p),
+}
+
+
+def register_claim(name: str, check: ClaimCheck, *, replace: bool = False) -> None:
+    """Add ``check`` to :data:`CLAIM_CHECKS` under ``name`` (at the end of the order)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigError(f"claim names must be identifiers (they are JSON keys), got {name!r}")
+    if name in CLAIM_CHECKS and not replace:
+        raise ConfigError(f"claim {name!r} is already registered; pass replace=True to swap it")
+    CLAIM_CHECKS[name] = check
+
+
+def _activation_name(model) -> str:
+    act = model.activation
+    return act if isinstance(act, str) else getattr(act, "__name__", "custom")
+
+
+def build_context(model) -> DiagnosisContext:
+    """Spectrum and all-pairs logits (float64), accuracy and loss: computed once."""
+    spectrum = neuron_spectrum(model)
+    logits = all_pair_logits(model)
+    acc, loss = accuracy_and_loss(logits, model.cfg.p)
+    return DiagnosisContext(model=model, spectrum=spectrum, logits=logits, accuracy=acc, loss=loss)
+
+
+@dataclass
+class Diagnosis:
+    """All claim checks of one model. Render with ``to_frame``, ``to_markdown``, ``to_json``, ``to_html``."""
+
+    p: int
+    d_mlp: int
+    activation: str
+    accuracy: float
+    loss: float
+    spectrum: NeuronSpectrum
+    claims: dict[str, ClaimResult]
+    source: str | None = None
+    context: DiagnosisContext | None = field(default=None, repr=False)
+
+    @property
+    def model(self):
+        return None if self.context is None else self.context.model
+
+    @property
+    def verdicts(self) -> dict[str, bool]:
+        return {name: bool(r.holds) for name, r in self.claims.items()}
+
+    @property
+    def holds_all(self) -> bool:
+        return all(self.verdicts.values())
+
+    def __getitem__(self, name: str) -> ClaimResult:
+        try:
+            return self.claims[name]
+        except KeyError:
+            raise KeyError(f"no claim {name!r}; claims: {', '.join(self.claims)}") from None
+
+    # ---------------------------------------------------------------------------- rendering
+    def to_frame(self) -> pd.DataFrame:
+        """One row per claim: claim, metric (the key number's name), value, verdict, details."""
+        rows = []
+        for name, r in self.claims.items():
+            details = r.details() if hasattr(r, "details") else ""
+            rows.append({"claim": name, "metric": r.key_metric, "value": r.key_value,
+                         "verdict": "holds" if r.holds else "fails", "details": details})
+        return pd.DataFrame(rows, columns=["claim", "metric", "value", "verdict", "details"])
+
+    def header(self) -> str:
+        src = f"{self.source}: " if self.source else ""
+        return (f"{src}p = {self.p}, d_mlp = {self.d_mlp}, activation {self.activation}, "
+                f"accuracy {self.accuracy:.4f}, loss {self.loss:.4g}")
+
+    def to_markdown(self) -> str:
+        """A Markdown summary: the model line and the claims table."""
+        lines = [f"**{self.header()}**", "", "| claim | metric | value | verdict | details |",
+                 "|---|---|---:|---|---|"]
+        for row in self.to_frame().itertuples(index=False):
+            details = str(row.details).replace("|", "\\|")
+            lines.append(f"| {row.claim} | {row.metric} | {format_value(row.value)} | **{row.verdict}** | "
+                         f"{details} |")
+        return "\n".join(lines) + "\n"
+
+    def to_text(self, details: bool = False) -> str:
+        """The short plain-text table printed by ``modadd diagnose``."""
+        df = self.to_frame()
+        w = max(len("claim"), *(len(c) for c in df["claim"]))
+        wm = max(len("metric"), *(len(m) for m in df["metric"]))
+        lines = [self.header(), "", f"{'claim':<{w}}  {'metric':<{wm}}  {'value':>9}  verdict"]
+        for row in df.itertuples(index=False):
+            lines.append(f"{row.claim:<{w}}  {row.metric:<{wm}}  {format_value(row.value):>9}  {row.verdict}")
+            if details and row.details:
+                lines.append(f"{'':<{w}}    {row.details}")
+        return "\n".join(lines)
+
+    def neurons_dict(self) -> dict[str, list]:
+        df = self.spectrum.to_frame()
+        return {k: to_jsonable(df[k].to_numpy()) for k in NEURON_KEYS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of the module docstring, as plain Python values."""
+        return {
+            "p": self.p,
+            "d_mlp": self.d_mlp,
+            "activation": self.activation,
+            "accuracy": to_jsonable(self.accuracy),
+            "loss": to_jsonable(self.loss),
+            "source": self.source,
+            "holds_all": self.holds_all,
+            "neurons": self.neurons_dict(),
+            "claims": {name: r.to_dict() for name, r in self.claims.items()},
+        }
+
+    def to_json(self, path: str | os.PathLike | None = None, indent: int | None = 1) -> str:
+        """The JSON text; also written atomically to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        if path is not None:
+            atomic_write_text(path, text + "\n")
+        return text
+
+    def to_html(self, path: str | os.PathLike | None = None, title: str | None = None):
+        """A self-contained offline HTML page (plotly.js inlined) built from :data:`HTML_SECTIONS`.
+
+        Returns the :class:`~mechinterp_modadd.report.HtmlReport`; writes it when ``path`` is given.
+        """
+        from .report import HtmlReport
+
+        if self.context is None:
+            raise ConfigError("this Diagnosis has no model attached (context is None); run diagnose(model)")
+        page = HtmlReport(title or f"Diagnosis of {self.source or 'a model'}")
+        for section in HTML_SECTIONS:
+            section(page, self, self.model)
+        if path is not None:
+            page.save(Path(path))
+        return page
+
+
+def format_value(v: Any) -> str:
+    """Numbers for tables: 3 decimals in [0.001, 1e4), else 3 significant digits."""
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.3f}" if v == 0 or 1e-3 <= abs(v) < 1e4 else f"{v:.3g}"
+    return str(v)
+
+
+def diagnose(model, *, claims: Sequence[str] | None = None, source: str | os.PathLike | None = None) -> Diagnosis:
+    """Run the claim checks of :data:`CLAIM_CHECKS` (all, or the named ones) on ``model``.
+
+    The spectrum and the all-pairs logits are computed once (:func:`build_context`) and shared.
+    ``source`` (e.g. the checkpoint path) is recorded in the output.
+    """
+    names = list(CLAIM_CHECKS) if claims is None else list(claims)
+    unknown = [n for n in names if n not in CLAIM_CHECKS]
+    if unknown:
+        raise ConfigError(f"unknown claims {unknown}; registered: {', '.join(CLAIM_CHECKS)}")
+    with torch.no_grad():
+        ctx = build_context(model)
+        results = {n: CLAIM_CHECKS[n](model, ctx) for n in names}
+    return Diagnosis(p=ctx.p, d_mlp=ctx.spectrum.d_mlp, activation=_activation_name(model),
+                     accuracy=ctx.accuracy, loss=ctx.loss, spectrum=ctx.spectrum, claims=results,
+                     source=None if source is None else str(source), context=ctx)
+
+
+# ------------------------------------------------------------------------------ HTML sections
+def _section_summary(page, diagnosis: Diagnosis, model) -> None:
+    import html
+
+    page.text(diagnosis.header())
+    df = diagnosis.to_frame()
+    rows = []
+    for r in df.itertuples(index=False):
+        cls = "holds" if r.verdict == "holds" else "fails"
+        rows.append(f"<tr><td>{html.escape(r.claim)}</td><td>{html.escape(r.metric)}</td>"
+                    f"<td>{html.escape(format_value(r.value))}</td><td class='{cls}'>{r.verdict}</td>"
+                    f"<td style='text-align:left'>{html.escape(str(r.details))}</td></tr>")
+    page.heading("Claims")
+    page.raw("<table class='dataframe'><thead><tr><th>claim</th><th>metric</th><th>value</th><th>verdict</th>"
+             "<th>details</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+    page.text("Each verdict compares the numbers with a documented threshold (see the result classes in "
+              "mechinterp_modadd.analysis). The JSON output holds every number.", cls="note")
+
+
+def _section_spectrum(page, diagnosis: Diagnosis, model) -> None:
+    from .plots import spectrum as sp
+
+    page.heading("Fourier spectrum of the neurons")
+    page.figure(sp.frequency_counts(diagnosis.spectrum, diagnosis.claims.get("frequency_diversification")),
+                "Neurons per dominant frequency k* (bars) and each frequency's share of the total vote weight.")
+    page.figure(sp.dft_heatmaps(model, diagnosis.spectrum),
+                "|Fourier coefficient| of theta_m (W_in) and xi_m (W_out) for a sample of neurons sorted by k*: "
+                "one bright pair of columns per neuron means a single-frequency feature (ReLU adds faint harmonics).")
+    page.figure(sp.cosine_fits(model, diagnosis.spectrum),
+                "A few neurons' input weights theta_m[j] (dots) against their fit alpha cos(w_k* j + phi) plus DC.")
+
+
+def _section_phases(page, diagnosis: Diagnosis, model) -> None:
+    from .plots import spectrum as sp
+
+    page.heading("Phases")
+    page.figure(sp.phase_alignment_scatter(diagnosis.spectrum),
+                "Output phase psi against 2 phi (wrapped) at k*: aligned neurons lie on the diagonal.")
+    page.figure(sp.phase_circles(diagnosis.spectrum),
+                "Phases iota * phi on circles of radius k (one ring per frequency group): symmetry means each ring "
+                "is covered evenly for every iota.")
+    sym = diagnosis.claims.get("phase_symmetry")
+    if sym is not None:
+        page.figure(sp.phase_moment_bars(sym),
+                    "Per-frequency moments |mean exp(i iota phi)| against the random-phase baseline "
+                    "sqrt(pi)/(2 sqrt n).")
+
+
+def _section_magnitudes(page, diagnosis: Diagnosis, model) -> None:
+    from .plots import spectrum as sp
+
+    page.heading("Magnitudes")
+    page.figure(sp.magnitude_histograms(diagnosis.spectrum),
+                "Distributions of alpha, beta and the vote weight alpha^2 beta at k*.")
+
+
+def _section_logits(page, diagnosis: Diagnosis, model) -> None:
+    from .plots import spectrum as sp
+
+    ctx = diagnosis.context
+    page.heading("Logits and the flawed indicator")
+    x = min(3, diagnosis.p - 1)
+    page.figure(sp.logit_heatmap(ctx.logits, diagnosis.p, x=x),
+                f"Centred logits for x = {x} and every y (rows) over classes j (columns). Circles: the correct "
+                f"class x + y; crosses: the ghosts 2x and 2y.")
+
+
+#: Ordered HTML sections (see the module docstring).
+HTML_SECTIONS: list[HtmlSection] = [_section_summary, _section_spectrum, _section_phases, _section_magnitudes,
+                                    _section_logits]
+
+
+# ------------------------------------------------------------ majority vote by intervention (issue 4)
+def _section_ablation(page, diagnosis: Diagnosis, model) -> None:
+    from .plots.ablation import diagnosis_section
+
+    diagnosis_section(page, diagnosis, model)
+
+
+from .analysis.majority import diagnosis_check as _majority_vote_check  # noqa: E402
+
+register_claim("majority_vote", _majority_vote_check)
+HTML_SECTIONS.append(_section_ablation)

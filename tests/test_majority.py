@@ -1,0 +1,256 @@
+"""Majority-vote experiments, the ``majority_vote`` claim (both ways), figures and ``modadd ablate``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from helpers import DATA, load_reference
+
+from mechinterp_modadd.analysis.idealised import idealised_network
+from mechinterp_modadd.analysis.majority import (
+    HALF_ACCURACY_MIN,
+    SWAP_ACTIVATIONS,
+    MajorityVoteResult,
+    activation_swap,
+    frequency_group_ablation,
+    majority_vote,
+    noise_scaling,
+    phase_biased_ablation,
+    random_ablation,
+    run_ablation_suite,
+    vote_split,
+)
+from mechinterp_modadd.checkpoint import load_checkpoint
+from mechinterp_modadd.cli import main
+from mechinterp_modadd.errors import InputError
+from mechinterp_modadd.model import ModAddMLP
+
+SHIPPED = DATA / "standard_p23" / "checkpoints" / "step_005000.safetensors"
+JSON_KEYS = {"random", "drop_group", "keep_group", "phase_biased", "activation_swap", "noise_scaling"}
+
+
+# ------------------------------------------------------------ experiments on a small model
+def test_random_ablation_small_model(small_model):
+    r = random_ablation(small_model, draws=4, seed=0)
+    df = r.to_frame()
+    assert len(df) == 6 * 4 and set(df["n_kept"]) == {128, 96, 64, 32, 13, 6}
+    s = r.summary()
+    assert s["accuracy_mean"].iloc[0] == 1.0 and s["accuracy_min"].iloc[0] == 1.0
+    # fewer voters, worse vote: accuracy and margin fall from keep 1 to keep 0.05
+    assert s["accuracy_mean"].iloc[-1] < 0.3 < s["accuracy_mean"].iloc[2]
+    assert s["margin_mean"].iloc[:4].is_monotonic_decreasing and s["margin_mean"].iloc[-1] < 0
+    # seeded: same seed same numbers, another seed other draws
+    assert random_ablation(small_model, draws=4, seed=0).to_frame().equals(df)
+    assert not np.allclose(random_ablation(small_model, draws=4, seed=1).to_frame()["accuracy"], df["accuracy"])
+    j = r.to_json()
+    assert set(j[0]) == {"keep", "accuracy_mean", "accuracy_min", "accuracy_max", "margin_mean"}
+    with pytest.raises(InputError):
+        random_ablation(small_model, keep=(0.0,))
+
+
+def test_frequency_groups_small_model(small_model):
+    r = frequency_group_ablation(small_model)
+    df = r.to_frame()
+    assert list(df["k"]) == list(range(1, 7)) and df["n"].sum() == 128
+    assert r.min_drop_accuracy >= 0.99  # any one group can go
+    assert r.max_keep_accuracy <= 0.6  # no group does it alone
+    assert set(r.to_json()) == {"drop_group", "keep_group"}
+
+
+def test_phase_biased_small_model(small_model):
+    r = phase_biased_ablation(small_model, draws=8, seed=0)
+    df = r.to_frame()
+    assert list(df["order"]) == [1, 2, 3, 4]
+    assert (df["n_kept"] - 64).abs().max() <= 3  # about half of the 128 neurons
+    assert r.difference(2) > 0.3 and r.difference(1) > 0.1  # ReLU needs both orders
+    assert abs(r.difference(4)) < 0.05
+    assert phase_biased_ablation(small_model, draws=8, seed=0).to_frame().equals(df)
+    assert set(r.to_json()[0]) == {"order", "accuracy", "matched_random_accuracy"}
+
+
+def test_activation_swap_small_model(small_model):
+    before = small_model.activation
+    r = activation_swap(small_model)
+    assert small_model.activation == before == "relu"
+    assert list(r.to_frame()["activation"]) == list(SWAP_ACTIVATIONS)
+    for name in ("relu", "abs", "quad", "quartic"):
+        assert r.accuracy(name) == 1.0
+    assert r.accuracy("identity") < 0.15 and r.accuracy("cube") < 0.15
+    assert set(r.to_json()) == set(SWAP_ACTIVATIONS)
+
+
+def test_noise_scaling_small_model(small_model):
+    r = noise_scaling(small_model, draws=4)
+    assert 0.85 < r.signal_exponent < 1.1
+    assert r.noise_exponent < 0.5  # symmetric phases: noise grows slower than a random walk
+    assert set(r.to_json()) == {"signal_exponent", "noise_exponent"}
+    assert (r.to_frame()["residual"] >= 0).all()
+
+
+# ------------------------------------------------------------ idealised scaling and exact cancellation
+def test_noise_scaling_random_phases_idealised():
+    m = idealised_network(11, 64, phases="random", seed=0)
+    r = noise_scaling(m, sizes=[1, 2, 4, 8, 16, 32, 64], draws=20, seed=0)
+    assert r.noise_exponent == pytest.approx(0.5, abs=0.1)
+    assert r.signal_exponent == pytest.approx(1.0, abs=1e-9)  # Quad, psi = 2 phi: the signal adds exactly
+
+
+@pytest.mark.parametrize("n", [3, 5, 6, 7, 8, 12])
+def test_equal_phases_cancel_noise_exactly(n):
+    m = idealised_network(13, n)  # equally spaced phases, all K = 6 frequencies
+    keep = torch.ones(1, m.cfg.d_mlp, dtype=torch.bool)
+    split = vote_split(m, keep)
+    assert split.ks == list(range(1, 7))
+    assert split.residual.max().item() < 1e-9
+    # the coherent part is n times one neuron's: for alpha = beta = 1, Quad, its RMS over p^3 entries
+    # is n * sqrt((1/2)^2 + 2 (1/4)^2) / sqrt(2) (peak 1/2, ghosts 1/4 each, cosine mean square 1/2)
+    expected = n * math.sqrt(0.25 + 2 * 0.0625) / math.sqrt(2)
+    assert torch.allclose(split.coherent, torch.full_like(split.coherent, expected), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_equal_phases_do_not_cancel_for_1_2_4(n):
+    m = idealised_network(13, n)
+    split = vote_split(m, torch.ones(1, m.cfg.d_mlp, dtype=torch.bool))
+    assert split.residual.min().item() > 0.1 * split.coherent.min().item()
+
+
+# ------------------------------------------------------------ the claim, both ways
+def test_majority_vote_holds_on_shipped_run():
+    model = load_checkpoint(SHIPPED).model
+    c = majority_vote(model, draws=6)
+    assert isinstance(c, MajorityVoteResult) and c.claim == "majority_vote"
+    assert c.holds, c.reasons
+    assert c.half_accuracy >= HALF_ACCURACY_MIN and c.reasons == []
+    d = c.to_dict()
+    assert d["holds"] is True and "phase_drops" in d and json.dumps(d)
+    assert "holds" in c.summary()
+
+
+def test_majority_vote_fails_untrained(small_model):
+    c = majority_vote(ModAddMLP(small_model.cfg, seed=0))
+    assert not c.holds
+    assert any("no working vote" in r for r in c.reasons)
+
+
+def test_majority_vote_fails_when_one_group_suffices():
+    # one frequency only, many neurons: the single group alone is the whole (working) network
+    m = idealised_network(13, 32, freqs=[3])
+    c = majority_vote(m, draws=4)
+    assert c.best_single_group == 3 and c.best_single_group_accuracy > 0.99
+    assert not c.holds
+    assert any("alone" in r for r in c.reasons)
+
+
+def test_majority_vote_fails_with_odd_activation():
+    model = load_checkpoint(SHIPPED, activation="identity").model
+    c = majority_vote(model, draws=4)
+    assert not c.holds and c.full_accuracy < 0.1
+
+
+def test_diagnosis_registers_majority_vote():
+    from mechinterp_modadd import diagnose as dg
+
+    assert "majority_vote" in dg.CLAIM_CHECKS
+    model = load_checkpoint(SHIPPED).model
+    d = dg.diagnose(model, claims=["majority_vote"])
+    assert d["majority_vote"].holds
+    assert any(getattr(s, "__name__", "") == "_section_ablation" for s in dg.HTML_SECTIONS)
+
+
+# ------------------------------------------------------------ reference checkpoints (skip when absent)
+@pytest.fixture(scope="module")
+def relu_suite():
+    return run_ablation_suite(load_reference("standard_relu_p23"), seed=0)
+
+
+def test_reference_standard_relu(relu_suite):
+    s = relu_suite
+    assert s.random.accuracy_at(0.5) >= 0.99
+    assert s.groups.min_drop_accuracy >= 0.99
+    assert s.groups.max_keep_accuracy <= 0.6
+    assert s.phase_biased.difference(2) >= 0.3
+    assert s.phase_biased.difference(1) >= 0.1
+    # the paper's numbers: iota = 1 about 0.81, iota = 2 about 0.41, matched random about 0.997
+    pb = s.phase_biased.to_frame().set_index("order")
+    assert pb.loc[1, "accuracy"] == pytest.approx(0.81, abs=0.03)
+    assert pb.loc[2, "accuracy"] == pytest.approx(0.41, abs=0.03)
+    assert (pb["matched_random_accuracy"] > 0.99).all()
+    # the activation swap table (SCIENCE.md 3.7): even ones 1.0, identity 4.1 %, x^3 3.6 %
+    sw = s.activation_swap
+    for name in ("abs", "quad", "quartic", "softplus2", "exp", "relu"):
+        assert sw.accuracy(name) == 1.0
+    assert sw.accuracy("identity") == pytest.approx(0.041, abs=0.005)
+    assert sw.accuracy("cube") == pytest.approx(0.036, abs=0.005)
+    assert sw.accuracy("identity") < 0.1 and sw.accuracy("cube") < 0.1
+    assert s.claim.holds, s.claim.reasons
+    assert set(s.to_json()) == JSON_KEYS
+
+
+def test_reference_quad_single_freq():
+    r = phase_biased_ablation(load_reference("quad_single_freq_p23"), draws=20, seed=0)
+    assert r.difference(2) >= 0.15  # x^2 needs the order-2 symmetry ...
+    assert abs(r.difference(1)) < 0.05 and abs(r.difference(3)) < 0.05  # ... and has no odd part
+
+
+def test_reference_quad_random_fails_with_reason():
+    model = load_reference("quad_random_p23")
+    c = majority_vote(model)
+    assert not c.holds
+    assert c.full_accuracy == 1.0 and c.half_accuracy < 0.5
+    assert c.top_vote_share > 0.9  # a few huge neurons carry the function
+    assert any("random 50%" in r and f"{c.half_accuracy:.3f}" in r for r in c.reasons)
+
+
+# ------------------------------------------------------------ figures, JSON, CLI
+def test_figures_and_html_section(small_model):
+    import plotly.graph_objects as go
+
+    from mechinterp_modadd.plots import ablation as pa
+    from mechinterp_modadd.report import HtmlReport
+
+    suite = run_ablation_suite(small_model, draws=3, phase_draws=3, noise_draws=3)
+    figs = pa.suite_figures(suite, p=small_model.cfg.p)
+    assert len(figs) == 5 and all(isinstance(f, go.Figure) and cap for f, cap in figs)
+    assert len(pa.noise_scaling_figure(suite.noise_scaling).data) == 4
+    page = HtmlReport("t")
+    pa.add_ablation_section(page, suite, p=small_model.cfg.p)
+    assert page.n_figures == 5 and "Majority vote by intervention" in page.render()
+
+
+def test_cli_ablate_json(tmp_path, capsys):
+    out = tmp_path / "ablate.json"
+    assert main(["ablate", str(SHIPPED), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "majority_vote: holds" in text
+    data = json.loads(out.read_text())
+    assert set(data) == JSON_KEYS
+    assert set(data["random"][0]) == {"keep", "accuracy_mean", "accuracy_min", "accuracy_max", "margin_mean"}
+    assert [r["keep"] for r in data["random"]] == [1.0, 0.75, 0.5, 0.25, 0.1, 0.05]
+    assert set(data["drop_group"][0]) == {"k", "accuracy"} and len(data["keep_group"]) == 11
+    assert set(data["phase_biased"][0]) == {"order", "accuracy", "matched_random_accuracy"}
+    assert set(data["activation_swap"]) == set(SWAP_ACTIVATIONS)
+    assert set(data["noise_scaling"]) == {"signal_exponent", "noise_exponent"}
+
+
+def test_cli_ablate_missing_file(tmp_path, capsys):
+    assert main(["ablate", str(tmp_path / "nope.safetensors")]) == 2
+    assert "modadd ablate: error" in capsys.readouterr().err
+
+
+def test_matched_random_subsets_keep_group_counts():
+    from mechinterp_modadd.analysis.majority import _random_within_groups
+
+    g = torch.Generator().manual_seed(0)
+    group = torch.tensor([2, 0, 1, 2, 2, 0, 1, 2, 0, 0])
+    n_keep = torch.tensor([2, 0, 3])
+    masks = _random_within_groups(50, group, n_keep, g)
+    for c in range(3):
+        assert torch.all(masks[:, group == c].sum(1) == n_keep[c])
+    # uniform inside a group: every member of group 0 is drawn sometimes, never always
+    freq = masks[:, group == 0].double().mean(0)
+    assert torch.all((freq > 0.2) & (freq < 0.8))
