@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Modules of ``mechinterp_modadd.commands`` whose sub-commands register on import (one a file,
 #: so that each command's options live beside its code).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["diagnose", "ablate", "track"]
 
 
 def _load_plugins() -> None:
@@ -111,4 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as a script, this module is "__main__"; the command modules register into the
+    # importable mechinterp_modadd.cli, so dispatch through that one
+    from mechinterp_modadd.cli import main as _main
+
+    sys.exit(_main())

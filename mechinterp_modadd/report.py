@@ -67,8 +67,10 @@ class HtmlReport:
         return self
 
     def table(self, df: pd.DataFrame, float_format: str = "{:.4g}", index: bool = False) -> HtmlReport:
-        fmt = {c: (lambda v, f=float_format: f.format(v) if isinstance(v, float) else v)
-               for c in df.columns}
+        def fmt_one(v, f=float_format):
+            return f.format(v) if isinstance(v, float) else str(v)
+
+        fmt = {c: fmt_one for c in df.columns}
         self._parts.append(df.to_html(index=index, formatters=fmt, border=0, escape=True))
         return self
 

@@ -152,3 +152,14 @@ def test_reference_standard_relu_loads_and_is_perfect():
         acc = (ck.model(P).argmax(-1) == labels(P, 23)).float().mean()
     assert float(acc) == 1.0
     assert ck.model.cfg.d_mlp == 512 and ck.step == 10000
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    import os
+
+    from mechinterp_modadd.checkpoint import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "a.txt", "hello")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -1,0 +1,180 @@
+"""``modadd track RUN [--activation NAME] [--json FILE] [--html FILE]``.
+
+Follows a training run through its checkpoints: the progress measures of the grokking analysis
+at every checkpoint, the two stage boundaries, and (when step 0 is present) the lottery table of
+winner predictors. Works on our run folders and on the paper authors' folders (which need
+``--activation``).
+
+JSON contract (other tools read it; keep these names): ``steps`` and, as lists aligned with it,
+``train_accuracy``, ``test_accuracy``, ``train_loss``, ``test_loss``, ``mean_abs_sin_d``, ``ipr``,
+``param_norm``, ``test_mirrored_accuracy``, ``test_unseen_accuracy``,
+``train_both_orders_accuracy``, ``train_one_order_accuracy`` (partition lists, and the test
+lists, are null when the run holds out no test pairs); ``stages`` = [end of stage I, end of stage
+II] (null where not reached); ``lottery`` (null without step 0) with the success rates
+``argmin_abs_d0``, ``argmax_alpha0``, ``argmax_alpha_beta_cos_d0``, ``flow`` and ``chance``.
+Extra keys (``run``, ``source_format``, ``final_step``, ``stage_rule``, ``partition_counts``)
+may be added; none of the above is ever renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..cli import command
+
+_LIST_KEYS = ["train_accuracy", "test_accuracy", "train_loss", "test_loss", "mean_abs_sin_d", "ipr", "param_norm",
+              "test_mirrored_accuracy", "test_unseen_accuracy", "train_both_orders_accuracy",
+              "train_one_order_accuracy"]
+_TEST_KEYS = {"test_accuracy", "test_loss", "test_mirrored_accuracy", "test_unseen_accuracy",
+              "train_both_orders_accuracy", "train_one_order_accuracy"}
+
+
+def _num(v: Any) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def track_json(series: Any, measures: Any, stages: Any, lottery: Any) -> dict[str, Any]:
+    """The JSON document of the contract above."""
+    doc: dict[str, Any] = {"run": str(series.path), "source_format": series.source_format,
+                           "final_step": series.final_step,
+                           "steps": [int(s) for s in measures.index]}
+    for k in _LIST_KEYS:
+        if k in _TEST_KEYS and not series.has_test:
+            doc[k] = None
+        else:
+            doc[k] = [_num(v) for v in measures[k]]
+    doc["stages"] = [stages.end_stage1, stages.end_stage2]
+    doc["stage_rule"] = (f"end of stage I: first checkpoint with train accuracy >= {stages.train_threshold}; "
+                         f"end of stage II: first later checkpoint with test accuracy >= {stages.test_threshold}")
+    doc["lottery"] = None if lottery is None else {k: _num(v) for k, v in lottery.rates().items()}
+    if series.has_test:
+        from ..data import mirror_partitions
+
+        doc["partition_counts"] = mirror_partitions(series.split).counts()
+    return doc
+
+
+def _configure(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("run", metavar="RUN", help="run folder (ours: checkpoints/step_*.safetensors; or the "
+                                               "authors': N.pth files)")
+    ap.add_argument("--activation", default=None,
+                    help="activation (required for the authors' folders, which do not record it)")
+    ap.add_argument("--json", default=None, metavar="FILE", help="write the progress table, stages and lottery "
+                                                                 "as JSON")
+    ap.add_argument("--html", default=None, metavar="FILE", help="write a self-contained HTML report with figures")
+    ap.add_argument("--neuron", type=int, default=None,
+                    help="neuron for the race figure (default: the one with the largest final alpha at k*)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _print_table(measures: Any, has_test: bool) -> None:
+    cols = ["train_loss", "train_accuracy"] + (["test_loss", "test_accuracy"] if has_test else []) + \
+        ["mean_abs_sin_d", "ipr", "param_norm"]
+    if has_test:
+        cols += ["test_mirrored_accuracy", "test_unseen_accuracy", "train_both_orders_accuracy",
+                 "train_one_order_accuracy"]
+    short = {"train_loss": "tr_loss", "train_accuracy": "tr_acc", "test_loss": "te_loss", "test_accuracy": "te_acc",
+             "mean_abs_sin_d": "|sin d|", "ipr": "ipr", "param_norm": "norm",
+             "test_mirrored_accuracy": "te_mirr", "test_unseen_accuracy": "te_unseen",
+             "train_both_orders_accuracy": "tr_both", "train_one_order_accuracy": "tr_one"}
+    df = measures[cols].rename(columns=short)
+    print(df.to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+@command("track", "follow a training run through its checkpoints: progress measures, grokking stages, "
+                  "lottery predictors")(_configure)
+def _run(args: argparse.Namespace) -> int:
+    import time
+
+    from ..analysis.grokking import grokking_stages, progress_measures
+    from ..analysis.lottery import lottery_from_series
+    from ..series import load_run
+
+    t0 = time.perf_counter()
+    series = load_run(args.run, activation=args.activation, cache_size=4)
+    print(series.describe())
+    measures = progress_measures(series, progress=not args.quiet)
+    stages = grokking_stages(measures)
+    lottery = lottery_from_series(series) if series.has_step0 else None
+
+    print()
+    _print_table(measures, series.has_test)
+    print()
+    print(f"stages: end of stage I = {stages.end_stage1}, end of stage II = {stages.end_stage2} "
+          f"(rule: train accuracy >= {stages.train_threshold}, then test accuracy >= {stages.test_threshold})")
+    if series.has_test:
+        print(f"final test accuracy {stages.final_test_accuracy:.4f}")
+    if lottery is None:
+        print("lottery: step 0 not in the run; predictors skipped")
+    else:
+        print(f"\nlottery ticket: winner predictors from step-0 weights vs the dominant frequency at step "
+              f"{lottery.final_step} ({lottery.n_neurons} neurons, K = {lottery.K})")
+        print(lottery.to_frame().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.json:
+        from ..checkpoint import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(track_json(series, measures, stages, lottery), indent=1))
+        print(f"JSON written to {args.json}")
+    if args.html:
+        _write_html(args.html, series, measures, stages, lottery, args.neuron)
+        print(f"HTML written to {args.html}")
+    print(f"({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _write_html(path: str, series: Any, measures: Any, stages: Any, lottery: Any, neuron: int | None) -> None:
+    from ..analysis.lottery import frequency_race
+    from ..analysis.ode import integrate_flow, lottery_contour, take_off_time
+    from ..data import mirror_partitions
+    from ..errors import InputError
+    from ..plots import dynamics as dp
+    from ..report import HtmlReport
+
+    page = HtmlReport(f"modadd track: {Path(series.path).name}")
+    page.text(series.describe())
+    page.heading("Progress measures")
+    page.text("All measures are recomputed from the weights in float64 (stored metrics are not used).",
+              cls="note")
+    table = measures.reset_index()
+    table["step"] = table["step"].astype(str)  # HtmlReport.table formats floats only
+    page.table(table)
+    page.heading("Grokking stages")
+    page.text(f"End of stage I = {stages.end_stage1}, end of stage II = {stages.end_stage2}. Rule: the first "
+              f"checkpoint with train accuracy >= {stages.train_threshold}, then the first later checkpoint with "
+              f"test accuracy >= {stages.test_threshold}.")
+    counts = mirror_partitions(series.split).counts() if series.has_test else None
+    for fig in dp.grokking_figures(measures, stages.boundaries, counts):
+        page.figure(fig)
+    snap = [s for s in [series.first_step, stages.end_stage1, stages.end_stage2] if s is not None]
+    snap = list(dict.fromkeys(snap))
+    if series.last_step not in snap and len(snap) < 3:
+        snap.append(series.last_step)
+    final_spectrum = series.spectrum(series.last_step)
+    page.figure(dp.dft_snapshots_figure({s: series.spectrum(s) for s in snap}, order_by=final_spectrum),
+                caption="Fourier energy of W_in per neuron at the first checkpoint and at the stage boundaries.")
+    page.heading("Lottery ticket")
+    final = series.spectrum(series.last_step)
+    if neuron is None:
+        neuron = int(final.alpha_star.argmax())
+    if not 0 <= neuron < final.d_mlp:
+        raise InputError(f"--neuron {neuron} out of range [0, {final.d_mlp})")
+    page.figure(dp.race_figure(frequency_race(series, neuron)))
+    if lottery is not None:
+        page.table(lottery.to_frame())
+    else:
+        page.text("Step 0 is not in this run: the predictors need the initial weights.", cls="note")
+    p = series.p
+    page.heading("Decoupled flow (Quad, SCIENCE.md section 4)")
+    m0 = 0.015
+    t_end = float(take_off_time(m0, 0.0, m0 / 2, -2.5, p, factor=20.0)) * 1.02
+    traj = integrate_flow(m0, 0.0, m0 / 2, -2.5, p, t_end, cap=20 * m0)
+    page.figure(dp.trajectory_figure(traj, ()), caption="One (neuron, frequency) flow from D(0) = 2.5 rad.")
+    page.figure(dp.lottery_contour_figure(lottery_contour(p)),
+                caption="Final beta over initial magnitude and initial D: winners at large magnitude and "
+                        "small |D|, nothing near D = pi.")
+    page.save(path)
