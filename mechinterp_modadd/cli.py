@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Modules of ``mechinterp_modadd.commands`` whose sub-commands register on import (one a file,
 #: so that each command's options live beside its code).
-COMMAND_MODULES: list[str] = ["diagnose", "ablate", "track"]
+COMMAND_MODULES: list[str] = ["diagnose", "ablate", "track", "report"]
 
 
 def _load_plugins() -> None:

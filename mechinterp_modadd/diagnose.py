@@ -239,16 +239,18 @@ class Diagnosis:
             atomic_write_text(path, text + "\n")
         return text
 
-    def to_html(self, path: str | os.PathLike | None = None, title: str | None = None):
+    def to_html(self, path: str | os.PathLike | None = None, title: str | None = None, page=None):
         """A self-contained offline HTML page (plotly.js inlined) built from :data:`HTML_SECTIONS`.
 
         Returns the :class:`~mechinterp_modadd.report.HtmlReport`; writes it when ``path`` is given.
+        With ``page``, the sections are appended to that existing report instead of a new one.
         """
         from .report import HtmlReport
 
         if self.context is None:
             raise ConfigError("this Diagnosis has no model attached (context is None); run diagnose(model)")
-        page = HtmlReport(title or f"Diagnosis of {self.source or 'a model'}")
+        if page is None:
+            page = HtmlReport(title or f"Diagnosis of {self.source or 'a model'}")
         for section in HTML_SECTIONS:
             section(page, self, self.model)
         if path is not None:

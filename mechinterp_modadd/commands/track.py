@@ -128,53 +128,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _write_html(path: str, series: Any, measures: Any, stages: Any, lottery: Any, neuron: int | None) -> None:
-    from ..analysis.lottery import frequency_race
-    from ..analysis.ode import integrate_flow, lottery_contour, take_off_time
-    from ..data import mirror_partitions
-    from ..errors import InputError
-    from ..plots import dynamics as dp
+    from ..plots.dynamics import add_dynamics_sections
     from ..report import HtmlReport
 
     page = HtmlReport(f"modadd track: {Path(series.path).name}")
     page.text(series.describe())
-    page.heading("Progress measures")
-    page.text("All measures are recomputed from the weights in float64 (stored metrics are not used).",
-              cls="note")
-    table = measures.reset_index()
-    table["step"] = table["step"].astype(str)  # HtmlReport.table formats floats only
-    page.table(table)
-    page.heading("Grokking stages")
-    page.text(f"End of stage I = {stages.end_stage1}, end of stage II = {stages.end_stage2}. Rule: the first "
-              f"checkpoint with train accuracy >= {stages.train_threshold}, then the first later checkpoint with "
-              f"test accuracy >= {stages.test_threshold}.")
-    counts = mirror_partitions(series.split).counts() if series.has_test else None
-    for fig in dp.grokking_figures(measures, stages.boundaries, counts):
-        page.figure(fig)
-    snap = [s for s in [series.first_step, stages.end_stage1, stages.end_stage2] if s is not None]
-    snap = list(dict.fromkeys(snap))
-    if series.last_step not in snap and len(snap) < 3:
-        snap.append(series.last_step)
-    final_spectrum = series.spectrum(series.last_step)
-    page.figure(dp.dft_snapshots_figure({s: series.spectrum(s) for s in snap}, order_by=final_spectrum),
-                caption="Fourier energy of W_in per neuron at the first checkpoint and at the stage boundaries.")
-    page.heading("Lottery ticket")
-    final = series.spectrum(series.last_step)
-    if neuron is None:
-        neuron = int(final.alpha_star.argmax())
-    if not 0 <= neuron < final.d_mlp:
-        raise InputError(f"--neuron {neuron} out of range [0, {final.d_mlp})")
-    page.figure(dp.race_figure(frequency_race(series, neuron)))
-    if lottery is not None:
-        page.table(lottery.to_frame())
-    else:
-        page.text("Step 0 is not in this run: the predictors need the initial weights.", cls="note")
-    p = series.p
-    page.heading("Decoupled flow (Quad, SCIENCE.md section 4)")
-    m0 = 0.015
-    t_end = float(take_off_time(m0, 0.0, m0 / 2, -2.5, p, factor=20.0)) * 1.02
-    traj = integrate_flow(m0, 0.0, m0 / 2, -2.5, p, t_end, cap=20 * m0)
-    page.figure(dp.trajectory_figure(traj, ()), caption="One (neuron, frequency) flow from D(0) = 2.5 rad.")
-    page.figure(dp.lottery_contour_figure(lottery_contour(p)),
-                caption="Final beta over initial magnitude and initial D: winners at large magnitude and "
-                        "small |D|, nothing near D = pi.")
+    add_dynamics_sections(page, series, measures, stages, lottery, neuron)
     page.save(path)

@@ -18,7 +18,7 @@ from ..fourier import NeuronSpectrum
 
 __all__ = ["race_figure", "lottery_contour_figure", "trajectory_figure", "stage_shading", "loss_figure",
            "accuracy_figure", "sin_d_figure", "ipr_norm_figure", "partition_figure", "grokking_figures",
-           "dft_snapshots_figure"]
+           "dft_snapshots_figure", "add_dynamics_sections"]
 
 _STAGE_COLOURS = ("rgba(31,119,180,0.10)", "rgba(255,127,14,0.12)", "rgba(44,160,44,0.10)")
 _GREY = "rgba(140,140,140,0.55)"
@@ -201,3 +201,54 @@ def dft_snapshots_figure(spectra: dict[int, NeuronSpectrum], order_by: NeuronSpe
     fig.update_yaxes(title_text="neuron (sorted by final k*)", row=1, col=1)
     fig.update_layout(title=title or "W_in in the Fourier basis", height=520, template="plotly_white")
     return fig
+
+
+# ------------------------------------------------------------------------ page sections
+def add_dynamics_sections(page: Any, series: Any, measures: pd.DataFrame, stages: Any, lottery: Any,
+                          neuron: int | None = None) -> None:
+    """Append the training-dynamics sections to an :class:`~mechinterp_modadd.report.HtmlReport`:
+    the progress table, the grokking stages and their figures, DFT snapshots, the frequency race of
+    one neuron (default: the largest final neuron), the lottery table, and the decoupled flow."""
+    from ..analysis.lottery import frequency_race
+    from ..analysis.ode import integrate_flow, lottery_contour, take_off_time
+    from ..data import mirror_partitions
+    from ..errors import InputError
+
+    page.heading("Progress measures")
+    page.text("All measures are recomputed from the weights in float64 (stored metrics are not used).",
+              cls="note")
+    page.table(measures.reset_index())
+    page.heading("Grokking stages")
+    page.text(f"End of stage I = {stages.end_stage1}, end of stage II = {stages.end_stage2}. Rule: the first "
+              f"checkpoint with train accuracy >= {stages.train_threshold}, then the first later checkpoint with "
+              f"test accuracy >= {stages.test_threshold}.")
+    counts = mirror_partitions(series.split).counts() if series.has_test else None
+    for fig in grokking_figures(measures, stages.boundaries, counts):
+        page.figure(fig)
+    snap = [s for s in [series.first_step, stages.end_stage1, stages.end_stage2] if s is not None]
+    snap = list(dict.fromkeys(snap))
+    if series.last_step not in snap and len(snap) < 3:
+        snap.append(series.last_step)
+    final_spectrum = series.spectrum(series.last_step)
+    page.figure(dft_snapshots_figure({s: series.spectrum(s) for s in snap}, order_by=final_spectrum),
+                caption="Fourier energy of W_in per neuron at the first checkpoint and at the stage boundaries.")
+    page.heading("Lottery ticket")
+    final = series.spectrum(series.last_step)
+    if neuron is None:
+        neuron = int(final.alpha_star.argmax())
+    if not 0 <= neuron < final.d_mlp:
+        raise InputError(f"--neuron {neuron} out of range [0, {final.d_mlp})")
+    page.figure(race_figure(frequency_race(series, neuron)))
+    if lottery is not None:
+        page.table(lottery.to_frame())
+    else:
+        page.text("Step 0 is not in this run: the predictors need the initial weights.", cls="note")
+    p = series.p
+    page.heading("Decoupled flow (Quad, SCIENCE.md section 4)")
+    m0 = 0.015
+    t_end = float(take_off_time(m0, 0.0, m0 / 2, -2.5, p, factor=20.0)) * 1.02
+    traj = integrate_flow(m0, 0.0, m0 / 2, -2.5, p, t_end, cap=20 * m0)
+    page.figure(trajectory_figure(traj, ()), caption="One (neuron, frequency) flow from D(0) = 2.5 rad.")
+    page.figure(lottery_contour_figure(lottery_contour(p)),
+                caption="Final beta over initial magnitude and initial D: winners at large magnitude and "
+                        "small |D|, nothing near D = pi.")
