@@ -100,8 +100,10 @@ def stage_shading(fig: go.Figure, boundaries: list[int | None], first: float, la
     for i in range(min(3, len(edges) - 1)):
         if edges[i + 1] <= edges[i]:
             continue
+        # labels alternate between the top and the bottom so a short stage I does not hide stage II's
         fig.add_vrect(x0=edges[i], x1=edges[i + 1], fillcolor=_STAGE_COLOURS[i], line_width=0, layer="below",
-                      annotation_text=names[i], annotation_position="top left", **kw)
+                      annotation_text=names[i], annotation_position="bottom left" if i == 1 else "top left",
+                      **kw)
     return fig
 
 
