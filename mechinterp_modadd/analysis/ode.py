@@ -270,8 +270,11 @@ def take_off_time(
     blows up in finite time, the result barely depends on the factor once it is large.
 
     A state that has not crossed by ``t_max`` gets ``inf``. Default ``t_max``: 100 natural time
-    units 1 / (p r(0)) of that state; an aligned state takes off within about one unit, and one
-    that starts at D = pi with alpha^2 < 2 beta^2 never does (it dies).
+    units 1 / (p r(0)) of that state; an aligned state takes off within about one unit. A state
+    that starts exactly at D = pi with alpha^2 < 2 beta^2 dies in exact arithmetic, but D = pi is an
+    unstable equilibrium: the ~1e-16 rounding of the initial phase grows once alpha has decayed, so
+    within a long ``t_max`` such a state can still report a finite (late) take-off time. Use
+    :func:`integrate_flow` to watch it die.
     """
     _check_p_h(p, h)
     a, b = _to_complex(alpha0, phi0, beta0, psi0)
