@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..data import all_pairs
 from ..errors import InputError

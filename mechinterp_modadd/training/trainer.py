@@ -188,7 +188,7 @@ def train(
 
     Metrics are recorded at every step; row t describes the weights after t updates.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     run_dir = Path(out_dir) if out_dir is not None else None
     mcfg = cfg.model_config()
