@@ -40,7 +40,7 @@ from torch import Tensor
 from ..data import Split, all_pairs, mirror_partitions
 from ..errors import InputError
 from ..fourier import neuron_spectrum
-from .base import ClaimResult
+from .base import ClaimResult, accuracy_and_loss
 
 __all__ = ["PROGRESS_COLUMNS", "PARTITION_COLUMNS", "progress_measures", "measures_of_model",
            "detect_stages", "Stages", "grokking_stages"]
@@ -65,17 +65,6 @@ def _logits64(model, chunk: int = 4096) -> Tensor:
     return out
 
 
-def _acc_loss(logits: Tensor, y: Tensor, mask: Tensor | None) -> tuple[float, float]:
-    if mask is not None:
-        if not bool(mask.any()):
-            return math.nan, math.nan
-        logits, y = logits[mask], y[mask]
-    logp = torch.log_softmax(logits, dim=-1)
-    loss = float(-logp.gather(1, y[:, None]).mean())
-    acc = float((logits.argmax(-1) == y).double().mean())
-    return acc, loss
-
-
 def measures_of_model(model, split: Split | None = None) -> dict[str, float]:
     """The progress measures of one model (see the module docstring), a dict of floats.
 
@@ -86,16 +75,15 @@ def measures_of_model(model, split: Split | None = None) -> dict[str, float]:
     if split is not None and split.p != p:
         raise InputError(f"split is for p = {split.p}, model has p = {p}")
     logits = _logits64(model)
-    pairs = all_pairs(p)
-    y = (pairs[:, 0] + pairs[:, 1]) % p
     has_test = split is not None and bool(split.test_mask.any())
     out: dict[str, float] = {}
-    out["train_accuracy"], out["train_loss"] = _acc_loss(logits, y, split.train_mask if split is not None else None)
+    train_mask = split.train_mask if split is not None else None
+    out["train_accuracy"], out["train_loss"] = accuracy_and_loss(logits, p, train_mask)
     if has_test:
-        out["test_accuracy"], out["test_loss"] = _acc_loss(logits, y, split.test_mask)
+        out["test_accuracy"], out["test_loss"] = accuracy_and_loss(logits, p, split.test_mask)
         parts = mirror_partitions(split)
         for col in PARTITION_COLUMNS:
-            out[col] = _acc_loss(logits, y, getattr(parts, col.removesuffix("_accuracy")))[0]
+            out[col] = accuracy_and_loss(logits, p, getattr(parts, col.removesuffix("_accuracy")))[0]
     else:
         out["test_accuracy"] = out["test_loss"] = math.nan
         for col in PARTITION_COLUMNS:
