@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .errors import InputError
+from .errors import ConfigError, InputError
 
 __all__ = [
     "fourier_basis",
@@ -35,6 +35,7 @@ __all__ = [
     "NeuronSpectrum",
     "neuron_spectrum",
     "spectrum_from_weights",
+    "spectrum_of",
     "harmonic_family",
 ]
 
@@ -256,3 +257,12 @@ def neuron_spectrum(model) -> NeuronSpectrum:
         theta = model.effective_W_in()
         xi = model.mlp.W_out.T
     return spectrum_from_weights(theta, xi)
+
+
+def spectrum_of(obj) -> NeuronSpectrum:
+    """The :class:`NeuronSpectrum` of a model, or the spectrum itself if one is given."""
+    if isinstance(obj, NeuronSpectrum):
+        return obj
+    if hasattr(obj, "effective_W_in") and hasattr(obj, "mlp"):
+        return neuron_spectrum(obj)
+    raise ConfigError(f"expected a ModAddMLP or a NeuronSpectrum, got {type(obj).__name__}")

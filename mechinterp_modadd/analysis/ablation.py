@@ -41,7 +41,7 @@ from torch import Tensor
 
 from ..data import all_pairs
 from ..errors import InputError
-from ..fourier import NeuronSpectrum, neuron_spectrum
+from ..fourier import spectrum_of
 
 __all__ = [
     "HOOK_POINTS",
@@ -208,15 +208,9 @@ def swapped_activation(model, activation) -> Iterator:
 
 
 # ------------------------------------------------------------------------------ selectors
-def _spectrum(model_or_spectrum) -> NeuronSpectrum:
-    if isinstance(model_or_spectrum, NeuronSpectrum):
-        return model_or_spectrum
-    return neuron_spectrum(model_or_spectrum)
-
-
 def frequency_groups(model_or_spectrum) -> dict[int, Int[Tensor, "n_k"]]:
     """Neuron indices of every frequency group N_k = {m : k*_m = k}, for k = 1..K (some may be empty)."""
-    sp = _spectrum(model_or_spectrum)
+    sp = spectrum_of(model_or_spectrum)
     f = sp.frequency
     order = torch.argsort(f, stable=True)  # grouped by k, ascending neuron index inside a group
     parts = torch.split(order, torch.bincount(f - 1, minlength=sp.K).tolist())
@@ -225,7 +219,7 @@ def frequency_groups(model_or_spectrum) -> dict[int, Int[Tensor, "n_k"]]:
 
 def neurons_by_frequency(model_or_spectrum, ks: int | Sequence[int]) -> Int[Tensor, "n"]:
     """Indices of the neurons whose dominant frequency k* is in ``ks`` (1-based)."""
-    sp = _spectrum(model_or_spectrum)
+    sp = spectrum_of(model_or_spectrum)
     ks = [ks] if isinstance(ks, int) else [int(k) for k in ks]
     bad = [k for k in ks if not 1 <= k <= sp.K]
     if bad:
@@ -237,7 +231,7 @@ def neurons_by_phase(model_or_spectrum, start: float, width: float = math.pi, *,
                      ks: int | Sequence[int] | None = None) -> Int[Tensor, "n"]:
     """Indices of neurons whose angle ``order * phi*`` lies in the window [start, start + width)
     (mod 2 pi), optionally only among the groups ``ks``. phi* is the input phase at k*."""
-    sp = _spectrum(model_or_spectrum)
+    sp = spectrum_of(model_or_spectrum)
     if not 0 < width <= 2 * math.pi:
         raise InputError(f"phase window width must lie in (0, 2 pi], got {width}")
     rel = torch.remainder(order * sp.phi_star - start, 2 * math.pi)
@@ -257,7 +251,7 @@ def half_circle_selection(model_or_spectrum, order: int, n_grid: int = 72
 
     Returns the keep mask [d_mlp] and the chosen a per group.
     """
-    sp = _spectrum(model_or_spectrum)
+    sp = spectrum_of(model_or_spectrum)
     if order < 1:
         raise InputError(f"order must be a positive integer, got {order}")
     grid = 2 * math.pi * torch.arange(n_grid, dtype=torch.float64) / n_grid

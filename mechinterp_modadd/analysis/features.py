@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..fourier import NeuronSpectrum, neuron_spectrum
+from ..fourier import NeuronSpectrum, spectrum_of
 from .base import ClaimResult
 
 __all__ = [
@@ -32,15 +32,6 @@ __all__ = [
     "magnitude_homogeneity",
     "coefficient_of_variation",
 ]
-
-
-def spectrum_of(obj) -> NeuronSpectrum:
-    """The :class:`NeuronSpectrum` of a model, or the spectrum itself if one is given."""
-    if isinstance(obj, NeuronSpectrum):
-        return obj
-    if hasattr(obj, "effective_W_in") and hasattr(obj, "mlp"):
-        return neuron_spectrum(obj)
-    raise ConfigError(f"expected a ModAddMLP or a NeuronSpectrum, got {type(obj).__name__}")
 
 
 def coefficient_of_variation(v: Tensor) -> float:
