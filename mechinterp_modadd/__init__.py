@@ -2,7 +2,6 @@
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import all_pairs, labels, mirror_partitions, random_split
-from .diagnose import Diagnosis, diagnose
 from .errors import CheckpointError, ConfigError, InputError, ModAddError
 from .fourier import NeuronSpectrum, fourier_basis, neuron_spectrum, wrap
 from .model import ACTIVATIONS, ModAddMLP, ModelConfig
@@ -10,8 +9,8 @@ from .model import ACTIVATIONS, ModAddMLP, ModelConfig
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "Checkpoint", "CheckpointError", "ConfigError", "Diagnosis", "InputError", "ModAddError",
+    "ACTIVATIONS", "Checkpoint", "CheckpointError", "ConfigError", "InputError", "ModAddError",
     "ModAddMLP", "ModelConfig", "NeuronSpectrum", "all_pairs", "fourier_basis", "labels",
-    "diagnose", "load_checkpoint", "mirror_partitions", "neuron_spectrum", "random_split", "save_checkpoint",
+    "load_checkpoint", "mirror_partitions", "neuron_spectrum", "random_split", "save_checkpoint",
     "wrap",
 ]
