@@ -85,6 +85,14 @@ SINGLE_GROUP_MAX = 0.6
 PHASE_DROP_MIN = 0.1
 
 
+def _lookup(rows: pd.DataFrame, key_col: str, key: Any, value_col: str) -> float:
+    """``value_col`` of the row whose ``key_col`` equals ``key`` (InputError naming what was measured)."""
+    r = rows[rows[key_col] == key]
+    if r.empty:
+        raise InputError(f"{key_col} {key!r} was not measured; measured {list(rows[key_col])}")
+    return float(r[value_col].iloc[0])
+
+
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
@@ -278,10 +286,7 @@ class PhaseBiasedResult:
         return self.rows.copy()
 
     def difference(self, order: int) -> float:
-        r = self.rows[self.rows["order"] == order]
-        if r.empty:
-            raise InputError(f"order {order} was not measured; measured {list(self.rows['order'])}")
-        return float(r["difference"].iloc[0])
+        return _lookup(self.rows, "order", order, "difference")
 
     def to_json(self) -> list[dict[str, Any]]:
         return [{"order": int(r.order), "accuracy": float(r.accuracy),
@@ -336,10 +341,7 @@ class ActivationSwapResult:
         return self.rows.copy()
 
     def accuracy(self, name: str) -> float:
-        r = self.rows[self.rows["activation"] == name]
-        if r.empty:
-            raise InputError(f"activation {name!r} was not measured; measured {list(self.rows['activation'])}")
-        return float(r["accuracy"].iloc[0])
+        return _lookup(self.rows, "activation", name, "accuracy")
 
     def to_json(self) -> dict[str, float]:
         return {str(r.activation): float(r.accuracy) for r in self.rows.itertuples()}
