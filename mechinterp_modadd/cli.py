@@ -2,6 +2,14 @@
 
 Sub-commands register themselves in :data:`COMMANDS` through :func:`command`; each gets an
 ``argparse`` sub-parser and a function taking the parsed arguments and returning an exit code.
+
+Light-import rule: building the parser must import neither torch nor transformer-lens, so that
+``modadd --help``, ``modadd CMD --help``, ``modadd --version`` and argument errors answer at once.
+A command module (``mechinterp_modadd/commands/NAME.py``, listed in :data:`COMMAND_MODULES`) may
+import at module level only the standard library, :mod:`mechinterp_modadd.cli`,
+:mod:`mechinterp_modadd.errors` and :mod:`mechinterp_modadd.constants`; its ``configure(parser)``
+takes choices from :mod:`mechinterp_modadd.constants`; everything heavy is imported inside its
+``run(args)``. ``tests/test_cli.py`` checks ``sys.modules`` in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .constants import PRESET_NAMES, version
 from .errors import ModAddError
 
 __all__ = ["main", "build_parser", "command", "COMMANDS"]
@@ -33,9 +42,7 @@ def command(name: str, help: str):
 
 # ----------------------------------------------------------------------------------- train
 def _configure_train(ap: argparse.ArgumentParser) -> None:
-    from .training import PRESETS
-
-    ap.add_argument("--preset", required=True, choices=sorted(PRESETS), help="one of the paper's configurations")
+    ap.add_argument("--preset", required=True, choices=sorted(PRESET_NAMES), help="one of the paper's configurations")
     ap.add_argument("--p", type=int, default=23, help="modulus (default 23)")
     ap.add_argument("--d-mlp", type=int, default=None, help="hidden width (default max(512, ceil(512 p^2/529)))")
     ap.add_argument("--steps", type=int, default=None, help="full-batch steps (default: the preset's)")
@@ -79,6 +86,7 @@ def _run_train(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="modadd", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (configure, _, help) in COMMANDS.items():
         configure(sub.add_parser(name, help=help, description=help))

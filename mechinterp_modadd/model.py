@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
+from .constants import ACTIVATION_ALIASES
 from .data import check_pairs
 from .errors import ConfigError
 
@@ -70,8 +71,7 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
 }
 
-_ALIASES = {"x^2": "quad", "square": "quad", "x": "identity", "linear": "identity", "x^3": "cube",
-            "x^4": "quartic", "|x|": "abs"}
+_ALIASES = ACTIVATION_ALIASES
 
 
 def get_activation(name: str) -> Callable[[Tensor], Tensor]:

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ..constants import PRESETS as _PRESETS
 from ..errors import ConfigError
 from ..model import ModelConfig, canonical_activation, default_d_mlp
 
@@ -88,19 +89,9 @@ class TrainConfig:
         return replace(self, **changes)
 
 
-#: The authors' five configurations (full batch, AdamW betas (0.9, 0.98), 10-step warm-up).
-PRESETS: dict[str, dict[str, Any]] = {
-    "standard": dict(activation="relu", optimizer="adamw", lr=5e-5, weight_decay=0.0,
-                     train_fraction=1.0, steps=5000, init="random", init_scale=0.1),
-    "grokking": dict(activation="relu", optimizer="adamw", lr=1e-4, weight_decay=2.0,
-                     train_fraction=0.75, steps=50000, init="random", init_scale=0.1),
-    "quad_random": dict(activation="quad", optimizer="adamw", lr=5e-5, weight_decay=0.0,
-                        train_fraction=1.0, steps=5000, init="random", init_scale=0.1),
-    "quad_single_freq": dict(activation="quad", optimizer="sgd", lr=0.1, weight_decay=0.0,
-                             train_fraction=1.0, steps=5000, init="single_freq", init_scale=0.02),
-    "relu_single_freq": dict(activation="relu", optimizer="sgd", lr=0.01, weight_decay=0.0,
-                             train_fraction=1.0, steps=10000, init="single_freq", init_scale=0.002),
-}
+#: The authors' five configurations (defined in :mod:`mechinterp_modadd.constants`, which the CLI
+#: reads without importing torch).
+PRESETS: dict[str, dict[str, Any]] = _PRESETS
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:

@@ -1,0 +1,53 @@
+"""Names the command line offers as choices, importable without torch or transformer-lens.
+
+The CLI builds its parser from this module only, so ``modadd --help`` and argument errors stay
+fast; the heavy registries (:data:`mechinterp_modadd.model.ACTIVATIONS`,
+:data:`mechinterp_modadd.training.PRESETS`) are built from, or checked against, these names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._version import __version__
+
+__all__ = ["ACTIVATION_NAMES", "ACTIVATION_ALIASES", "PRESETS", "PRESET_NAMES", "version", "__version__"]
+
+#: Names of the activations of :data:`mechinterp_modadd.model.ACTIVATIONS` (a test checks they agree).
+ACTIVATION_NAMES: tuple[str, ...] = ("abs", "cube", "exp", "gelu", "identity", "quad", "quartic", "relu",
+                                     "softplus2", "tanh")
+
+#: Other spellings accepted wherever an activation is named (looked up case-insensitively).
+ACTIVATION_ALIASES: dict[str, str] = {"x^2": "quad", "square": "quad", "x": "identity", "linear": "identity",
+                                      "x^3": "cube", "x^4": "quartic", "|x|": "abs"}
+
+#: The authors' five configurations (full batch, AdamW betas (0.9, 0.98), 10-step warm-up); the
+#: training presets of :mod:`mechinterp_modadd.training.presets` are these dictionaries.
+PRESETS: dict[str, dict[str, Any]] = {
+    "standard": dict(activation="relu", optimizer="adamw", lr=5e-5, weight_decay=0.0,
+                     train_fraction=1.0, steps=5000, init="random", init_scale=0.1),
+    "grokking": dict(activation="relu", optimizer="adamw", lr=1e-4, weight_decay=2.0,
+                     train_fraction=0.75, steps=50000, init="random", init_scale=0.1),
+    "quad_random": dict(activation="quad", optimizer="adamw", lr=5e-5, weight_decay=0.0,
+                        train_fraction=1.0, steps=5000, init="random", init_scale=0.1),
+    "quad_single_freq": dict(activation="quad", optimizer="sgd", lr=0.1, weight_decay=0.0,
+                             train_fraction=1.0, steps=5000, init="single_freq", init_scale=0.02),
+    "relu_single_freq": dict(activation="relu", optimizer="sgd", lr=0.01, weight_decay=0.0,
+                             train_fraction=1.0, steps=10000, init="single_freq", init_scale=0.002),
+}
+
+#: The preset names, in the order above.
+PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
+
+
+def version() -> str:
+    """The installed distribution's version, or :data:`__version__` when running from a bare checkout."""
+    try:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as _dist_version
+    except ImportError:  # pragma: no cover - Python >= 3.8 always has it
+        return __version__
+    try:
+        return _dist_version("mechinterp_modadd")
+    except PackageNotFoundError:
+        return __version__
