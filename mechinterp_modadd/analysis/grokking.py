@@ -10,6 +10,10 @@ different model; we never read them):
 - ``ipr``: mean over neurons of the frequency IPR of W_in and W_out averaged
   (``NeuronSpectrum.ipr.mean()``);
 - ``param_norm``: L2 norm of all parameters together (W_in, W_out and W_E if learned);
+- ``restricted_loss`` (all pairs) and ``excluded_loss`` (training pairs): Nanda et al.'s progress
+  measures, the logits kept on / stripped of the key-frequency directions cos / sin (w_k (x + y))
+  (:mod:`mechinterp_modadd.analysis.restricted`); over a run the key frequencies are those of the
+  last checkpoint;
 - accuracy on the four mirror partitions (:func:`~mechinterp_modadd.data.mirror_partitions`):
   ``test_mirrored_accuracy``, ``test_unseen_accuracy``, ``train_both_orders_accuracy``,
   ``train_one_order_accuracy`` (NaN when the run holds out no test pairs).
@@ -41,6 +45,7 @@ from ..data import Split, all_pairs, mirror_partitions
 from ..errors import InputError
 from ..fourier import neuron_spectrum
 from .base import ClaimResult, accuracy_and_loss
+from .restricted import key_frequencies, restricted_loss
 
 __all__ = ["PROGRESS_COLUMNS", "PARTITION_COLUMNS", "progress_measures", "measures_of_model",
            "detect_stages", "Stages", "grokking_stages"]
@@ -48,7 +53,7 @@ __all__ = ["PROGRESS_COLUMNS", "PARTITION_COLUMNS", "progress_measures", "measur
 PARTITION_COLUMNS = ["test_mirrored_accuracy", "test_unseen_accuracy", "train_both_orders_accuracy",
                      "train_one_order_accuracy"]
 PROGRESS_COLUMNS = ["train_loss", "test_loss", "train_accuracy", "test_accuracy", "mean_abs_sin_d", "ipr",
-                    "param_norm", *PARTITION_COLUMNS]
+                    "param_norm", *PARTITION_COLUMNS, "restricted_loss", "excluded_loss"]
 
 
 @torch.no_grad()
@@ -65,11 +70,12 @@ def _logits64(model, chunk: int = 4096) -> Tensor:
     return out
 
 
-def measures_of_model(model, split: Split | None = None) -> dict[str, float]:
+def measures_of_model(model, split: Split | None = None, keys: list[int] | None = None) -> dict[str, float]:
     """The progress measures of one model (see the module docstring), a dict of floats.
 
     With ``split=None`` (or a split without test pairs) the "train" columns use all pairs and the
-    test and partition columns are NaN.
+    test and partition columns are NaN. ``keys``: the key frequencies of the restricted / excluded
+    loss (default: :func:`~mechinterp_modadd.analysis.restricted.key_frequencies` of this model).
     """
     p = model.cfg.p
     if split is not None and split.p != p:
@@ -89,6 +95,8 @@ def measures_of_model(model, split: Split | None = None) -> dict[str, float]:
         for col in PARTITION_COLUMNS:
             out[col] = math.nan
     sp = neuron_spectrum(model)
+    rl = restricted_loss(logits, p, key_frequencies(sp) if keys is None else keys, train_mask)
+    out["restricted_loss"], out["excluded_loss"] = rl.restricted_loss, rl.excluded_loss
     out["mean_abs_sin_d"] = float(torch.sin(sp.d).abs().mean())
     out["ipr"] = float(sp.ipr.mean())
     with torch.no_grad():
@@ -99,12 +107,14 @@ def measures_of_model(model, split: Split | None = None) -> dict[str, float]:
 def progress_measures(series: Any, progress: bool = True, steps: list[int] | None = None) -> pd.DataFrame:
     """Progress measures at every checkpoint of a :class:`~mechinterp_modadd.series.RunSeries`.
 
-    Returns a DataFrame indexed by step with the columns :data:`PROGRESS_COLUMNS`.
+    Returns a DataFrame indexed by step with the columns :data:`PROGRESS_COLUMNS` (the restricted
+    and excluded loss use the key frequencies of the last checkpoint at every step).
     """
     from ..series import track
 
     split = series.split if series.has_test else None
-    df = track(series, {"m": lambda model: measures_of_model(model, split)}, progress=progress, steps=steps)
+    keys = key_frequencies(series.spectrum(series.last_step))
+    df = track(series, {"m": lambda model: measures_of_model(model, split, keys)}, progress=progress, steps=steps)
     df.columns = [c.split(".", 1)[1] for c in df.columns]
     return df[PROGRESS_COLUMNS]
 

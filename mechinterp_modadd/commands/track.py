@@ -8,10 +8,12 @@ winner predictors. Works on our run folders and on the paper authors' folders (w
 JSON contract (other tools read it; keep these names): ``steps`` and, as lists aligned with it,
 ``train_accuracy``, ``test_accuracy``, ``train_loss``, ``test_loss``, ``mean_abs_sin_d``, ``ipr``,
 ``param_norm``, ``test_mirrored_accuracy``, ``test_unseen_accuracy``,
-``train_both_orders_accuracy``, ``train_one_order_accuracy`` (partition lists, and the test
-lists, are null when the run holds out no test pairs); ``stages`` = [end of stage I, end of stage
-II] (null where not reached); ``lottery`` (null without step 0) with the success rates
-``argmin_abs_d0``, ``argmax_alpha0``, ``argmax_alpha_beta_cos_d0``, ``flow`` and ``chance``.
+``train_both_orders_accuracy``, ``train_one_order_accuracy``, ``restricted_loss``,
+``excluded_loss`` (partition lists, and the test lists, are null when the run holds out no test
+pairs); ``key_frequencies`` (those of the last checkpoint, used by the restricted / excluded loss
+at every step); ``stages`` = [end of stage I, end of stage II] (null where not reached);
+``lottery`` (null without step 0) with the success rates ``argmin_abs_d0``, ``argmax_alpha0``,
+``argmax_alpha_beta_cos_d0``, ``flow`` and ``chance``.
 Extra keys (``run``, ``source_format``, ``final_step``, ``stage_rule``, ``partition_counts``)
 may be added; none of the above is ever renamed.
 """
@@ -28,7 +30,7 @@ from ..cli import command
 
 _LIST_KEYS = ["train_accuracy", "test_accuracy", "train_loss", "test_loss", "mean_abs_sin_d", "ipr", "param_norm",
               "test_mirrored_accuracy", "test_unseen_accuracy", "train_both_orders_accuracy",
-              "train_one_order_accuracy"]
+              "train_one_order_accuracy", "restricted_loss", "excluded_loss"]
 _TEST_KEYS = {"test_accuracy", "test_loss", "test_mirrored_accuracy", "test_unseen_accuracy",
               "train_both_orders_accuracy", "train_one_order_accuracy"}
 
@@ -48,6 +50,9 @@ def track_json(series: Any, measures: Any, stages: Any, lottery: Any) -> dict[st
             doc[k] = None
         else:
             doc[k] = [_num(v) for v in measures[k]]
+    from ..analysis.restricted import key_frequencies
+
+    doc["key_frequencies"] = key_frequencies(series.spectrum(series.last_step))
     doc["stages"] = [stages.end_stage1, stages.end_stage2]
     doc["stage_rule"] = (f"end of stage I: first checkpoint with train accuracy >= {stages.train_threshold}; "
                          f"end of stage II: first later checkpoint with test accuracy >= {stages.test_threshold}")
@@ -74,12 +79,13 @@ def _configure(ap: argparse.ArgumentParser) -> None:
 
 def _print_table(measures: Any, has_test: bool) -> None:
     cols = ["train_loss", "train_accuracy"] + (["test_loss", "test_accuracy"] if has_test else []) + \
-        ["mean_abs_sin_d", "ipr", "param_norm"]
+        ["mean_abs_sin_d", "ipr", "param_norm", "restricted_loss", "excluded_loss"]
     if has_test:
         cols += ["test_mirrored_accuracy", "test_unseen_accuracy", "train_both_orders_accuracy",
                  "train_one_order_accuracy"]
     short = {"train_loss": "tr_loss", "train_accuracy": "tr_acc", "test_loss": "te_loss", "test_accuracy": "te_acc",
              "mean_abs_sin_d": "|sin d|", "ipr": "ipr", "param_norm": "norm",
+             "restricted_loss": "restr", "excluded_loss": "excl",
              "test_mirrored_accuracy": "te_mirr", "test_unseen_accuracy": "te_unseen",
              "train_both_orders_accuracy": "tr_both", "train_one_order_accuracy": "tr_one"}
     df = measures[cols].rename(columns=short)
