@@ -6,7 +6,10 @@
 ``W_in @ W_E``.
 
 Hook points, named as in TransformerLens so ``run_with_cache``, ``run_with_hooks`` and
-``with model.hooks(...)`` work as usual:
+``with model.hooks(...)`` work as usual (``run_with_cache`` returns a TransformerLens
+``ActivationCache``; the names ``get_act_name("pre"/"post", 0)`` gives, ``blocks.0.mlp.hook_pre``
+and ``blocks.0.mlp.hook_post``, are aliases of ours; ``model.cfg`` also carries the config fields
+TransformerLens reads, see :mod:`mechinterp_modadd.tlens`):
 
 - ``hook_embed``     [batch, 2, d_model]  the two embedded tokens (one-hot rows for one-hot models)
 - ``mlp.hook_pre``   [batch, d_mlp]       theta_m[x] + theta_m[y]
@@ -43,6 +46,7 @@ from transformer_lens.hook_points import HookPoint
 from .constants import ACTIVATION_ALIASES
 from .data import check_pairs
 from .errors import ConfigError
+from .tlens import HOOK_ALIASES, HookedConfig, ModAddActivationCache, resolve_names_filter
 
 __all__ = ["ACTIVATIONS", "ModelConfig", "ModAddMLP", "get_activation", "default_d_mlp"]
 
@@ -181,9 +185,9 @@ class ModAddMLP(HookedRootModule):
             ``None`` leaves the weights at zero (for loading).
     """
 
-    cfg: ModelConfig
+    _cfg: ModelConfig
 
-    def __init__(self, cfg: ModelConfig, seed: int | None = 0) -> None:
+    def __init__(self, cfg: ModelConfig | HookedConfig, seed: int | None = 0) -> None:
         super().__init__()
         self.cfg = cfg
         self.embed = _Embed(cfg) if cfg.embedding == "learned" else None
@@ -195,6 +199,37 @@ class ModAddMLP(HookedRootModule):
         if seed is not None:
             self.init_weights(seed)
         self.setup()
+
+    # ------------------------------------------------------------------- TransformerLens surface
+    @property
+    def cfg(self) -> HookedConfig:
+        """The :class:`ModelConfig` seen with TransformerLens's config fields (device, dtype,
+        n_layers = 1, d_vocab = p, ...); see :class:`mechinterp_modadd.tlens.HookedConfig`."""
+        return HookedConfig(self._cfg, self)
+
+    @cfg.setter
+    def cfg(self, cfg: ModelConfig | HookedConfig) -> None:
+        if isinstance(cfg, HookedConfig):
+            cfg = cfg.config
+        if not isinstance(cfg, ModelConfig):
+            raise ConfigError(f"model.cfg must be a ModelConfig, got {type(cfg).__name__}")
+        object.__setattr__(self, "_cfg", cfg)
+
+    def setup(self) -> None:
+        """TransformerLens's hook registry, plus the aliases of :data:`~mechinterp_modadd.tlens.HOOK_ALIASES`
+        in ``mod_dict`` (so hooks can be added by either name; ``hook_dict`` lists each point once)."""
+        super().setup()
+        for alias, target in HOOK_ALIASES.items():
+            self.mod_dict[alias] = self.mod_dict[target]
+
+    def run_with_cache(self, *model_args: Any, names_filter: Any = None, **kwargs: Any
+                       ) -> tuple[Tensor, ModAddActivationCache]:
+        """Logits and a TransformerLens ``ActivationCache`` of the hook points (keyed by our names;
+        indexing by ``blocks.0.mlp.hook_post`` or ``("post", 0)`` works too). ``names_filter`` may
+        use either name. Other keywords are TransformerLens's (``device``, ``remove_batch_dim``, ...)."""
+        out, cache = super().run_with_cache(*model_args, names_filter=resolve_names_filter(names_filter),
+                                            **kwargs)
+        return out, ModAddActivationCache(cache, self, has_batch_dim=not kwargs.get("remove_batch_dim", False))
 
     # ----------------------------------------------------------------------------------- init
     @torch.no_grad()
