@@ -8,6 +8,8 @@ Two folder formats are understood:
   is exposed as :attr:`RunSeries.metrics`.
 - **the paper authors' folders**: ``N.pth`` files (N = epoch), an optional ``final.pth`` and, for
   the grokking run, ``train_data.pth`` / ``test_data.pth`` (lists of (x, y) tuples: the split).
+  A full-data run (training fraction 1) may list all p^2 pairs in both files, as the authors'
+  trainer writes them; that is read as a split with every pair in train and no test set.
   Every file is read with ``torch.load(..., weights_only=True)``. The files do not record the
   activation, so ``activation=`` is required. ``final.pth`` is placed *after* the last numbered
   checkpoint, at the step stored in its ``epoch`` field (the number of epochs trained: 50,000 for
@@ -282,8 +284,13 @@ def _authors_split(path: Path, p: int) -> Split | None:
         except InputError as e:
             raise CheckpointError(f"{te}: {e}") from None
         overlap = int((split.train_mask & test_split.train_mask).sum())
+        if overlap and bool(split.train_mask.all()) and torch.equal(split.train_mask, test_split.train_mask):
+            # the authors' trainer with training fraction 1 writes every pair to both files:
+            # a full-data run, with no held-out test set
+            return split
         if overlap:
-            raise CheckpointError(f"{te}: {overlap} test pairs are also in train_data.pth")
+            raise CheckpointError(f"{te}: {overlap} test pairs are also in train_data.pth (only a full-data "
+                                  f"run, with all {p * p} pairs in both files, may repeat them)")
         missing = int((~split.train_mask & ~test_split.train_mask).sum())
         if missing:
             raise CheckpointError(f"{path}: train_data.pth and test_data.pth together miss {missing} of the "

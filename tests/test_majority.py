@@ -30,7 +30,8 @@ from mechinterp_modadd.errors import InputError
 from mechinterp_modadd.model import ModAddMLP
 
 SHIPPED = DATA / "standard_p23" / "checkpoints" / "step_005000.safetensors"
-JSON_KEYS = {"random", "drop_group", "keep_group", "phase_biased", "activation_swap", "noise_scaling"}
+JSON_KEYS = {"random", "drop_group", "keep_group", "phase_biased", "activation_swap", "activation_swap_loss",
+             "noise_scaling"}
 
 
 # ------------------------------------------------------------ experiments on a small model
@@ -233,7 +234,12 @@ def test_cli_ablate_json(tmp_path, capsys):
     assert [r["keep"] for r in data["random"]] == [1.0, 0.75, 0.5, 0.25, 0.1, 0.05]
     assert set(data["drop_group"][0]) == {"k", "accuracy"} and len(data["keep_group"]) == 11
     assert set(data["phase_biased"][0]) == {"order", "accuracy", "matched_random_accuracy"}
-    assert set(data["activation_swap"]) == set(SWAP_ACTIVATIONS)
+    assert set(data["activation_swap"]) == set(SWAP_ACTIVATIONS) == set(data["activation_swap_loss"])
+    # the JSON losses are the ones the printed table shows
+    swap_lines = {ln.split()[0]: ln.split() for ln in text.split("Activation swap at test time")[1].splitlines()[2:]
+                  if ln.split() and ln.split()[0] in SWAP_ACTIVATIONS}
+    for name, loss in data["activation_swap_loss"].items():
+        assert swap_lines[name][2] == f"{loss:.4g}", (name, swap_lines[name], loss)
     assert set(data["noise_scaling"]) == {"signal_exponent", "noise_exponent"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 
 import pandas as pd
@@ -11,6 +12,7 @@ import torch
 from helpers import REFERENCE, reference_path
 
 from mechinterp_modadd.checkpoint import load_checkpoint
+from mechinterp_modadd.cli import main
 from mechinterp_modadd.data import mirror_partitions, random_split
 from mechinterp_modadd.errors import CheckpointError, InputError
 from mechinterp_modadd.model import ModAddMLP, ModelConfig
@@ -141,6 +143,25 @@ def test_authors_inconsistent_split_is_named(tmp_path):
     torch.save("not pairs", tmp_path / "c" / "train_data.pth")
     with pytest.raises(CheckpointError, match="train_data.pth"):
         load_run(tmp_path / "c", activation="quad")
+
+
+def test_authors_full_data_folder_has_no_test_set(tmp_path):
+    # the authors' trainer at training fraction 1 writes all pairs to both train_data and test_data
+    _authors_folder(tmp_path / "full", split=False)
+    pairs = [tuple(map(int, xy)) for xy in random_split(7, 1.0, seed=0).train_pairs.tolist()]
+    assert len(pairs) == 49
+    torch.save(pairs, tmp_path / "full" / "train_data.pth")
+    torch.save(list(reversed(pairs)), tmp_path / "full" / "test_data.pth")
+    s = load_run(tmp_path / "full", activation="quad")
+    assert s.split.train_fraction == 1.0 and not s.has_test
+    out = tmp_path / "track.json"
+    assert main(["track", str(tmp_path / "full"), "--activation", "quad", "--quiet", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["test_accuracy"] is None and len(doc["train_accuracy"]) == len(doc["steps"]) == 4
+    # a partial train file whose pairs reappear in the test file is still refused
+    torch.save(pairs[:40], tmp_path / "full" / "train_data.pth")
+    with pytest.raises(CheckpointError, match="also in train_data.pth"):
+        load_run(tmp_path / "full", activation="quad")
 
 
 def test_bad_folders(tmp_path):

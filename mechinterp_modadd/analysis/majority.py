@@ -346,6 +346,10 @@ class ActivationSwapResult:
     def to_json(self) -> dict[str, float]:
         return {str(r.activation): float(r.accuracy) for r in self.rows.itertuples()}
 
+    def loss_json(self) -> dict[str, float]:
+        """Name -> cross-entropy loss on all pairs (the ``loss`` column of the printed table)."""
+        return {str(r.activation): float(r.loss) for r in self.rows.itertuples()}
+
 
 def activation_swap(model, activations: Sequence[str] = SWAP_ACTIVATIONS) -> ActivationSwapResult:
     """Swap sigma on the model for each activation (restored afterwards, also on errors) and
@@ -669,7 +673,8 @@ class AblationSuite:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON contract of ``modadd ablate``: keys ``random``, ``drop_group``, ``keep_group``,
-        ``phase_biased``, ``activation_swap``, ``noise_scaling``."""
+        ``phase_biased``, ``activation_swap`` (name -> accuracy), ``activation_swap_loss`` (name ->
+        loss), ``noise_scaling``."""
         g = self.groups.to_json()
         return {
             "random": self.random.to_json(),
@@ -677,6 +682,7 @@ class AblationSuite:
             "keep_group": g["keep_group"],
             "phase_biased": self.phase_biased.to_json(),
             "activation_swap": self.activation_swap.to_json(),
+            "activation_swap_loss": self.activation_swap.loss_json(),
             "noise_scaling": (self.noise_scaling.to_json() if self.noise_scaling is not None
                               else {"signal_exponent": None, "noise_exponent": None}),
         }

@@ -6,7 +6,8 @@ scaling), prints their tables and the ``majority_vote`` verdict, and writes the 
 ``random`` (objects ``keep``, ``accuracy_mean``, ``accuracy_min``, ``accuracy_max``,
 ``margin_mean``), ``drop_group`` and ``keep_group`` (objects ``k``, ``accuracy``), ``phase_biased``
 (objects ``order``, ``accuracy``, ``matched_random_accuracy``), ``activation_swap`` (name ->
-accuracy), ``noise_scaling`` (``signal_exponent``, ``noise_exponent``).
+accuracy), ``activation_swap_loss`` (name -> loss, as in the printed table), ``noise_scaling``
+(``signal_exponent``, ``noise_exponent``).
 """
 
 from __future__ import annotations
