@@ -25,6 +25,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .errors import ConfigError, InputError
+from .forward import weights64
 
 __all__ = [
     "fourier_basis",
@@ -253,10 +254,8 @@ def spectrum_from_weights(
 
 def neuron_spectrum(model) -> NeuronSpectrum:
     """Decompose a :class:`~mechinterp_modadd.model.ModAddMLP` (learned embeddings folded in)."""
-    with torch.no_grad():
-        theta = model.effective_W_in()
-        xi = model.mlp.W_out.T
-    return spectrum_from_weights(theta, xi)
+    w = weights64(model)
+    return spectrum_from_weights(w.theta, w.xi)
 
 
 def spectrum_of(obj) -> NeuronSpectrum:

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from ..data import all_pairs
 from ..errors import InputError
+from ..forward import hidden, unordered_pairs, weights64
 from ..fourier import spectrum_of
 
 __all__ = [
@@ -395,24 +396,16 @@ class ActivationTable:
         return EvalResult(*(torch.cat([getattr(r, f) for r in parts]) for f in ("accuracy", "loss", "margin")))
 
 
-def unordered_pairs(p: int) -> tuple[Int[Tensor, "P 2"], Float[Tensor, "P"]]:
-    """The p(p+1)/2 pairs x <= y and their multiplicity (1 if x = y else 2)."""
-    i, j = torch.triu_indices(p, p)
-    pairs = torch.stack([i, j], 1)
-    return pairs, torch.where(i == j, 1.0, 2.0).double()
-
-
 @torch.no_grad()
 def activation_table(model, *, activation=None, max_pairs: int | None = None, seed: int = 0) -> ActivationTable:
     """Compute pre- and post-activations of every neuron in float64 on the unordered pairs.
 
-    Reads the weights directly (hooks on the model do not apply): pre = theta[x] + theta[y],
+    Reads the weights directly through :func:`mechinterp_modadd.forward.hidden` (hooks on the
+    model do not apply): pre = theta[x] + theta[y],
     post = sigma(pre) with the model's activation, or ``activation`` (name or callable) instead.
     ``max_pairs`` evaluates on a seeded uniform sample of that many unordered pairs (an estimate;
     used by the fast claim check in the diagnosis for large p); ``None`` uses them all (exact).
     """
-    from ..model import get_activation
-
     p = model.cfg.p
     pairs, weight = unordered_pairs(p)
     exact = True
@@ -423,15 +416,7 @@ def activation_table(model, *, activation=None, max_pairs: int | None = None, se
         idx = torch.randperm(pairs.shape[0], generator=g)[:max_pairs].sort().values
         pairs, weight = pairs[idx], weight[idx]
         exact = False
-    if activation is None:
-        act = model.act_fn
-    elif isinstance(activation, str):
-        act = get_activation(activation)
-    else:
-        act = activation
-    theta = model.effective_W_in().detach().to("cpu", torch.float64)  # [M, p]
-    pre = theta[:, pairs[:, 0]].T + theta[:, pairs[:, 1]].T  # [P, M]
-    post = act(pre).double()
-    W_out = model.mlp.W_out.detach().to("cpu", torch.float64)
+    w = weights64(model, activation=activation)
+    pre, post = hidden(w, pairs)  # [P, M] each
     return ActivationTable(p=p, pairs=pairs, weight=weight, labels=(pairs[:, 0] + pairs[:, 1]) % p,
-                           pre=pre, post=post, W_out=W_out, act_fn=act, exact=exact)
+                           pre=pre, post=post, W_out=w.W_out, act_fn=w.act_fn, exact=exact)

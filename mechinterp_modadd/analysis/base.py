@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..data import all_pairs
+from ..forward import all_pair_logits
 
 __all__ = ["ClaimResult", "to_jsonable", "all_pair_logits", "accuracy_and_loss"]
 
@@ -65,12 +66,6 @@ class ClaimResult:
         v = self.key_value
         num = f"{v:.4g}" if isinstance(v, float) else str(v)
         return f"{self.claim}: {self.key_metric} = {num} -> {'holds' if self.holds else 'fails'}"
-
-
-@torch.no_grad()
-def all_pair_logits(model) -> Tensor:
-    """float64 logits [p*p, p] on all pairs in ``all_pairs`` order (hooks of the model apply)."""
-    return model(all_pairs(model.cfg.p)).double().cpu()
 
 
 def accuracy_and_loss(logits: Tensor, p: int, mask: Tensor | None = None) -> tuple[float, float]:

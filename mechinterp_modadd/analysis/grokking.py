@@ -41,8 +41,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..data import Split, all_pairs, mirror_partitions
+from ..data import Split, mirror_partitions
 from ..errors import InputError
+from ..forward import logits as forward_logits
 from ..fourier import neuron_spectrum
 from .base import ClaimResult, accuracy_and_loss
 from .restricted import key_frequencies, restricted_loss
@@ -56,18 +57,10 @@ PROGRESS_COLUMNS = ["train_loss", "test_loss", "train_accuracy", "test_accuracy"
                     "param_norm", *PARTITION_COLUMNS, "restricted_loss", "excluded_loss"]
 
 
-@torch.no_grad()
-def _logits64(model, chunk: int = 4096) -> Tensor:
-    """float64 logits of all p^2 pairs from the weights (hooks do not apply), in chunks."""
-    p = model.cfg.p
-    W = model.effective_W_in().detach().to("cpu", torch.float64).T  # [p, M]
-    W_out = model.mlp.W_out.detach().to("cpu", torch.float64)  # [p, M]
-    pairs = all_pairs(p)
-    out = torch.empty(p * p, p, dtype=torch.float64)
-    for i in range(0, p * p, chunk):
-        pr = pairs[i:i + chunk]
-        out[i:i + chunk] = model.act_fn(W[pr[:, 0]] + W[pr[:, 1]]) @ W_out.T
-    return out
+def _logits64(model, max_memory: int | None = None) -> Tensor:
+    """float64 logits of all p^2 pairs from the weights (hooks do not apply), streamed within
+    ``max_memory`` bytes (:func:`mechinterp_modadd.forward.logits`)."""
+    return forward_logits(model, max_memory=max_memory)
 
 
 def measures_of_model(model, split: Split | None = None, keys: list[int] | None = None) -> dict[str, float]:

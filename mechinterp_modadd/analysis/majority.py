@@ -35,8 +35,8 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm import tqdm
 
-from ..data import all_pairs
 from ..errors import InputError
+from ..forward import hidden, weights64
 from ..fourier import NeuronSpectrum, neuron_spectrum
 from .ablation import (
     ActivationTable,
@@ -403,9 +403,8 @@ class VoteSplit:
 
 
 def _post_all_pairs(model) -> Tensor:
-    theta = model.effective_W_in().detach().to("cpu", torch.float64)
-    pairs = all_pairs(model.cfg.p)
-    return model.act_fn(theta[:, pairs[:, 0]].T + theta[:, pairs[:, 1]].T).double()  # [p^2, M]
+    """float64 post-activations [p^2, M] on all pairs (:func:`mechinterp_modadd.forward.hidden`)."""
+    return hidden(model)[1]
 
 
 def _group_parts(post: Tensor, W_out: Tensor, idx: Tensor, p: int, k: int) -> tuple[Tensor, Tensor]:
@@ -437,7 +436,7 @@ def vote_split(model, keep: Tensor, *, spectrum: NeuronSpectrum | None = None) -
     keep = torch.as_tensor(keep)
     keep = keep[None] if keep.ndim == 1 else keep
     post = _post_all_pairs(model)
-    W_out = model.mlp.W_out.detach().to("cpu", torch.float64)
+    W_out = weights64(model).W_out
     groups = {k: idx for k, idx in frequency_groups(sp).items() if len(idx)}
     coh = torch.zeros(keep.shape[0], len(groups), dtype=torch.float64)
     res = torch.zeros_like(coh)
@@ -520,7 +519,7 @@ def noise_scaling(model, sizes: Sequence[int] | None = None, *, draws: int = 10,
     if not sizes or sizes[0] < 1:
         raise InputError(f"sizes must be positive integers, got {sizes}")
     post = _post_all_pairs(model)
-    W_out = model.mlp.W_out.detach().to("cpu", torch.float64)
+    W_out = weights64(model).W_out
     g = _gen(seed)
     recs: list[dict[str, Any]] = []
     for k, idx in tqdm(groups.items(), desc="noise scaling", disable=not progress):

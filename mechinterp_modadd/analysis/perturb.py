@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..forward import weights64
 from ..fourier import fourier_basis, spectrum_from_weights
 from ..model import ModAddMLP
 
@@ -74,13 +75,6 @@ def harmonic_numbers(p: int, harmonics: bool = True) -> Tensor:
     With ``harmonics=False`` only the diagonal (q = k, r = 1) is set.
     """
     return torch.from_numpy(_harmonic_np(p, bool(harmonics)).copy())
-
-
-def _weights(model: ModAddMLP) -> tuple[Tensor, Tensor]:
-    with torch.no_grad():
-        theta = model.effective_W_in().detach().to("cpu", torch.float64)
-        xi = model.mlp.W_out.detach().to("cpu", torch.float64).T
-    return theta, xi
 
 
 def _rotate(w: Tensor, angle: Tensor) -> Tensor:
@@ -131,7 +125,8 @@ def rotate_neurons(model: ModAddMLP, delta: Tensor, *, harmonics: bool = True,
     only the k* component moves. output_factor = 2 keeps psi - 2 phi at every frequency.
     With ``rotate_input=False`` only the output side moves (psi shifts by output_factor * delta).
     """
-    theta, xi = _weights(model)
+    w = weights64(model)
+    theta, xi = w.theta, w.xi
     delta = torch.as_tensor(delta, dtype=torch.float64)
     if delta.shape != (theta.shape[0],):
         raise ConfigError(f"delta must have one angle per neuron ({theta.shape[0]}), got shape {tuple(delta.shape)}")
@@ -155,7 +150,8 @@ def concentrate_phases(model: ModAddMLP, arc_width: float = 0.5, center: float =
     """
     if not (0 <= arc_width <= 2 * math.pi):
         raise ConfigError(f"arc_width must be in [0, 2 pi], got {arc_width}")
-    theta, xi = _weights(model)
+    w = weights64(model)
+    theta, xi = w.theta, w.xi
     s = spectrum_from_weights(theta, xi)
     k, phi = s.frequency, s.phi_star
     # rank of each neuron's phase inside its group: sort by (k, phi)
@@ -175,7 +171,8 @@ def remove_frequencies(model: ModAddMLP, ks: Iterable[int]) -> ModAddMLP:
     K = model.cfg.K
     if not ks or any(not 1 <= k <= K for k in ks):
         raise ConfigError(f"ks must be a non-empty subset of 1..{K}, got {ks}")
-    theta, xi = _weights(model)
+    w = weights64(model)
+    theta, xi = w.theta, w.xi
     kstar = spectrum_from_weights(theta, xi).frequency
     keep = ~torch.isin(kstar, torch.tensor(ks))
     if not keep.any():
@@ -202,6 +199,6 @@ def rescale_votes(model: ModAddMLP, log_sd: float = 1.5, seed: int = 0) -> ModAd
     if log_sd < 0:
         raise ConfigError(f"log_sd must be >= 0, got {log_sd}")
     g = torch.Generator().manual_seed(int(seed))
-    theta, xi = _weights(model)
+    xi = weights64(model).xi
     f = torch.exp(log_sd * torch.randn(xi.shape[0], generator=g, dtype=torch.float64))
     return _rebuild(model, None, xi * f[:, None])

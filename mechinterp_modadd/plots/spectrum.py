@@ -16,6 +16,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from ..forward import weights64
 from ..fourier import NeuronSpectrum, basis_labels, fourier_basis, neuron_spectrum, wrap
 
 __all__ = [
@@ -29,13 +30,6 @@ __all__ = [
     "magnitude_histograms",
     "logit_heatmap",
 ]
-
-
-def _weights(model) -> tuple[Tensor, Tensor]:
-    with torch.no_grad():
-        theta = model.effective_W_in().detach().to("cpu", torch.float64)
-        xi = model.mlp.W_out.detach().to("cpu", torch.float64).T
-    return theta, xi
 
 
 def sample_neurons(spectrum: NeuronSpectrum, n: int = 48, seed: int = 0) -> np.ndarray:
@@ -54,7 +48,8 @@ def dft_heatmaps(model, spectrum: NeuronSpectrum | None = None, n_neurons: int =
     Each row is divided by its largest entry, so neurons of different norms share one colour scale.
     """
     s = spectrum if spectrum is not None else neuron_spectrum(model)
-    theta, xi = _weights(model)
+    w64 = weights64(model)
+    theta, xi = w64.theta, w64.xi
     idx = sample_neurons(s, n_neurons, seed)
     B = fourier_basis(s.p)
     labels = basis_labels(s.p)
@@ -77,7 +72,7 @@ def cosine_fits(model, spectrum: NeuronSpectrum | None = None, neurons: Sequence
                 n: int = 4, seed: int = 0) -> go.Figure:
     """theta_m[j] (dots) against DC / sqrt(p) + alpha cos(w_k* j + phi) (line) for a few neurons."""
     s = spectrum if spectrum is not None else neuron_spectrum(model)
-    theta, _ = _weights(model)
+    theta = weights64(model).theta
     p = s.p
     idx = list(neurons) if neurons is not None else list(sample_neurons(s, n, seed))
     fig = make_subplots(rows=1, cols=len(idx), subplot_titles=[

@@ -36,6 +36,7 @@ from torch import Tensor
 from ..checkpoint import atomic_write_bytes, atomic_write_text, checkpoint_bytes, load_checkpoint
 from ..data import Split, random_split
 from ..errors import CheckpointError, ConfigError
+from ..forward import input_logits, pair_inputs, unordered_pairs
 from ..model import ModAddMLP
 from .presets import TrainConfig
 
@@ -55,15 +56,12 @@ class FullBatchObjective:
     def __init__(self, split: Split) -> None:
         p = split.p
         self.p = p
-        iu = torch.triu_indices(p, p)  # x <= y
-        self.xs, self.ys = iu[0].contiguous(), iu[1].contiguous()
+        pairs, _ = unordered_pairs(p)  # x <= y
+        self.xs, self.ys = pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
         self.labels = (self.xs + self.ys) % p
         # e_x + e_y of every unordered pair: a dense [n, p] matrix with entries 0, 1 or 2. A matmul
         # with it beats a gather on CPU because its backward is a matmul, not an index_add.
-        rows = torch.arange(len(self.xs))
-        self.inputs = torch.zeros(len(self.xs), p)
-        self.inputs.index_put_((rows, self.xs), torch.ones(len(rows)), accumulate=True)
-        self.inputs.index_put_((rows, self.ys), torch.ones(len(rows)), accumulate=True)
+        self.inputs = pair_inputs(pairs, p)
         tr = split.train_mask.reshape(p, p)
         # how many of (x, y), (y, x) are in train / test; the diagonal counts once
         diag = self.xs == self.ys
@@ -75,9 +73,9 @@ class FullBatchObjective:
         self.n_test = float(self.w_test.sum())
 
     def logits(self, model: ModAddMLP) -> Tensor:
-        """Logits of the unordered pairs [p(p+1)/2, p] (same as ``model(pairs)``, no hooks)."""
-        pre = self.inputs.to(model.mlp.W_in.dtype) @ model.effective_W_in().T  # [n, d_mlp]
-        return model.act_fn(pre) @ model.mlp.W_out.T
+        """Logits of the unordered pairs [p(p+1)/2, p] (same as ``model(pairs)``, no hooks):
+        :func:`mechinterp_modadd.forward.input_logits`."""
+        return input_logits(model, self.inputs)
 
     def __call__(self, model: ModAddMLP) -> tuple[Tensor, dict[str, float]]:
         """Training loss (differentiable) and the step's metrics, from one forward pass."""
