@@ -16,7 +16,7 @@ projection decomposes every neuron at once (no Python loop over neurons).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -33,6 +33,7 @@ __all__ = [
     "wrap",
     "frequency_coefficients",
     "magnitude_phase",
+    "FREQUENCY_RULES",
     "NeuronSpectrum",
     "neuron_spectrum",
     "spectrum_from_weights",
@@ -115,12 +116,28 @@ def harmonic_family(p: int, max_harmonic: int = 5) -> Tensor:
     return torch.from_numpy(_family_np(p, max_harmonic).copy())
 
 
+#: Dominant-frequency rules of :class:`NeuronSpectrum` (see :attr:`NeuronSpectrum.frequency`).
+FREQUENCY_RULES: tuple[str, ...] = ("energy", "coefficient")
+
+
 @dataclass(frozen=True)
 class NeuronSpectrum:
     """Per-neuron, per-frequency Fourier decomposition of a model (float64, CPU).
 
     Indexing is [neuron, k - 1] for k = 1..K. ``alpha``/``phi`` describe theta_m (row m of the
     effective input weights), ``beta``/``psi`` describe xi_m (column m of W_out).
+
+    ``rule`` picks the dominant frequency k*_m that every ``*_star`` quantity is read at:
+
+    - ``"energy"`` (default, ours): k* = argmax over k >= 1 of the input energy c_k^2 + s_k^2
+      (a frequency, whatever the phase; never 0);
+    - ``"coefficient"`` (the paper authors' notebooks): the argmax of |a_i| over the 2K + 1
+      coefficients a = (Const, cos 1, sin 1, ..., cos K, sin K) of theta_m, mapped to its
+      frequency (Const -> 0, cos k and sin k -> k). k* = 0 is possible (a neuron whose largest
+      coefficient is its mean); the ``*_star`` quantities of such a neuron are NaN. On the
+      authors' standard_relu_p23 final checkpoint it gives 43 42 54 43 35 61 56 41 46 50 41
+      neurons for k = 1..11 against 43 42 54 43 35 59 55 41 46 53 41 with ours: a neuron whose
+      energy is split between cos and sin at k* can lose to a single larger coefficient elsewhere.
     """
 
     p: int
@@ -132,6 +149,15 @@ class NeuronSpectrum:
     out_energy: Float[Tensor, "d_mlp K"]  # c_k^2 + s_k^2 of xi
     in_dc: Float[Tensor, "d_mlp"]
     out_dc: Float[Tensor, "d_mlp"]
+    rule: str = "energy"
+
+    def __post_init__(self) -> None:
+        if self.rule not in FREQUENCY_RULES:
+            raise ConfigError(f"frequency rule must be one of {', '.join(FREQUENCY_RULES)}; got {self.rule!r}")
+
+    def with_rule(self, rule: str) -> NeuronSpectrum:
+        """The same decomposition read with another dominant-frequency rule."""
+        return replace(self, rule=rule)
 
     @property
     def K(self) -> int:
@@ -143,11 +169,62 @@ class NeuronSpectrum:
 
     @property
     def frequency(self) -> Tensor:
-        """Dominant frequency k* (1-based): argmax over k >= 1 of the input energy."""
+        """Dominant frequency k* per neuron, by :attr:`rule`: ``"energy"``: argmax over k >= 1 of
+        c_k^2 + s_k^2 of theta (1..K); ``"coefficient"``: the frequency of the largest |a_i| among
+        theta's 2K + 1 coefficients (0..K, 0 = the constant term)."""
+        if self.rule == "coefficient":
+            return (self.coefficients_in.abs().argmax(dim=1) + 1) // 2
         return self.in_energy.argmax(dim=1) + 1
 
     def _at_kstar(self, t: Tensor) -> Tensor:
-        return t.gather(1, (self.frequency - 1)[:, None])[:, 0]
+        k = self.frequency
+        vals = t.gather(1, (k - 1).clamp(min=0)[:, None])[:, 0]
+        return torch.where(k >= 1, vals, torch.full_like(vals, math.nan))
+
+    def _coefficients(self, mag: Tensor, phase: Tensor, dc: Tensor) -> Tensor:
+        # invert magnitude_phase: c_k = sqrt(p/2) mag cos(phase), s_k = -sqrt(p/2) mag sin(phase)
+        r = math.sqrt(self.p / 2.0) * mag
+        out = torch.empty(mag.shape[0], 2 * self.K + 1, dtype=torch.float64)
+        out[:, 0] = dc
+        out[:, 1::2] = r * torch.cos(phase)
+        out[:, 2::2] = -r * torch.sin(phase)
+        return out
+
+    @property
+    def coefficients_in(self) -> Float[Tensor, "d_mlp coef"]:
+        """theta's coefficients on the basis rows Const, cos 1, sin 1, ..., cos K, sin K ([M, 2K + 1];
+        the cos(pi j) row of even p is not part of the spectrum)."""
+        return self._coefficients(self.alpha, self.phi, self.in_dc)
+
+    @property
+    def coefficients_out(self) -> Float[Tensor, "d_mlp coef"]:
+        """xi's coefficients on the same rows as :attr:`coefficients_in`."""
+        return self._coefficients(self.beta, self.psi, self.out_dc)
+
+    @staticmethod
+    def _coef_ipr(a: Tensor) -> Tensor:
+        a2 = a * a
+        tot = a2.sum(1)
+        return (a2 * a2).sum(1) / torch.where(tot > 0, tot * tot, torch.ones_like(tot))
+
+    @property
+    def coefficient_ipr_in(self) -> Tensor:
+        """Per-coefficient IPR of theta (the authors' measure): sum_i a_i^4 / (sum_i a_i^2)^2 over the
+        2K + 1 coefficients, constant included. A pure cosine at one frequency with phase phi scores
+        cos^4 phi + sin^4 phi, between 1/2 and 1, so the value depends on the phase as well as on
+        how concentrated the spectrum is; :attr:`ipr_in` (per frequency) scores it 1 at any phase."""
+        return self._coef_ipr(self.coefficients_in)
+
+    @property
+    def coefficient_ipr_out(self) -> Tensor:
+        """Per-coefficient IPR of xi (see :attr:`coefficient_ipr_in`)."""
+        return self._coef_ipr(self.coefficients_out)
+
+    @property
+    def coefficient_ipr(self) -> Tensor:
+        """Per-coefficient IPR of theta and xi averaged (the second, phase-dependent measure
+        beside :attr:`ipr`)."""
+        return 0.5 * (self.coefficient_ipr_in + self.coefficient_ipr_out)
 
     @property
     def alpha_star(self) -> Tensor:
@@ -208,12 +285,15 @@ class NeuronSpectrum:
         """alpha^2 beta at k*: the weight of the neuron's vote (SCIENCE.md 3.5)."""
         return self.alpha_star**2 * self.beta_star
 
-    def counts(self) -> Tensor:
-        """Neurons per dominant frequency, n_1..n_K."""
-        return torch.bincount(self.frequency - 1, minlength=self.K)
+    def counts(self, include_dc: bool = False) -> Tensor:
+        """Neurons per dominant frequency, n_1..n_K (``include_dc``: n_0..n_K; n_0 is non-zero only
+        under the ``"coefficient"`` rule)."""
+        n = torch.bincount(self.frequency, minlength=self.K + 1)
+        return n if include_dc else n[1:]
 
     def to_frame(self):  # -> pandas.DataFrame
-        """One row per neuron: frequency, share, family_share, ipr, alpha, beta, phi, psi, d."""
+        """One row per neuron: frequency, share, family_share, ipr, coefficient_ipr, alpha, beta, phi,
+        psi, d."""
         import pandas as pd
 
         return pd.DataFrame(
@@ -222,6 +302,7 @@ class NeuronSpectrum:
                 "share": self.share.numpy(),
                 "family_share": self.family_share().numpy(),
                 "ipr": self.ipr.numpy(),
+                "coefficient_ipr": self.coefficient_ipr.numpy(),
                 "alpha": self.alpha_star.numpy(),
                 "beta": self.beta_star.numpy(),
                 "phi": self.phi_star.numpy(),
@@ -232,9 +313,10 @@ class NeuronSpectrum:
 
 
 def spectrum_from_weights(
-    theta: Float[Tensor, "d_mlp p"], xi: Float[Tensor, "d_mlp p"]
+    theta: Float[Tensor, "d_mlp p"], xi: Float[Tensor, "d_mlp p"], rule: str = "energy"
 ) -> NeuronSpectrum:
-    """Decompose input weights theta (rows) and output weights xi (rows = columns of W_out)."""
+    """Decompose input weights theta (rows) and output weights xi (rows = columns of W_out);
+    ``rule`` is the dominant-frequency rule (:data:`FREQUENCY_RULES`)."""
     theta = torch.as_tensor(theta).detach().to("cpu", torch.float64)
     xi = torch.as_tensor(xi).detach().to("cpu", torch.float64)
     if theta.ndim != 2 or theta.shape != xi.shape:
@@ -248,14 +330,19 @@ def spectrum_from_weights(
     energy = c * c + s * s
     return NeuronSpectrum(
         p=p, alpha=mag[0], phi=ph[0], beta=mag[1], psi=ph[1],
-        in_energy=energy[0], out_energy=energy[1], in_dc=dc[0], out_dc=dc[1],
+        in_energy=energy[0], out_energy=energy[1], in_dc=dc[0], out_dc=dc[1], rule=rule,
     )
 
 
-def neuron_spectrum(model) -> NeuronSpectrum:
-    """Decompose a :class:`~mechinterp_modadd.model.ModAddMLP` (learned embeddings folded in)."""
+def neuron_spectrum(model, rule: str = "energy") -> NeuronSpectrum:
+    """Decompose a :class:`~mechinterp_modadd.model.ModAddMLP` (learned embeddings folded in).
+
+    ``rule="energy"`` (default) takes k* = argmax_k (c_k^2 + s_k^2); ``rule="coefficient"`` is the
+    paper authors' rule, the frequency of theta's largest single coefficient, constant included
+    (k* = 0 possible); see :class:`NeuronSpectrum`.
+    """
     w = weights64(model)
-    return spectrum_from_weights(w.theta, w.xi)
+    return spectrum_from_weights(w.theta, w.xi, rule=rule)
 
 
 def spectrum_of(obj) -> NeuronSpectrum:
