@@ -115,10 +115,8 @@ def main() -> int:
     print(f"p = {p}, d_mlp = {d_mlp}, {'untrained' if args.untrained else 'structured'} model saved to {ckpt} "
           f"({time.perf_counter() - t:.1f} s); --max-memory {args.max_memory}")
     cli = [sys.executable, "-c", "import sys; from mechinterp_modadd.cli import main; sys.exit(main())"]
-    commands = {
-        "diagnose": [*cli, "diagnose", str(ckpt), "--max-memory", args.max_memory, "--json", str(out / "diagnose.json")],
-        "ablate": [*cli, "ablate", str(ckpt), "--max-memory", args.max_memory, "--json", str(out / "ablate.json")],
-    }
+    commands = {name: [*cli, name, str(ckpt), "--max-memory", args.max_memory, "--json", str(out / f"{name}.json")]
+                for name in ("diagnose", "ablate")}
     results = {}
     for name, cmd in commands.items():
         if args.only and name != args.only:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .constants import PRESET_NAMES, version
 from .errors import ModAddError
+from .memory import add_max_memory_argument, memory_budget
 
 __all__ = ["main", "build_parser", "command", "COMMANDS"]
 
@@ -72,6 +73,7 @@ def _run_train(args: argparse.Namespace) -> int:
                  save_every=args.save_every)
     out = Path(args.out) if args.out else Path("runs") / f"{args.preset}_p{cfg.p}_seed{cfg.seed}"
     extra = [int(s) for s in args.checkpoint_steps.split(",")] if args.checkpoint_steps else None
+    _announce_training(cfg, getattr(args, "max_memory", None))
     t0 = time.perf_counter()
     res = train(cfg, out, resume=args.resume, progress=not args.quiet, checkpoint_steps=extra)
     dt = time.perf_counter() - t0
@@ -83,19 +85,46 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _announce_training(cfg, max_memory: int | None) -> None:
+    """Refuse a run whose full-batch step cannot fit in memory, and print the expected time per
+    step and for the run when it may last longer than a few minutes (see training.estimate)."""
+    from .errors import ConfigError
+    from .memory import format_bytes
+    from .training.estimate import REPORT_AFTER_S, available_memory, estimate_training, step_bytes
+
+    mcfg = cfg.model_config()
+    need = step_bytes(mcfg.p, mcfg.d_mlp)
+    what = f"a full-batch training step at p = {mcfg.p}, d_mlp = {mcfg.d_mlp} needs about {format_bytes(need)}"
+    if max_memory is not None and need > max_memory:
+        raise ConfigError(f"--max-memory {format_bytes(max_memory)}: {what}; raise the budget or lower --d-mlp")
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise ConfigError(f"{what} but only {format_bytes(avail)} of memory is available; lower --d-mlp or --p")
+    est = estimate_training(cfg)
+    if est.total_seconds >= REPORT_AFTER_S:
+        print(est.message(), flush=True)
+
+
 # ------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="modadd", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (configure, _, help) in COMMANDS.items():
-        configure(sub.add_parser(name, help=help, description=help))
+        sp = sub.add_parser(name, help=help, description=help)
+        configure(sp)
+        if name in BUDGETED_COMMANDS and not any("--max-memory" in a.option_strings for a in sp._actions):
+            add_max_memory_argument(sp, training=name == "train")
     return ap
 
 
 #: Modules of ``mechinterp_modadd.commands`` whose sub-commands register on import (one a file,
 #: so that each command's options live beside its code).
 COMMAND_MODULES: list[str] = ["diagnose", "ablate", "track", "report"]
+
+
+#: Sub-commands that take ``--max-memory`` (the analyses stream within it; train checks its step).
+BUDGETED_COMMANDS: tuple[str, ...] = ("diagnose", "ablate", "track", "report", "train")
 
 
 def _load_plugins() -> None:
@@ -109,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     _load_plugins()
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command][1](args)
+        with memory_budget(getattr(args, "max_memory", None)):
+            return COMMANDS[args.command][1](args)
     except ModAddError as e:
         print(f"modadd {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ space: ``B``, ``KB``/``MB``/``GB``/``TB`` (powers of 1000), ``K``/``M``/``G``/``
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import contextvars
 import math
@@ -33,6 +34,7 @@ __all__ = [
     "memory_budget",
     "current_budget",
     "rows_per_chunk",
+    "add_max_memory_argument",
 ]
 
 #: default budget of the analyses' large temporaries: 3 GiB (the process stays under 4 GB)
@@ -107,3 +109,22 @@ def rows_per_chunk(bytes_per_row: float, *, budget: int | None = None, share: fl
     b = current_budget(budget) * share
     n = max(1, int(b // max(1.0, float(bytes_per_row))))
     return n if total is None else max(1, min(n, int(total)))
+
+
+def _argparse_memory(text: str) -> int:
+    try:
+        return parse_memory(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--max-memory: ")) from None
+
+
+def add_max_memory_argument(ap: argparse.ArgumentParser, *, training: bool = False) -> None:
+    """Add ``--max-memory SIZE`` (parsed to bytes; default None = :data:`DEFAULT_MAX_MEMORY`)."""
+    if training:
+        text = ("refuse to start when one full-batch step needs more memory than this (e.g. 4GB); "
+                "default: the memory available")
+    else:
+        text = (f"memory budget of the analyses' large temporaries, e.g. 4GB, 500MB, 2GiB (default "
+                f"{DEFAULT_MAX_MEMORY / 2**30:g} GiB); work is streamed in chunks, and pairs are sampled "
+                f"(with confidence intervals) where exact computation would not fit")
+    ap.add_argument("--max-memory", type=_argparse_memory, default=None, metavar="SIZE", help=text)

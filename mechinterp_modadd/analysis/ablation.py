@@ -315,6 +315,31 @@ class ActivationTable:
         pre = torch.zeros(self.d_mlp, dtype=torch.float64) if mode == "zero" else w @ self.pre
         return self.act_fn(pre).double()
 
+    def _centred(self, fill: Tensor) -> Tensor:
+        """``post - fill``; the table itself when fill is 0 (no [P, d_mlp] copy for zero-ablation)."""
+        return self.post if not bool(fill.any()) else self.post - fill
+
+    def mask_chunk(self, max_memory: int | None = None) -> int:
+        """Masks evaluated at once: the [B, p, d_mlp] masked weights and the [B, P, p] logits with
+        their scoring scratch (about 5 copies) within a quarter of the memory budget, and at most
+        4e6 / (P p) masks (the historical chunk, which keeps small problems in one batch)."""
+        from ..memory import rows_per_chunk
+
+        per_mask = 8 * (self.p * self.d_mlp + 5 * self.pairs.shape[0] * self.p)
+        return min(max(1, int(4_000_000 // max(1, self.pairs.shape[0] * self.p))),
+                   rows_per_chunk(per_mask, budget=max_memory, share=0.25))
+
+    def group_chunk(self, n_max: int, max_memory: int | None = None) -> int:
+        """Groups passed to :meth:`group_logits` at once: their gathered activations [P, G, n_max]
+        and contributions [G, P, p] with scoring scratch within a quarter of the memory budget, and
+        at most 2e6 / (P p) groups (the historical step)."""
+        from ..memory import rows_per_chunk
+
+        P = self.pairs.shape[0]
+        per_group = 8 * (P * max(1, n_max) + 5 * P * self.p)
+        return min(max(1, int(2_000_000 // max(1, P * self.p))),
+                   rows_per_chunk(per_group, budget=max_memory, share=0.25))
+
     def logits(self, keep: Bool[Tensor, "B d_mlp"] | Float[Tensor, "B d_mlp"], mode: str = "zero",
                hook_point: str = "mlp.hook_post") -> Float[Tensor, "B P p"]:
         """Ablated logits for a batch of keep masks (1 = neuron kept): one batched matmul,
@@ -325,7 +350,7 @@ class ActivationTable:
         if keep.shape[-1] != self.d_mlp:
             raise InputError(f"keep masks must be [B, {self.d_mlp}], got {tuple(keep.shape)}")
         fill = self.fill(mode, hook_point)
-        centred = self.post - fill  # [P, M]
+        centred = self._centred(fill)  # [P, M]
         base = fill @ self.W_out.T  # [p]
         masked_out = self.W_out[None] * keep.double()[:, None, :]  # [B, p, M], small: p << P
         return torch.matmul(centred, masked_out.transpose(1, 2)) + base
@@ -339,7 +364,7 @@ class ActivationTable:
         logits minus ``contrib[g]``. One pass over the neurons for all groups at once.
         """
         fill = self.fill(mode, hook_point)
-        centred = self.post - fill
+        centred = self._centred(fill)
         P, M = centred.shape
         base = (fill @ self.W_out.T).expand(P, -1)
         groups = [torch.as_tensor(g, dtype=torch.long).reshape(-1) for g in groups]
@@ -387,7 +412,7 @@ class ActivationTable:
         if keep.ndim == 1:
             keep = keep[None]
         if chunk is None:
-            chunk = max(1, int(4_000_000 // max(1, self.pairs.shape[0] * self.p)))
+            chunk = self.mask_chunk()
         parts = [self.score(self.logits(keep[i: i + chunk], mode, hook_point), metrics)
                  for i in range(0, keep.shape[0], chunk)]
         if not parts:

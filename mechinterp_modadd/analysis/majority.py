@@ -240,7 +240,7 @@ def frequency_group_ablation(model, *, mode: str = "zero", hook_point: str = "ml
     groups = frequency_groups(sp)
     K = len(groups)
     evs = []
-    step = max(1, int(2_000_000 // max(1, tab.pairs.shape[0] * tab.p)))
+    step = tab.group_chunk(max((len(v) for v in groups.values()), default=0))
     full = None
     for i in range(0, K, step):
         contrib, base = tab.group_logits(list(groups.values())[i:i + step], mode, hook_point)
