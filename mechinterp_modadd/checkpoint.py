@@ -1,9 +1,11 @@
 """The one place that knows checkpoint file formats.
 
 Own format: a safetensors file holding ``mlp.W_in``, ``mlp.W_out`` (and ``embed.W_E`` for learned
-embeddings), with JSON metadata: ``format``, ``config`` (the :class:`ModelConfig`), ``step`` and
-``metrics``. Writes are atomic: the bytes go to a temporary file in the same folder, which is
-then renamed over the target, so a crash never leaves a half-written checkpoint.
+embeddings), with JSON metadata: ``format``, ``config`` (the :class:`ModelConfig`), ``step``,
+``metrics`` and, for checkpoints written by the trainer, ``run_id`` (the id of the run folder; files
+written before run ids existed lack it and still load). Writes are atomic: the bytes go to a
+temporary file in the same folder, which is then renamed over the target, so a crash never leaves
+a half-written checkpoint.
 
 Foreign format: the paper authors' ``.pth`` dicts (see ``shared/reference/README.md``), read with
 ``torch.load(..., weights_only=True)`` so no arbitrary object is ever unpickled. Those files do
@@ -20,7 +22,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,10 @@ import torch
 from torch import Tensor
 
 from .errors import CheckpointError, ConfigError
-from .model import ModAddMLP, ModelConfig
+from .model import ModAddMLP, ModelConfig, canonical_activation
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "atomic_write_bytes", "atomic_write_text",
-           "FORMAT_NAME"]
+__all__ = ["Checkpoint", "CheckpointHeader", "save_checkpoint", "load_checkpoint", "read_checkpoint_header",
+           "atomic_write_bytes", "atomic_write_text", "FORMAT_NAME"]
 
 FORMAT_NAME = "mechinterp_modadd.checkpoint/1"
 _AUTHOR_SCALARS = ("train_loss", "test_loss", "grad_norm", "param_norm", "train_accuracy",
@@ -47,6 +49,7 @@ class Checkpoint:
     step: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     source_format: str = "modadd"  # "modadd" or "authors_pth"
+    run_id: str | None = None
 
     @property
     def config(self) -> ModelConfig:
@@ -101,8 +104,8 @@ def _jsonable(x: Any) -> Any:
 
 
 def checkpoint_bytes(model: ModAddMLP, step: int | None = None,
-                     metrics: dict[str, Any] | None = None) -> bytes:
-    """Serialise a model to the own safetensors format, in memory."""
+                     metrics: dict[str, Any] | None = None, run_id: str | None = None) -> bytes:
+    """Serialise a model to the own safetensors format, in memory (``run_id``: the run folder's id)."""
     from safetensors.torch import save
 
     if not isinstance(model.activation, str):
@@ -115,13 +118,15 @@ def checkpoint_bytes(model: ModAddMLP, step: int | None = None,
         "step": json.dumps(step),
         "metrics": json.dumps(_jsonable(metrics or {})),
     }
+    if run_id is not None:
+        meta["run_id"] = str(run_id)
     return save(tensors, metadata=meta)
 
 
 def save_checkpoint(model: ModAddMLP, path: str | os.PathLike, step: int | None = None,
-                    metrics: dict[str, Any] | None = None) -> Path:
+                    metrics: dict[str, Any] | None = None, run_id: str | None = None) -> Path:
     """Save ``model`` atomically in the own format (safetensors + JSON metadata)."""
-    return atomic_write_bytes(path, checkpoint_bytes(model, step, metrics))
+    return atomic_write_bytes(path, checkpoint_bytes(model, step, metrics, run_id))
 
 
 # --------------------------------------------------------------------------------- loading
@@ -158,7 +163,79 @@ def _build_model(path: Path, cfg: ModelConfig, weights: dict[str, Any]) -> ModAd
     return model
 
 
-def _read_modadd(path: Path, activation: str | None) -> Checkpoint:
+@dataclass(frozen=True)
+class CheckpointHeader:
+    """The metadata of an own-format checkpoint, read without loading its tensors."""
+
+    path: Path
+    config: ModelConfig
+    step: int | None
+    metrics: dict[str, Any]
+    run_id: str | None
+
+
+def _meta_json(path: Path, meta: dict[str, str], key: str, default: str | None, want: str) -> Any:
+    raw = meta.get(key, default)
+    if raw is None:
+        raise CheckpointError(f"{path}: metadata key {key!r} missing; expected {want}")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: metadata key {key!r} is not valid JSON ({e}); expected {want}") from None
+
+
+def _parse_header(path: Path, meta: dict[str, str]) -> CheckpointHeader:
+    if meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path}: metadata key 'format' is {meta.get('format')!r}, "
+                              f"expected {FORMAT_NAME!r}; not a mechinterp_modadd checkpoint")
+    cfg_dict = _meta_json(path, meta, "config", None, "a JSON object (the ModelConfig)")
+    if not isinstance(cfg_dict, dict):
+        raise CheckpointError(f"{path}: metadata key 'config' is {type(cfg_dict).__name__}, expected a JSON "
+                              f"object (the ModelConfig)")
+    step = _meta_json(path, meta, "step", "null", "an integer >= 0 or null")
+    if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
+        raise CheckpointError(f"{path}: metadata key 'step' is {step!r}, expected an integer >= 0 or null")
+    metrics = _meta_json(path, meta, "metrics", "{}", "a JSON object")
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"{path}: metadata key 'metrics' is {type(metrics).__name__}, expected a JSON "
+                              f"object")
+    run_id = meta.get("run_id")
+    try:
+        cfg = ModelConfig.from_dict(cfg_dict)
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path}: metadata key 'config' is not a valid ModelConfig: {e}") from None
+    return CheckpointHeader(path=path, config=cfg, step=step, metrics=metrics, run_id=run_id)
+
+
+def read_checkpoint_header(path: str | os.PathLike) -> CheckpointHeader:
+    """The metadata of an own-format checkpoint (config, step, metrics, run id), tensors unread."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupted "
+                              f"safetensors file?): {e}") from None
+    return _parse_header(path, meta)
+
+
+def _check_activation(path: Path, stored: str, given: str | None, force: bool) -> str:
+    """The activation to build with: ``given`` if it agrees with ``stored`` or ``force`` is set."""
+    if given is None:
+        return stored
+    try:
+        want = canonical_activation(given)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if want != stored and not force:
+        raise CheckpointError(f"{path}: the checkpoint records activation {stored!r}; the given activation "
+                              f"{given!r} contradicts it (pass force=True / --force to swap it on purpose)")
+    return want
+
+
+def _read_modadd(path: Path, activation: str | None, force: bool = False) -> Checkpoint:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -168,22 +245,13 @@ def _read_modadd(path: Path, activation: str | None) -> Checkpoint:
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupted "
                               f"safetensors file?): {e}") from None
-    if meta.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{path}: metadata key 'format' is {meta.get('format')!r}, "
-                              f"expected {FORMAT_NAME!r}; not a mechinterp_modadd checkpoint")
-    try:
-        cfg_dict = json.loads(meta["config"])
-        step = json.loads(meta.get("step", "null"))
-        metrics = json.loads(meta.get("metrics", "{}"))
-    except (KeyError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: metadata key 'config' missing or not valid JSON ({e})") from None
-    if activation is not None:
-        cfg_dict["activation"] = activation
-    try:
-        cfg = ModelConfig.from_dict(cfg_dict)
-    except ConfigError as e:
-        raise CheckpointError(f"{path}: invalid config in metadata: {e}") from None
-    return Checkpoint(model=_build_model(path, cfg, weights), path=path, step=step, metrics=metrics)
+    head = _parse_header(path, meta)
+    cfg = head.config
+    act = _check_activation(path, cfg.activation, activation, force)
+    if act != cfg.activation:
+        cfg = replace(cfg, activation=act)
+    return Checkpoint(model=_build_model(path, cfg, weights), path=path, step=head.step,
+                      metrics=head.metrics, run_id=head.run_id)
 
 
 def _read_authors(path: Path, activation: str | None, init_scale: float | None) -> Checkpoint:
@@ -234,14 +302,16 @@ def _read_authors(path: Path, activation: str | None, init_scale: float | None) 
 
 
 def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
-                    p: int | None = None, init_scale: float | None = None) -> Checkpoint:
+                    p: int | None = None, init_scale: float | None = None,
+                    force: bool = False) -> Checkpoint:
     """Load a checkpoint in the own format or the paper authors' ``.pth`` format.
 
     Args:
         path: the file.
-        activation: required for the authors' files (they do not record it); for own files it
-            swaps the stored activation (e.g. ``"abs"``) without retraining.
+        activation: required for the authors' files (they do not record it). Own files record
+            it: an equal value is accepted, a different one is refused unless ``force``.
         p: if given, the checkpoint's modulus must equal it (:class:`CheckpointError` otherwise).
+        force: swap a recorded activation for ``activation`` (e.g. ``"abs"``) without retraining.
     """
     path = Path(path)
     if path.is_dir():
@@ -255,7 +325,7 @@ def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
     if head[:2] == b"PK":
         ck = _read_authors(path, activation, init_scale)
     else:
-        ck = _read_modadd(path, activation)
+        ck = _read_modadd(path, activation, force)
     if p is not None and ck.model.cfg.p != p:
         raise CheckpointError(f"{path}: p mismatch: checkpoint has p = {ck.model.cfg.p}, expected p = {p}")
     return ck

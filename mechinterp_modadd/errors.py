@@ -21,3 +21,11 @@ class InputError(ModAddError, ValueError):
 
 class CheckpointError(ModAddError):
     """A checkpoint file or run folder that cannot be read or does not match what was asked."""
+
+
+class RunFolderError(CheckpointError, ConfigError):
+    """A run folder that may not be written or resumed as asked (not empty, locked, damaged)."""
+
+
+class ModAddWarning(UserWarning):
+    """A warning about a setting the toolkit accepts but whose results need care (e.g. composite p)."""

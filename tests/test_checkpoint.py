@@ -39,7 +39,7 @@ def test_learned_embedding_round_trip(tmp_path):
 
 
 def test_activation_override_on_load(tmp_path, model):
-    ck = load_checkpoint(save_checkpoint(model, tmp_path / "m.safetensors"), activation="abs")
+    ck = load_checkpoint(save_checkpoint(model, tmp_path / "m.safetensors"), activation="abs", force=True)
     assert ck.model.cfg.activation == "abs"
 
 

@@ -14,6 +14,10 @@ Run folder layout (``out_dir``)::
     metrics.csv                 step, train/test loss and accuracy, param_norm (one row per step)
     checkpoints/step_NNNNNN.safetensors   weights at step 0, every save_every steps, and the end
     resume.safetensors          weights + optimizer state at the last checkpoint (for --resume)
+    .modadd.lock                the writer's pid and host while a training writes the folder
+
+A new run needs an absent or empty folder; a resume validates every file it reads before it
+writes anything; one writer at a time (see :mod:`mechinterp_modadd.training.runfolder`).
 
 Metrics row ``t`` describes the weights after t updates, i.e. those of checkpoint ``t``.
 All files are written atomically, so a killed run resumes from its last checkpoint and ends
@@ -39,6 +43,7 @@ from ..errors import CheckpointError, ConfigError
 from ..forward import input_logits, pair_inputs, unordered_pairs
 from ..model import ModAddMLP
 from .presets import TrainConfig
+from .runfolder import ResumePlan, RunFolder, open_run_folder, write_run_config
 
 __all__ = ["train", "TrainResult", "FullBatchObjective", "METRIC_COLUMNS", "checkpoint_path"]
 
@@ -172,6 +177,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     checkpoint_steps: list[int] | None = None,
+    break_lock: bool = False,
 ) -> TrainResult:
     """Train a :class:`ModAddMLP` full batch as ``cfg`` says.
 
@@ -183,12 +189,26 @@ def train(
             equal ``cfg`` except for ``steps`` (which may be extended).
         progress: show a tqdm progress bar.
         checkpoint_steps: extra steps at which to save a checkpoint (besides every ``save_every``).
+        break_lock: take over a stale lock of ``out_dir`` (see :class:`~.runfolder.RunLock`).
 
     Metrics are recorded at every step; row t describes the weights after t updates.
+
+    Raises:
+        RunFolderError: ``out_dir`` is not empty (new run), is locked by another writer, or holds
+            a damaged run (resume); nothing is written then.
     """
+    if out_dir is None:
+        if resume:
+            raise ConfigError("resume=True needs out_dir (the run folder to continue)")
+        return _train(cfg, None, None, progress, checkpoint_steps)
+    with open_run_folder(out_dir, cfg, resume=resume, break_lock=break_lock) as folder:
+        return _train(cfg, Path(out_dir), folder, progress, checkpoint_steps)
+
+
+def _train(cfg: TrainConfig, run_dir: Path | None, folder: RunFolder | None, progress: bool,
+           checkpoint_steps: list[int] | None) -> TrainResult:
     from tqdm import tqdm
 
-    run_dir = Path(out_dir) if out_dir is not None else None
     mcfg = cfg.model_config()
     model = ModAddMLP(mcfg, seed=cfg.seed)
     split = random_split(cfg.p, cfg.train_fraction, cfg.effective_split_seed)
@@ -201,22 +221,16 @@ def train(
     rows["step"] = np.arange(n, dtype=np.float64)
     start = 0
 
-    if run_dir is not None:
-        cfg_path = run_dir / "config.json"
-        if resume:
-            start = _prepare_resume(run_dir, cfg, model, opt, rows)
+    run_id = None
+    if run_dir is not None and folder is not None:
+        run_id = folder.run_id
+        if folder.resume is not None:
+            start = _prepare_resume(run_dir, cfg, folder.resume, model, opt, rows)
         else:
-            if cfg_path.exists():
-                raise ConfigError(f"{run_dir}: already holds a run (config.json); pass resume=True "
-                                  f"(--resume) to continue it or choose another folder")
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(cfg_path, json.dumps(
-                {"train": cfg.to_dict(), "model": mcfg.to_dict()}, indent=2))
+            write_run_config(run_dir, cfg, run_id)
             atomic_write_text(run_dir / "split.json", json.dumps(
                 {"p": cfg.p, "seed": split.seed, "train_fraction": cfg.train_fraction,
                  "train_pairs": split.train_pairs.tolist()}))
-    elif resume:
-        raise ConfigError("resume=True needs out_dir (the run folder to continue)")
 
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc=f"train p={cfg.p}",
                unit="step", mininterval=0.5)
@@ -233,7 +247,7 @@ def train(
             raise ConfigError(f"training diverged at step {t}: train loss is {m['train_loss']}; "
                               f"lower the learning rate")
         if run_dir is not None and (t % cfg.save_every == 0 or t == cfg.steps or t in extra):
-            _save_step(run_dir, model, opt, t, rows, m, norm)
+            _save_step(run_dir, model, opt, t, rows, m, norm, run_id)
         if t == cfg.steps:
             break
         loss.backward()
@@ -259,40 +273,27 @@ def _metrics_frame(rows: dict[str, np.ndarray], upto: int) -> pd.DataFrame:
 
 
 def _save_step(run_dir: Path, model: ModAddMLP, opt: torch.optim.Optimizer, t: int,
-               rows: dict[str, np.ndarray], m: dict[str, float], norm: Tensor) -> None:
+               rows: dict[str, np.ndarray], m: dict[str, float], norm: Tensor, run_id: str | None = None) -> None:
     metrics = {**m, "param_norm": float(norm)}
-    atomic_write_bytes(checkpoint_path(run_dir, t), checkpoint_bytes(model, step=t, metrics=metrics))
+    atomic_write_bytes(checkpoint_path(run_dir, t), checkpoint_bytes(model, step=t, metrics=metrics,
+                                                                     run_id=run_id))
     atomic_write_text(run_dir / "metrics.csv", _metrics_frame(rows, t).to_csv(index=False))
     atomic_write_bytes(run_dir / "resume.safetensors", _resume_bytes(model, opt, t))
 
 
-def _prepare_resume(run_dir: Path, cfg: TrainConfig, model: ModAddMLP, opt: torch.optim.Optimizer,
-                    rows: dict[str, np.ndarray]) -> int:
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise CheckpointError(f"{run_dir}: nothing to resume (no config.json)")
-    try:
-        saved = TrainConfig.from_dict({**json.loads(cfg_path.read_text())["train"]})
-    except (KeyError, json.JSONDecodeError, TypeError) as e:
-        raise CheckpointError(f"{cfg_path}: unreadable run config ({e})") from None
-    if saved.replace(steps=cfg.steps) != cfg:
-        diff = {k: (v, getattr(cfg, k)) for k, v in saved.to_dict().items()
-                if k != "steps" and cfg.to_dict()[k] != v}
-        raise ConfigError(f"{run_dir}: config differs from the saved run in {diff} (saved, given)")
-    state = run_dir / "resume.safetensors"
-    if not state.exists():
-        raise CheckpointError(f"{run_dir}: no resume.safetensors to continue from")
-    start = _load_resume(state, model, opt)
-    if start > cfg.steps:
-        raise ConfigError(f"{run_dir}: run is already at step {start} > steps = {cfg.steps}")
-    if saved.steps != cfg.steps:
-        atomic_write_text(cfg_path, json.dumps(
-            {"train": cfg.to_dict(), "model": cfg.model_config().to_dict()}, indent=2))
-    old = pd.read_csv(run_dir / "metrics.csv")
-    old = old[old["step"] < start]
+def _prepare_resume(run_dir: Path, cfg: TrainConfig, plan: ResumePlan, model: ModAddMLP,
+                    opt: torch.optim.Optimizer, rows: dict[str, np.ndarray]) -> int:
+    """Load a validated resume (:func:`~.runfolder.validate_resume`) into model, optimizer, rows."""
+    start = _load_resume(plan.resume_file, model, opt)
+    if start != plan.start:
+        raise CheckpointError(f"{plan.resume_file}: changed while the resume was being prepared "
+                              f"(step {plan.start} -> {start})")
+    old = plan.metrics
     for c in METRIC_COLUMNS:
         if c in old:
-            rows[c][: len(old)] = old[c].to_numpy(dtype=np.float64)
+            rows[c][: len(old)] = pd.to_numeric(old[c], errors="coerce").to_numpy(dtype=np.float64)
+    if plan.saved.steps != cfg.steps:  # the only write, after every check passed
+        write_run_config(run_dir, cfg, plan.run_id)
     return start
 
 

@@ -1,0 +1,435 @@
+"""Run folders: when a folder may be written, who may write it, and what a resume will read.
+
+Three rules protect a run folder (``modadd train --out DIR``):
+
+1. **New runs only in absent or empty folders.** :func:`check_new_folder` refuses a folder that
+   holds anything (a foreign ``checkpoints/`` folder, a stray file, an earlier run) and names what
+   is there. An existing run is continued only with ``resume=True`` (``--resume``).
+2. **One writer at a time.** :class:`RunLock` creates ``DIR/.modadd.lock`` with ``O_EXCL`` and
+   writes the holder's pid, host and start time into it. A second writer is refused while the
+   holder lives. A lock whose process is gone (same host, pid no longer running) or that cannot be
+   read is *stale*: it is reported, and taken over only when asked (``break_lock=True``,
+   ``--break-lock``). A lock from another host cannot be checked; it counts as held unless broken.
+3. **Resume checks before it writes.** :func:`validate_resume` reads and checks everything a
+   resume will use (``config.json``, ``split.json``, ``metrics.csv``, ``resume.safetensors`` and the
+   metadata of every checkpoint) and changes nothing; only then does the trainer write.
+
+Every new run gets a run id (:func:`new_run_id`) stored in ``config.json`` (key ``run_id``) and in
+the metadata of each checkpoint, so that :func:`~mechinterp_modadd.series.load_run` can tell a
+checkpoint copied in from another run. Folders written before run ids existed have none and
+still load and resume.
+
+Use from a trainer::
+
+    with open_run_folder(run_dir, cfg, resume=resume, break_lock=break_lock) as rf:
+        if rf.resume is None:            # new run: folder checked empty, lock held
+            write_run_config(run_dir, cfg, rf.run_id)
+            ...                          # write split.json, train from step 0
+        else:                            # resume: every file validated, nothing written yet
+            start = rf.resume.start      # rows < start of rf.resume.metrics are kept
+            ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..checkpoint import atomic_write_text, read_checkpoint_header
+from ..errors import CheckpointError, ConfigError, RunFolderError
+from .presets import TrainConfig
+
+__all__ = ["LOCK_NAME", "RunLock", "ResumePlan", "RunFolder", "check_new_folder", "validate_resume",
+           "new_run_id", "write_run_config", "open_run_folder", "check_run_checkpoints"]
+
+#: name of the lock file inside a run folder
+LOCK_NAME = ".modadd.lock"
+#: columns metrics.csv must have for a resume (``lr`` is optional: older folders lack it)
+REQUIRED_METRICS = ["step", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "param_norm"]
+
+
+def new_run_id() -> str:
+    """A fresh run id: 32 hex digits (uuid4)."""
+    return uuid.uuid4().hex
+
+
+def _describe_entries(run_dir: Path, limit: int = 4) -> str:
+    names = sorted(e.name + ("/" if e.is_dir() else "") for e in run_dir.iterdir())
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def check_new_folder(run_dir: str | os.PathLike) -> None:
+    """Refuse to start a new run in ``run_dir`` unless it is absent or an empty folder.
+
+    Raises:
+        RunFolderError: ``run_dir`` is a file, or a folder holding anything (the message lists
+            up to four entries and says to pass ``--resume`` when it holds a run).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: exists and is not a folder; choose another --out")
+    try:
+        entries = list(run_dir.iterdir())
+    except OSError as e:
+        raise RunFolderError(f"{run_dir}: cannot list the folder ({e.strerror or e})") from None
+    if not entries:
+        return
+    hint = ("it already holds a run (config.json): pass --resume to continue it, or choose another --out"
+            if (run_dir / "config.json").exists() else "a new run needs an absent or empty folder; "
+            "choose another --out")
+    raise RunFolderError(f"{run_dir}: folder is not empty (holds {_describe_entries(run_dir)}); {hint}")
+
+
+# ------------------------------------------------------------------------------------ lock
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class RunLock:
+    """Exclusive writer lock on a run folder: ``run_dir/.modadd.lock`` holding pid, host and time.
+
+    Use as a context manager (``with RunLock(run_dir): ...``) or with :meth:`acquire` /
+    :meth:`release`. The folder must exist.
+
+    Args:
+        run_dir: the run folder.
+        break_lock: take over a stale lock (dead process on this host, another host, or an
+            unreadable lock file). A lock of a live process on this host is never broken.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, break_lock: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self.break_lock = break_lock
+        self.held = False
+        self.broke: dict[str, Any] | None = None  # the stale holder taken over, if any
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            info = json.loads(self.path.read_text())
+            if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
+                return None
+            return info
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    def _write_new(self) -> bool:
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise RunFolderError(f"{self.path}: cannot create the lock file ({e.strerror or e})") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(info) + "\n")
+        return True
+
+    def acquire(self) -> RunLock:
+        """Take the lock or raise :class:`RunFolderError` naming the holder."""
+        if self._write_new():
+            self.held = True
+            return self
+        holder = self._holder()
+        host = socket.gethostname()
+        if holder is None:
+            state = "an unreadable lock file"
+        else:
+            who = f"pid {holder['pid']} on host {holder.get('host', '?')} since {holder.get('started', '?')}"
+            if holder.get("host") == host and holder["pid"] == os.getpid():
+                raise RunFolderError(f"{self.run_dir}: this process already holds the lock ({self.path})")
+            if holder.get("host") == host and _pid_alive(holder["pid"]):
+                raise RunFolderError(f"{self.run_dir}: another process is writing this run ({who}, lock "
+                                     f"{self.path}); wait for it to finish")
+            state = (f"a stale lock of {who} (process no longer running)" if holder.get("host") == host
+                     else f"a lock of {who} (another host; cannot check whether it still runs)")
+        if not self.break_lock:
+            raise RunFolderError(f"{self.run_dir}: found {state} in {self.path}; if no other training "
+                                 f"writes this folder, pass --break-lock (break_lock=True) to take it over")
+        self.broke = holder or {}
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise RunFolderError(f"{self.path}: cannot remove the stale lock ({e.strerror or e})") from None
+        if not self._write_new():
+            raise RunFolderError(f"{self.run_dir}: another process took the lock while the stale one was "
+                                 f"being replaced ({self.path})")
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        """Remove the lock file if this object holds it (and it still names this process)."""
+        if not self.held:
+            return
+        self.held = False
+        holder = self._holder()
+        if holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# ----------------------------------------------------------------------- config and checks
+def write_run_config(run_dir: str | os.PathLike, cfg: TrainConfig, run_id: str | None) -> Path:
+    """Write ``config.json`` (``train``, ``model`` and ``run_id``) atomically."""
+    doc: dict[str, Any] = {"train": cfg.to_dict(), "model": cfg.model_config().to_dict()}
+    if run_id is not None:
+        doc["run_id"] = run_id
+    return atomic_write_text(Path(run_dir) / "config.json", json.dumps(doc, indent=2))
+
+
+def read_run_config(run_dir: str | os.PathLike) -> tuple[TrainConfig, str | None, dict[str, Any]]:
+    """``(TrainConfig, run_id or None, raw dict)`` of ``run_dir/config.json``, checked."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise RunFolderError(f"{run_dir}: nothing to resume (no config.json)")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunFolderError(f"{path}: unreadable run config ({e})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("train"), dict):
+        raise RunFolderError(f"{path}: expected a JSON object with key 'train' (the TrainConfig)")
+    try:
+        cfg = TrainConfig.from_dict(dict(raw["train"]))
+    except (ConfigError, TypeError, ValueError, KeyError) as e:
+        raise RunFolderError(f"{path}: key 'train' is not a valid TrainConfig ({e})") from None
+    run_id = raw.get("run_id")
+    if run_id is not None and not isinstance(run_id, str):
+        raise RunFolderError(f"{path}: key 'run_id' should be a string, found {type(run_id).__name__}")
+    return cfg, run_id, raw
+
+
+def check_run_checkpoints(files: list[Path], *, p: int | None = None, d_mlp: int | None = None,
+                          activation: str | None = None, run_id: str | None = None,
+                          where: str = "the run") -> dict[str, Any]:
+    """Check that checkpoint files (own format) are one run: same p, d_mlp, activation, run id.
+
+    Reads only the metadata of each file. The expected values default to those of the first file;
+    a checkpoint without a run id (written before run ids existed) matches any run id.
+
+    Returns:
+        ``{"p", "d_mlp", "activation", "run_id"}`` shared by the files.
+
+    Raises:
+        CheckpointError: naming the first file that differs, the key, and both values.
+    """
+    want: dict[str, Any] = {"p": p, "d_mlp": d_mlp, "activation": activation, "run_id": run_id}
+    source: dict[str, str] = {k: where for k, v in want.items() if v is not None}
+    for f in files:
+        h = read_checkpoint_header(f)
+        got = {"p": h.config.p, "d_mlp": h.config.d_mlp, "activation": h.config.activation,
+               "run_id": h.run_id}
+        for key, v in got.items():
+            if v is None:
+                continue
+            if want[key] is None:
+                want[key], source[key] = v, str(f.name)
+            elif want[key] != v:
+                raise CheckpointError(f"{f}: {key} = {v!r}, but {source[key]} has {key} = {want[key]!r}; "
+                                      f"a folder must hold one run (move the odd file away)")
+    return want
+
+
+@dataclass
+class ResumePlan:
+    """What a validated resume will continue from (nothing on disk changed yet).
+
+    Attributes:
+        start: step of the resume state; training continues with update ``start``.
+        run_id: the run's id (``None`` for folders written before run ids).
+        metrics: rows of metrics.csv with step < start (checked: steps 0..start-1 in order).
+        resume_file: ``resume.safetensors``.
+        saved: the TrainConfig on disk (may differ from the requested one in ``steps`` only).
+    """
+
+    start: int
+    run_id: str | None
+    metrics: pd.DataFrame
+    resume_file: Path
+    saved: TrainConfig
+
+
+def _check_metrics(run_dir: Path, start: int) -> pd.DataFrame:
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        raise RunFolderError(f"{path}: missing; a resume needs the metrics of steps 0..{start} "
+                             f"(the folder is damaged)")
+    try:
+        df = pd.read_csv(path)
+    except Exception as e:  # pandas raises several types for damaged files
+        raise RunFolderError(f"{path}: unreadable metrics table ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    missing = [c for c in REQUIRED_METRICS if c not in df.columns]
+    if missing:
+        raise RunFolderError(f"{path}: missing column(s) {missing}; expected {REQUIRED_METRICS}")
+    steps = pd.to_numeric(df["step"], errors="coerce")
+    if steps.isna().any() or len(df) < start or not (steps.iloc[:start].to_numpy() == range(start)).all():
+        raise RunFolderError(f"{path}: column 'step' should count 0, 1, 2, ... up to at least {start - 1} "
+                             f"(the resume state is at step {start}); found {len(df)} rows")
+    head = df.iloc[:start]
+    for c in REQUIRED_METRICS[1:]:
+        vals = pd.to_numeric(head[c], errors="coerce")
+        if c.startswith("test_"):
+            bad = vals.isna() & head[c].notna()
+        else:
+            bad = ~vals.map(lambda v: isinstance(v, float) and math.isfinite(v))
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise RunFolderError(f"{path}: column {c!r} at step {row} is {head[c].iloc[row]!r}; expected a "
+                                 f"finite number")
+    return head.reset_index(drop=True)
+
+
+def _check_resume_state(path: Path, cfg: TrainConfig) -> int:
+    from safetensors import SafetensorError, safe_open
+
+    if not path.exists():
+        raise RunFolderError(f"{path}: missing; nothing to continue from (the run has no resume state)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise RunFolderError(f"{path}: unreadable resume state ({e})") from None
+    if meta.get("format") != "mechinterp_modadd.resume/1":
+        raise RunFolderError(f"{path}: metadata key 'format' is {meta.get('format')!r}, expected "
+                             f"'mechinterp_modadd.resume/1'")
+    try:
+        step = int(meta["step"])
+        json.loads(meta["param_groups"])
+        json.loads(meta.get("scalars", "{}"))
+    except (KeyError, ValueError, TypeError) as e:
+        raise RunFolderError(f"{path}: metadata keys 'step' (an integer), 'param_groups' and 'scalars' "
+                             f"(JSON) expected; {type(e).__name__}: {e}") from None
+    if step < 0:
+        raise RunFolderError(f"{path}: metadata key 'step' is {step}; expected a step >= 0")
+    m = cfg.model_config()
+    want = {"model.mlp.W_in": (m.d_mlp, m.d_model), "model.mlp.W_out": (m.p, m.d_mlp)}
+    if m.embedding == "learned":
+        want["model.embed.W_E"] = (m.d_model, m.p)
+    for k, shape in want.items():
+        if shapes.get(k) != shape:
+            raise RunFolderError(f"{path}: tensor {k!r} has shape {shapes.get(k)}, expected {shape} from "
+                                 f"config.json")
+    return step
+
+
+def validate_resume(run_dir: str | os.PathLike, cfg: TrainConfig) -> ResumePlan:
+    """Check everything a resume of ``run_dir`` with ``cfg`` reads, without changing anything.
+
+    Checks, in order: config.json (readable; equal to ``cfg`` except ``steps``), split.json
+    (present, same p), resume.safetensors (format, step <= cfg.steps, weight shapes),
+    metrics.csv (columns, steps 0..start-1, finite train values) and the metadata of every
+    checkpoint (one run: p, d_mlp, activation and run id of config.json; the checkpoint of the
+    resume step present).
+
+    Raises:
+        RunFolderError / CheckpointError / ConfigError naming the file, key and expectation.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: no such run folder to resume")
+    saved, run_id, _ = read_run_config(run_dir)
+    if saved.replace(steps=cfg.steps) != cfg:
+        diff = {k: (v, cfg.to_dict()[k]) for k, v in saved.to_dict().items()
+                if k != "steps" and cfg.to_dict()[k] != v}
+        raise ConfigError(f"{run_dir}: config differs from the saved run in {diff} (saved, given)")
+    split_path = run_dir / "split.json"
+    try:
+        sj = json.loads(split_path.read_text())
+        if int(sj["p"]) != cfg.p or not isinstance(sj["train_pairs"], list):
+            raise ValueError(f"p = {sj['p']} (expected {cfg.p}) or 'train_pairs' not a list")
+    except FileNotFoundError:
+        raise RunFolderError(f"{split_path}: missing (the folder is damaged)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise RunFolderError(f"{split_path}: unreadable split (need keys 'p' and 'train_pairs'): {e}") from None
+    state = run_dir / "resume.safetensors"
+    start = _check_resume_state(state, cfg)
+    if start > cfg.steps:
+        raise ConfigError(f"{run_dir}: run is already at step {start} > steps = {cfg.steps}")
+    metrics = _check_metrics(run_dir, start)
+    m = cfg.model_config()
+    files = sorted((run_dir / "checkpoints").glob("step_*.safetensors"))
+    from .trainer import checkpoint_path
+
+    if checkpoint_path(run_dir, start) not in files:
+        raise RunFolderError(f"{checkpoint_path(run_dir, start)}: missing; resume.safetensors is at step "
+                             f"{start} but its checkpoint is gone (the folder is damaged)")
+    check_run_checkpoints(files, p=m.p, d_mlp=m.d_mlp, activation=m.activation, run_id=run_id,
+                          where="config.json")
+    return ResumePlan(start=start, run_id=run_id, metrics=metrics, resume_file=state, saved=saved)
+
+
+@dataclass
+class RunFolder:
+    """An opened run folder: the lock is held; ``resume`` is ``None`` for a new run."""
+
+    path: Path
+    run_id: str | None
+    lock: RunLock
+    resume: ResumePlan | None = None
+
+
+@contextlib.contextmanager
+def open_run_folder(run_dir: str | os.PathLike, cfg: TrainConfig, *, resume: bool = False,
+                    break_lock: bool = False) -> Iterator[RunFolder]:
+    """Check ``run_dir`` for a new run or a resume, hold its lock while the block runs.
+
+    New run (``resume=False``): the folder must be absent or empty (:func:`check_new_folder`); it
+    is created, locked and re-checked (nothing but the lock inside), and a fresh run id issued.
+    Resume: the folder is locked, then :func:`validate_resume` checks every file it will read.
+    Nothing but the lock file is written here; the lock is removed when the block ends.
+    """
+    run_dir = Path(run_dir)
+    if not resume:
+        check_new_folder(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunFolderError(f"{run_dir}: cannot create the run folder ({e.strerror or e})") from None
+    elif not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: no such run folder to resume")
+    lock = RunLock(run_dir, break_lock=break_lock).acquire()
+    try:
+        if not resume:
+            others = [e.name for e in run_dir.iterdir() if e.name != LOCK_NAME]
+            if others:
+                raise RunFolderError(f"{run_dir}: another process wrote {sorted(others)[:4]} while this run "
+                                     f"was starting; choose another --out")
+            rf = RunFolder(path=run_dir, run_id=new_run_id(), lock=lock)
+        else:
+            plan = validate_resume(run_dir, cfg)
+            rf = RunFolder(path=run_dir, run_id=plan.run_id, lock=lock, resume=plan)
+        yield rf
+    finally:
+        lock.release()
