@@ -177,7 +177,8 @@ def _dft_rows(w: torch.Tensor, B: torch.Tensor) -> np.ndarray:
     return (coef / coef.amax(dim=1, keepdim=True).clamp(min=1e-300)).numpy()
 
 
-def _ablation(model, sp, fractions: np.ndarray, sets: np.ndarray, draws: int, seed: int) -> np.ndarray:
+def _ablation(model, sp, fractions: np.ndarray, sets: np.ndarray, draws: int, seed: int,
+              progress: bool = False) -> np.ndarray:
     """Accuracy [F, G] (see the module docstring), mean over ``draws`` seeded nested orders."""
     tab = activation_table(model)
     K, M = sp.K, sp.d_mlp
@@ -187,7 +188,7 @@ def _ablation(model, sp, fractions: np.ndarray, sets: np.ndarray, draws: int, se
     acc = np.zeros((len(fractions), len(sets)))
     P = tab.pairs.shape[0]
     chunk = max(1, int(3_000_000 // max(1, P * tab.p)))
-    for _ in range(draws):
+    for _ in tqdm(range(draws), desc="explorer: ablation draws", disable=not progress):
         rank = torch.empty(M, dtype=torch.long)  # position of each neuron inside its group's random order
         for k in range(1, K + 1):
             idx = torch.nonzero(freq == k).flatten()
@@ -294,7 +295,7 @@ def explorer_data_from_models(models: list[tuple[int | None, Any]], *, source: s
     if K > max_subset_k:
         notes.append(f"ablation: K = {K} > {max_subset_k}, so the group sets are all groups, each group alone "
                      "and all groups but one")
-    abl = _ablation(final, sp, fr, sets, ablation_draws, seed)
+    abl = _ablation(final, sp, fr, sets, ablation_draws, seed, progress)
 
     return ExplorerData(
         source=source, name=name, p=p, d_mlp=M, activation=str(final.cfg.activation),

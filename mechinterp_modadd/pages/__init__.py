@@ -1,0 +1,1 @@
+"""Presentation: pages that render finished results as self-contained HTML (never computing)."""
