@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Modules of ``mechinterp_modadd.commands`` whose sub-commands register on import (one a file,
 #: so that each command's options live beside its code).
-COMMAND_MODULES: list[str] = ["diagnose", "ablate", "track", "report", "explore"]
+COMMAND_MODULES: list[str] = ["diagnose", "ablate", "track", "report", "explore", "sweep"]
 
 
 #: Sub-commands that take ``--max-memory`` (the analyses stream within it; train checks its step).

@@ -1,0 +1,206 @@
+"""The results of a sweep: one row per run (:class:`SweepTable`) and the aggregations behind the
+three research pages (lottery statistics over seeds, the grokking phase diagram, claims across p).
+
+Columns of a row (written by :mod:`mechinterp_modadd.sweeps`): the run's ``name`` and config
+(``preset``, ``p``, ``d_mlp``, ``activation``, ``init``, ``optimizer``, ``seed``, ``lr``,
+``weight_decay``, ``train_fraction``, ``init_scale``, ``steps``, ``save_every``); the last step's
+``final_train_loss``, ``final_train_accuracy``, ``final_test_loss``, ``final_test_accuracy``,
+``final_param_norm``; from the per-step metrics, ``fit_step`` (first step with train accuracy
+>= 0.95), ``grok_step`` / ``grok_step_99`` (first step with test accuracy >= 0.95 / 0.99; empty
+if never or without a test set), ``end_stage1`` / ``end_stage2`` (the stage boundaries of
+:func:`~mechinterp_modadd.analysis.grokking.detect_stages`); with the ``progress`` analysis the
+final ``restricted_loss``, ``excluded_loss``, ``mean_abs_sin_d``, ``ipr``; with ``diagnose`` one
+``<claim>.<metric>`` (key number) and ``<claim>.verdict`` per claim; with ``lottery`` the success
+rates ``lottery.<predictor>`` and ``lottery.chance``; ``train_seconds`` and ``analysis_seconds``
+(wall clock: the only columns that differ between two executions of one sweep).
+
+Confidence intervals: a 95 % percentile bootstrap of the mean over seeds (``n_boot`` resamples of
+the seeds with replacement, seeded generator), since the neurons of one run are not independent
+draws; the number of seeds is reported beside each interval.
+
+Regions of the grokking phase diagram (ours, after Omnigrok / Doshi et al.), per run:
+``confusion`` (train accuracy never reaches 0.95), ``memorisation only`` (train does, test never
+does within the budget), ``comprehension`` (test reaches 0.95 by ``COMPREHENSION_RATIO`` = 2 times
+the step at which train did: they rise together), ``grokking`` (test reaches 0.95 later than that).
+A cell's region is the most common one over its seeds (ties: the order just listed, reversed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+__all__ = ["SweepTable", "CONFIG_COLUMNS", "STEP_COLUMNS", "lottery_summary", "grokking_phase", "primes_summary",
+           "bootstrap_mean_ci", "run_region", "REGIONS", "COMPREHENSION_RATIO", "PAPER_POINT"]
+
+CONFIG_COLUMNS = ["name", "preset", "p", "d_mlp", "activation", "init", "optimizer", "seed", "lr", "weight_decay",
+                  "train_fraction", "init_scale", "steps", "save_every"]
+STEP_COLUMNS = ["fit_step", "grok_step", "grok_step_99", "end_stage1", "end_stage2"]
+REGIONS = ("grokking", "comprehension", "memorisation only", "confusion")
+COMPREHENSION_RATIO = 2.0
+#: the paper's grokking configuration (weight decay, train fraction)
+PAPER_POINT = (2.0, 0.75)
+PREDICTOR_COLUMNS = ["lottery.argmin_abs_d0", "lottery.argmax_alpha0", "lottery.argmax_alpha_beta_cos_d0",
+                     "lottery.flow"]
+
+
+@dataclass
+class SweepTable:
+    """One row per finished run of a sweep (columns: module docstring), in spec order."""
+
+    frame: pd.DataFrame
+    spec: dict[str, Any] = field(default_factory=dict)
+    n_planned: int = 0
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]], spec: dict[str, Any] | None = None,
+                  n_planned: int | None = None) -> SweepTable:
+        cols: list[str] = []
+        for r in rows:
+            cols += [c for c in r if c not in cols]
+        df = pd.DataFrame(rows, columns=cols)
+        return cls(frame=_typed(df), spec=spec or {}, n_planned=len(rows) if n_planned is None else n_planned)
+
+    @classmethod
+    def from_folder(cls, path: str | Path) -> SweepTable:
+        """Read ``results.csv`` and ``sweep.json`` of a sweep folder."""
+        path = Path(path)
+        spec_f, res_f = path / "sweep.json", path / "results.csv"
+        if not spec_f.is_file():
+            raise InputError(f"{path}: not a sweep folder (no sweep.json)")
+        if not res_f.is_file():
+            raise InputError(f"{path}: no results.csv yet (run modadd sweep on it to completion)")
+        spec = json.loads(spec_f.read_text())
+        df = pd.read_csv(res_f)
+        return cls(frame=_typed(df), spec=spec, n_planned=len(df))
+
+    @property
+    def n_complete(self) -> int:
+        return len(self.frame)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.frame.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        from .base import to_jsonable
+
+        return {"spec": self.spec, "n_planned": self.n_planned, "n_complete": self.n_complete,
+                "rows": to_jsonable(self.frame.astype(object).where(self.frame.notna(), None))}
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Step columns as nullable integers; object columns holding only numbers and None as floats."""
+    df = df.copy()
+    for c in df.columns:
+        if df[c].dtype == object and c not in STEP_COLUMNS:
+            vals = df[c].dropna()
+            if len(vals) == 0 or all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                df[c] = pd.to_numeric(df[c].astype(object).where(df[c].notna(), np.nan), errors="coerce")
+    for c in STEP_COLUMNS:
+        if c in df:
+            df[c] = pd.array([None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
+                              for v in df[c]], dtype="Int64")
+    return df
+
+
+# ------------------------------------------------------------------------------ statistics
+def bootstrap_mean_ci(values: Any, *, n_boot: int = 10000, level: float = 0.95, seed: int = 0
+                      ) -> tuple[float, float, float]:
+    """(mean, lower, upper): percentile bootstrap of the mean (seeded); NaNs dropped; one value -> (v, v, v)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    if len(v) == 1:
+        return float(v[0]), float(v[0]), float(v[0])
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    a = (1 - level) / 2
+    return float(v.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def _need(df: pd.DataFrame, cols: list[str], what: str) -> None:
+    missing = [c for c in cols if c not in df]
+    if missing:
+        raise InputError(f"{what} needs the columns {missing} in the results table")
+
+
+def lottery_summary(table: SweepTable | pd.DataFrame, *, n_boot: int = 10000, seed: int = 0) -> pd.DataFrame:
+    """Per (preset, p) and predictor: seeds, mean success rate with its 95 % bootstrap interval, chance
+    (1/K), the ratio to chance, and the fraction of seeds on which the predictor beats chance."""
+    df = table.frame if isinstance(table, SweepTable) else table
+    _need(df, ["preset", "p", *PREDICTOR_COLUMNS, "lottery.chance"], "the lottery summary")
+    rows = []
+    for (preset, p), g in df.groupby(["preset", "p"], sort=False):
+        chance = float(g["lottery.chance"].mean())
+        for col in PREDICTOR_COLUMNS:
+            mean, lo, hi = bootstrap_mean_ci(g[col], n_boot=n_boot, seed=seed)
+            vals = g[col].to_numpy(dtype=np.float64)
+            rows.append({"preset": preset, "p": int(p), "predictor": col.split(".", 1)[1],
+                         "n_seeds": int(np.isfinite(vals).sum()), "success_rate": mean, "ci_low": lo, "ci_high": hi,
+                         "chance": chance, "x_chance": mean / chance,
+                         "seeds_above_chance": float(np.mean(vals[np.isfinite(vals)] > chance))})
+    return pd.DataFrame(rows)
+
+
+def run_region(fit_step: Any, grok_step: Any, ratio: float = COMPREHENSION_RATIO) -> str:
+    """The region of one run (module docstring)."""
+    if fit_step is None or pd.isna(fit_step):
+        return "confusion"
+    if grok_step is None or pd.isna(grok_step):
+        return "memorisation only"
+    return "comprehension" if grok_step <= ratio * max(int(fit_step), 1) else "grokking"
+
+
+def grokking_phase(table: SweepTable | pd.DataFrame) -> pd.DataFrame:
+    """One row per (weight_decay, train_fraction) cell: seeds, how many grokked, the median step to
+    grok over those that did, mean final test accuracy, mean fit step and the cell's region."""
+    df = table.frame if isinstance(table, SweepTable) else table
+    _need(df, ["weight_decay", "train_fraction", "fit_step", "grok_step", "final_test_accuracy"],
+          "the grokking phase diagram")
+    rows = []
+    for (wd, tf), g in df.groupby(["weight_decay", "train_fraction"], sort=True):
+        regions = [run_region(f, s) for f, s in zip(g["fit_step"], g["grok_step"], strict=True)]
+        counts = Counter(regions)
+        region = max(REGIONS, key=lambda r: (counts[r], -REGIONS.index(r)))
+        grok = g["grok_step"].dropna().astype(float)
+        rows.append({"weight_decay": float(wd), "train_fraction": float(tf), "n_seeds": len(g),
+                     "n_grokked": len(grok), "median_grok_step": float(grok.median()) if len(grok) else math.nan,
+                     "final_test_accuracy": float(g["final_test_accuracy"].mean()),
+                     "mean_fit_step": float(g["fit_step"].dropna().astype(float).mean()) if g["fit_step"].notna().any()
+                     else math.nan, "region": region, "regions": dict(sorted(counts.items()))})
+    return pd.DataFrame(rows)
+
+
+def primes_summary(table: SweepTable | pd.DataFrame) -> pd.DataFrame:
+    """One row per p: mean final accuracy and loss, every claim's mean key number and the fraction
+    of seeds on which it holds, mean training seconds per run."""
+    df = table.frame if isinstance(table, SweepTable) else table
+    _need(df, ["p", "final_train_accuracy"], "the primes summary")
+    claims = [c[: -len(".verdict")] for c in df.columns if c.endswith(".verdict")]
+    rows = []
+    for p, g in df.groupby("p", sort=True):
+        r: dict[str, Any] = {"p": int(p), "d_mlp": int(g["d_mlp"].iloc[0]), "n_seeds": len(g),
+                             "final_train_accuracy": float(g["final_train_accuracy"].mean()),
+                             "final_train_loss": float(g["final_train_loss"].mean())}
+        for c in claims:
+            metric = [k for k in df.columns if k.startswith(c + ".") and k != c + ".verdict"]
+            if metric:
+                r[metric[0]] = float(pd.to_numeric(g[metric[0]], errors="coerce").mean())
+            r[c + ".holds"] = float((g[c + ".verdict"] == "holds").mean())
+        if "train_seconds" in g:
+            r["train_seconds"] = float(g["train_seconds"].mean())
+        rows.append(r)
+    return pd.DataFrame(rows)

@@ -1,0 +1,72 @@
+"""``modadd sweep SPEC.toml --out DIR [--executor ray|local] [--address ADDR] [--device ...]``.
+
+Trains every run of a sweep spec (a TOML grid, or ``--preset lottery|grokking|primes``) that is not
+yet complete in DIR, analyses each finished run, and writes ``DIR/results.csv`` (and
+``results.parquet`` with pyarrow). Rerunning the same command after a kill trains only what is
+missing; a different spec for an existing DIR is refused with the differences. ``modadd report
+DIR --out PAGE.html`` renders the sweep's research page. See :mod:`mechinterp_modadd.sweeps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..cli import command
+from ..errors import ConfigError
+
+
+def _configure(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("spec", metavar="SPEC.toml", nargs="?", default=None, help="the sweep spec (TOML)")
+    ap.add_argument("--preset", default=None, metavar="NAME",
+                    help="a research sweep instead of SPEC: lottery, grokking or primes")
+    ap.add_argument("--out", default=None, metavar="DIR", help="sweep folder (created; reused to resume)")
+    ap.add_argument("--executor", default="ray", choices=["ray", "local"],
+                    help="ray (default: a private local Ray, or --address) or local (in this process)")
+    ap.add_argument("--address", default=None, metavar="ADDR", help="join this Ray cluster (e.g. auto, host:6379)")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="training device")
+    ap.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="CPUs of the private local Ray (default: all of this machine's)")
+    ap.add_argument("--print-spec", action="store_true", help="print the spec as TOML (edit it, pass it back) "
+                                                              "and exit")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("sweep", "train a grid of runs (batched; local or on Ray), analyse each, write one results table")(_configure)
+def _run(args: argparse.Namespace) -> int:
+    if (args.spec is None) == (args.preset is None):
+        raise ConfigError("give exactly one of SPEC.toml and --preset NAME")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    from ..sweeps import load_spec, preset_spec, run_sweep
+
+    spec = load_spec(args.spec) if args.spec else preset_spec(args.preset)
+    if args.print_spec:
+        sys.stdout.write(spec.to_toml())
+        return 0
+    if args.out is None:
+        raise ConfigError("--out DIR is required (the sweep folder)")
+    t0 = time.perf_counter()
+    table = run_sweep(spec, args.out, executor=args.executor, address=args.address, device=args.device,
+                      workers=args.workers, progress=not args.quiet)
+    print(f"sweep {spec.name or args.out}: {table.n_complete}/{len(spec.runs)} runs complete "
+          f"({time.perf_counter() - t0:.1f} s); results in {args.out}/results.csv")
+    _print_summary(spec.page, table)
+    return 0
+
+
+def _print_summary(page: str | None, table) -> None:
+    from ..analysis import sweep as agg
+
+    fmt = lambda v: f"{v:.4g}"  # noqa: E731
+    if page == "lottery":
+        print(agg.lottery_summary(table).to_string(index=False, float_format=fmt))
+    elif page == "grokking":
+        print(agg.grokking_phase(table).drop(columns=["regions"]).to_string(index=False, float_format=fmt))
+    elif page == "primes":
+        df = agg.primes_summary(table)
+        print(df[[c for c in df.columns if not c.endswith(".holds")]].to_string(index=False, float_format=fmt))
+    else:
+        cols = [c for c in ("name", "final_train_accuracy", "final_test_accuracy", "grok_step") if c in table.frame]
+        print(table.frame[cols].to_string(index=False, float_format=fmt))

@@ -1,0 +1,68 @@
+"""The research page of a sweep folder (``modadd report DIR --out PAGE.html``).
+
+Reads ``DIR/results.csv`` and ``DIR/sweep.json`` into a :class:`~mechinterp_modadd.analysis.sweep.SweepTable`,
+aggregates it with the page's function of :mod:`mechinterp_modadd.analysis.sweep` and lays out the
+figures of :mod:`mechinterp_modadd.plots.sweep`, the aggregate table and the full results table.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..analysis import sweep as agg
+from ..report import HtmlReport
+
+__all__ = ["is_sweep_folder", "build_sweep_page"]
+
+
+def is_sweep_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / "sweep.json").is_file()
+
+
+def build_sweep_page(path: str | os.PathLike) -> HtmlReport:
+    """The page of the sweep in ``path``: its research page when the spec names one, else the table."""
+    from ..plots import sweep as figs
+
+    table = agg.SweepTable.from_folder(path)
+    spec = table.spec
+    page = HtmlReport(f"modadd sweep: {spec.get('name') or Path(path).name}")
+    page.text(f"{table.n_complete} runs; grid: " + "; ".join(f"{k} = {v}" for k, v in spec.get("grid", {}).items()))
+    kind = spec.get("page")
+    if kind == "lottery":
+        s = agg.lottery_summary(table)
+        page.heading("Which frequency wins a neuron? Predictors from step-0 weights across seeds")
+        page.text("Each run: the fraction of neurons whose final dominant frequency equals the prediction "
+                  "from the step-0 weights alone (argmin |D(0)|, argmax alpha(0), argmax alpha beta cos D(0), "
+                  "and the decoupled flow integrated from step 0). Across seeds: the mean with a 95 % percentile "
+                  "bootstrap interval (10,000 resamples of the seeds); chance is 1/K. 'seeds_above_chance' is the "
+                  "fraction of seeds on which the predictor beats chance.")
+        page.figure(figs.lottery_rates_figure(s))
+        page.table(s)
+    elif kind == "grokking":
+        ph = agg.grokking_phase(table)
+        page.heading("Grokking phase diagram: weight decay x train fraction")
+        page.text(f"Steps to grok = first step with test accuracy >= 0.95 (median over the seeds that got there; "
+                  f"blank: none did within {int(table.frame['steps'].max())} steps; no early stop). Regions, per "
+                  f"run: confusion (X: train accuracy never reaches 0.95), memorisation only (M: train does, test "
+                  f"never does), comprehension from the start (C: test reaches 0.95 within "
+                  f"{agg.COMPREHENSION_RATIO:g} x the step at which train did), grokking (G: later); a cell shows "
+                  f"its seeds' most common region. The red circle marks the paper's point (wd 2.0, fraction 0.75).")
+        page.figure(figs.phase_heatmap_figure(ph, "median_grok_step", "steps to grok (test accuracy >= 0.95)",
+                                              agg.PAPER_POINT, "steps"))
+        page.figure(figs.phase_heatmap_figure(ph, "final_test_accuracy", "final test accuracy (mean over seeds)",
+                                              agg.PAPER_POINT, "accuracy"))
+        page.table(ph.assign(regions=ph["regions"].astype(str)))
+    elif kind == "primes":
+        s = agg.primes_summary(table)
+        page.heading("The claims across p")
+        page.text("One point per p (mean over seeds): each claim's key number on the final checkpoint, filled "
+                  "green where the claim holds (on at least half of the seeds), open red where it fails; and the "
+                  "training wall time per run.")
+        page.figure(figs.claims_vs_p_figure(s))
+        if "train_seconds" in s:
+            page.figure(figs.seconds_vs_p_figure(s))
+        page.table(s)
+    page.heading("All runs")
+    page.table(table.to_frame())
+    return page

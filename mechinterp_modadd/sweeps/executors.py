@@ -1,0 +1,163 @@
+"""Running a sweep: group the missing runs into batches and execute them locally or on Ray.
+
+- ``local``: batches run one after another in this process (no Ray needed).
+- ``ray``: each batch is one Ray task (``num_cpus`` = the spec's ``threads``; ``num_gpus=1`` when
+  the device is CUDA). Without ``address`` a private local Ray is started on this machine's CPUs
+  (quiet, no dashboard) and stopped at the end; with ``address`` the driver joins that cluster
+  (whose workers must have this package installed). Ray retries a task whose worker died; the
+  retried batch skips the runs already complete.
+
+Only this module imports Ray, and only inside :func:`_ray_execute`. The sweep folder::
+
+    DIR/sweep.json        the normalised spec (a rerun with a different spec is refused)
+    DIR/runs/<name>/      one ordinary run folder per finished run, with sweep_row.json
+    DIR/results.csv       one row per run, in spec order (and results.parquet with pyarrow)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ModAddError
+from .runner import is_complete, read_row, resolve_device, run_batch
+from .spec import RunPlan, SpecError, SweepSpec, spec_differences
+
+__all__ = ["run_sweep", "group_batches", "collect_table", "write_results", "SPEC_FILE", "MAX_BATCH"]
+
+SPEC_FILE = "sweep.json"
+#: runs per batch at most (a batch is one task: smaller batches spread over more workers)
+MAX_BATCH = 16
+
+
+def group_batches(runs: Sequence[RunPlan], max_batch: int = MAX_BATCH) -> list[list[RunPlan]]:
+    """Runs of equal :attr:`RunPlan.shape` (p, d_mlp, activation, optimizer, init, steps, save_every),
+    in spec order, cut into batches of at most ``max_batch`` runs."""
+    groups: dict[tuple, list[RunPlan]] = {}
+    for r in runs:
+        groups.setdefault(r.shape, []).append(r)
+    out = []
+    for g in groups.values():
+        out += [g[i:i + max_batch] for i in range(0, len(g), max_batch)]
+    return out
+
+
+def _prepare(spec: SweepSpec, out: Path) -> None:
+    from ..checkpoint import atomic_write_text
+
+    new = spec.to_dict()
+    f = out / SPEC_FILE
+    if f.exists():
+        try:
+            old = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise SpecError(f"{f}: unreadable stored spec ({e})") from None
+        diff = spec_differences(old, new)
+        if diff:
+            raise SpecError(f"{out}: holds a sweep with a different spec ({'; '.join(diff)}); use another --out "
+                            f"or the stored spec")
+    else:
+        if out.exists() and any(out.iterdir()):
+            raise SpecError(f"{out}: exists and is not a sweep folder (no {SPEC_FILE}); choose an empty --out")
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(f, json.dumps(new, indent=1))
+    shutil.rmtree(out / ".work", ignore_errors=True)  # batches of a killed earlier attempt
+
+
+def collect_table(spec: SweepSpec, out: Path) -> Any:
+    """The :class:`~mechinterp_modadd.analysis.sweep.SweepTable` of the complete runs, in spec order."""
+    from ..analysis.sweep import SweepTable
+
+    rows = [read_row(out, r.name) for r in spec.runs if is_complete(out, r.name)]
+    return SweepTable.from_rows(rows, spec=spec.to_dict(), n_planned=len(spec.runs))
+
+
+def write_results(table: Any, out: Path) -> list[Path]:
+    """``results.csv`` (and ``results.parquet`` when pyarrow is importable), written atomically."""
+    from ..checkpoint import atomic_write_bytes, atomic_write_text
+
+    written = [atomic_write_text(out / "results.csv", table.to_frame().to_csv(index=False))]
+    try:
+        import io
+
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return written
+    buf = io.BytesIO()
+    table.to_frame().to_parquet(buf, index=False)
+    written.append(atomic_write_bytes(out / "results.parquet", buf.getvalue()))
+    return written
+
+
+def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, executor: str = "ray", address: str | None = None,
+              device: str = "auto", workers: int | None = None, progress: bool = True) -> Any:
+    """Train every missing run of ``spec`` into ``out``, then write and return the results table."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    if executor not in ("ray", "local"):
+        raise ConfigError(f"--executor must be 'ray' or 'local', got {executor!r}")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
+    dev = resolve_device(device)
+    _prepare(spec, out)
+    missing = [r for r in spec.runs if not is_complete(out, r.name)]
+    batches = group_batches(missing)
+    bar = tqdm(total=len(spec.runs), initial=len(spec.runs) - len(missing), disable=not progress, unit="run",
+               desc="sweep")
+    try:
+        if executor == "local":
+            for b in batches:
+                run_batch(b, out, spec.analyses, device=dev, threads=spec.threads)
+                bar.update(len(b))
+        elif batches:
+            _ray_execute(batches, out, spec, dev, address, workers, bar)
+    finally:
+        bar.close()
+    shutil.rmtree(out / ".work", ignore_errors=True)
+    table = collect_table(spec, out)
+    write_results(table, out)
+    return table
+
+
+def _ray_execute(batches: list[list[RunPlan]], out: Path, spec: SweepSpec, device: str, address: str | None,
+                 workers: int | None, bar: Any) -> None:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError:
+        raise ModAddError("--executor ray needs Ray: pip install -e '.[sweep]' (or pass --executor local)") from None
+    started = not ray.is_initialized()
+    if started:
+        kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                                  configure_logging=True)
+        if address is None:
+            kw["num_cpus"] = workers if workers is not None else max(1, (os.cpu_count() or 1))
+            kw["num_gpus"] = 1 if device == "cuda" else 0
+        try:
+            ray.init(address=address, **kw)
+        except Exception as e:  # ray raises ConnectionError, RuntimeError, ...
+            raise ModAddError(f"--address {address}: cannot start or join Ray ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    try:
+        task = ray.remote(num_cpus=spec.threads, num_gpus=1 if device == "cuda" else 0, max_retries=3)(run_batch)
+        pending = {task.remote(b, str(out), spec.analyses, device=device, threads=spec.threads): len(b)
+                   for b in batches}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                try:
+                    ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, ModAddError):
+                        raise cause from None
+                    raise
+                bar.update(pending.pop(ref))
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,56 @@
+"""The three research sweeps, as specs (``modadd sweep --preset NAME``; ``--print-spec`` shows the TOML).
+
+Defaults are sized to finish on a 2-core CPU in at most about 20 minutes with the loop trainer
+(p = 23, d_mlp = 512: about 0.9 ms per full-batch step on one quiet core):
+
+- ``lottery``: quad_random and standard, p = 23, 64 seeds each, 5,000 steps, checkpoints at steps
+  0 and 5,000 only: 128 runs x 5,000 steps ~ 0.64 M run-steps ~ 10 core-minutes, ~5-6 minutes on
+  two cores; analysis: the lottery predictors.
+- ``grokking``: weight decay {0, 0.5, 1, 2, 4, 8} x train fraction {0.3, 0.4, 0.5, 0.6, 0.75, 0.9}
+  x 3 seeds at p = 23 (108 runs) for 12,000 steps (the paper's point reaches test accuracy 0.95
+  near step 9,600; the paper trains up to 50,000: set ``steps`` for that): 1.3 M run-steps ~ 19
+  core-minutes, ~10 minutes on two cores. No early stop (the trainer runs every step); the grokking
+  step comes from the per-step metrics.
+- ``primes``: standard over the odd primes 3..61 at a fixed width d_mlp = 512 (the authors' rule
+  max(512, ceil(512 p^2 / 529)) reaches 3,602 at p = 61 and makes the p = 61 run alone ~7x dearer:
+  ``d_mlp = "rule"`` selects it), 5,000 steps, 1 seed: step cost grows as p^3 at fixed width, 17
+  runs ~ 6 core-minutes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["SWEEP_PRESETS", "ODD_PRIMES_TO_61", "preset_spec"]
+
+ODD_PRIMES_TO_61 = [3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61]
+
+SWEEP_PRESETS: dict[str, dict[str, Any]] = {
+    "lottery": {
+        "name": "lottery ticket statistics over seeds", "page": "lottery", "analyses": ["lottery"],
+        "grid": {"preset": ["quad_random", "standard"], "p": [23], "seed": "0-63", "steps": [5000],
+                 "save_every": [5000]},
+    },
+    "grokking": {
+        "name": "grokking phase diagram: weight decay x train fraction", "page": "grokking", "analyses": ["progress"],
+        "grid": {"preset": ["grokking"], "p": [23], "weight_decay": [0.0, 0.5, 1.0, 2.0, 4.0, 8.0],
+                 "train_fraction": [0.3, 0.4, 0.5, 0.6, 0.75, 0.9], "seed": "0-2", "steps": [12000],
+                 "save_every": [12000]},
+    },
+    "primes": {
+        "name": "the claims across odd primes p", "page": "primes", "analyses": ["diagnose", "progress"],
+        "grid": {"preset": ["standard"], "p": ODD_PRIMES_TO_61, "d_mlp": [512], "seed": [0], "steps": [5000],
+                 "save_every": [5000]},
+    },
+}
+
+
+def preset_spec(name: str, **grid_overrides: Any):
+    """The named sweep preset as a :class:`~mechinterp_modadd.sweeps.spec.SweepSpec`; grid keys
+    may be overridden (e.g. ``seed="0-3"``, ``p=[5, 7]``)."""
+    from .spec import SpecError, spec_from_dict
+
+    if name not in SWEEP_PRESETS:
+        raise SpecError(f"--preset: unknown sweep preset {name!r}; known: {', '.join(SWEEP_PRESETS)}")
+    doc = {**SWEEP_PRESETS[name], "grid": {**SWEEP_PRESETS[name]["grid"], **grid_overrides}}
+    return spec_from_dict(doc, f"preset {name}")
