@@ -33,7 +33,7 @@ from .errors import CheckpointError, ConfigError
 from .model import ModAddMLP, ModelConfig, canonical_activation
 
 __all__ = ["Checkpoint", "CheckpointHeader", "save_checkpoint", "load_checkpoint", "read_checkpoint_header",
-           "atomic_write_bytes", "atomic_write_text", "FORMAT_NAME"]
+           "atomic_write_bytes", "atomic_write_text", "check_run_checkpoints", "FORMAT_NAME"]
 
 FORMAT_NAME = "mechinterp_modadd.checkpoint/1"
 _AUTHOR_SCALARS = ("train_loss", "test_loss", "grad_norm", "param_norm", "train_accuracy",
@@ -219,6 +219,37 @@ def read_checkpoint_header(path: str | os.PathLike) -> CheckpointHeader:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupted "
                               f"safetensors file?): {e}") from None
     return _parse_header(path, meta)
+
+
+def check_run_checkpoints(files: list[Path], *, p: int | None = None, d_mlp: int | None = None,
+                          activation: str | None = None, run_id: str | None = None,
+                          where: str = "the run") -> dict[str, Any]:
+    """Check that checkpoint files (own format) are one run: same p, d_mlp, activation, run id.
+
+    Reads only the metadata of each file. The expected values default to those of the first file;
+    a checkpoint without a run id (written before run ids existed) matches any run id.
+
+    Returns:
+        ``{"p", "d_mlp", "activation", "run_id"}`` shared by the files.
+
+    Raises:
+        CheckpointError: naming the first file that differs, the key, and both values.
+    """
+    want: dict[str, Any] = {"p": p, "d_mlp": d_mlp, "activation": activation, "run_id": run_id}
+    source: dict[str, str] = {k: where for k, v in want.items() if v is not None}
+    for f in files:
+        h = read_checkpoint_header(f)
+        got = {"p": h.config.p, "d_mlp": h.config.d_mlp, "activation": h.config.activation,
+               "run_id": h.run_id}
+        for key, v in got.items():
+            if v is None:
+                continue
+            if want[key] is None:
+                want[key], source[key] = v, str(f.name)
+            elif want[key] != v:
+                raise CheckpointError(f"{f}: {key} = {v!r}, but {source[key]} has {key} = {want[key]!r}; "
+                                      f"a folder must hold one run (move the odd file away)")
+    return want
 
 
 def _check_activation(path: Path, stored: str, given: str | None, force: bool) -> str:

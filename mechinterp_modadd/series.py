@@ -24,6 +24,13 @@ Two folder formats are understood:
   ``final.pth`` (``train_losses``, ``test_losses``, ``param_norms``) are exposed as
   :attr:`RunSeries.metrics` for reference only, with that caveat.
 
+One folder is one run: :func:`load_run` checks that every checkpoint shares p, d_mlp and (own
+format) the activation and run id recorded at creation, and names the first file that does not.
+The authors' folders as they named them (``p_23_dmlp_512_ReLU_random_scale_0.1_...``) give the
+activation, p and d_mlp in the name: the activation is read from it when none is given, and a given
+activation that contradicts the name (or, in our folders, the recorded one) is refused unless
+``force=True`` (``--force``).
+
 Models are loaded on first use and kept in a small LRU cache (``cache_size`` models; spectra are
 cached alongside), so iterating over a long run holds only a few models in memory.
 
@@ -47,7 +54,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, check_run_checkpoints, load_checkpoint
 from .data import Split, split_from_pairs
 from .errors import CheckpointError, ConfigError, InputError
 from .fourier import NeuronSpectrum, neuron_spectrum
@@ -57,6 +64,8 @@ __all__ = ["RunSeries", "load_run", "track"]
 
 _OWN_STEP = re.compile(r"^step_(\d+)\.safetensors$")
 _AUTHOR_STEP = re.compile(r"^(\d+)\.pth$")
+#: the authors' run-folder names: p_<p>_dmlp_<d_mlp>_<Activation>_<init>_...
+_AUTHOR_NAME = re.compile(r"^p_(\d+)_dmlp_(\d+)_([A-Za-z0-9^]+)_")
 
 
 @dataclass
@@ -88,6 +97,7 @@ class RunSeries:
     config: dict[str, Any] | None = None
     final_step: int | None = None
     cache_size: int = 8
+    force: bool = False
     _models: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _spectra: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _p: int | None = field(default=None, repr=False)
@@ -146,7 +156,7 @@ class RunSeries:
     def checkpoint(self, step: int) -> Checkpoint:
         """Load the checkpoint of ``step`` from disk (uncached; see :meth:`model`)."""
         path = self.file(step)
-        ck = load_checkpoint(path, activation=self.activation)
+        ck = load_checkpoint(path, activation=self.activation, force=self.force)
         if self._p is not None and ck.model.cfg.p != self._p:
             raise CheckpointError(f"{path}: p = {ck.model.cfg.p}, but the run's other checkpoints have "
                                   f"p = {self._p}")
@@ -208,7 +218,7 @@ def _read_metrics(path: Path) -> pd.DataFrame | None:
     return None
 
 
-def _load_own(path: Path, activation: str | None, cache_size: int) -> RunSeries:
+def _load_own(path: Path, activation: str | None, cache_size: int, force: bool) -> RunSeries:
     ck_dir = path / "checkpoints"
     found: list[tuple[int, Path]] = []
     if ck_dir.is_dir():
@@ -236,9 +246,20 @@ def _load_own(path: Path, activation: str | None, cache_size: int) -> RunSeries:
             raise CheckpointError(f"{split_path}: unreadable split (need keys 'p' and 'train_pairs'): "
                                   f"{e}") from None
         split = Split(p=split.p, train_mask=split.train_mask, seed=sj.get("seed"))
+    want: dict[str, Any] = {}
+    if isinstance(config, dict) and isinstance(config.get("model"), dict):
+        mc = config["model"]
+        want = {"p": mc.get("p"), "d_mlp": mc.get("d_mlp"), "activation": mc.get("activation"),
+                "run_id": config.get("run_id")}
+    shared = check_run_checkpoints([f for _, f in found], where="config.json", **want)
+    if activation is not None and shared["activation"] is not None and activation != shared["activation"] \
+            and not force:
+        raise CheckpointError(f"{path}: the run records activation {shared['activation']!r}; the given "
+                              f"activation {activation!r} contradicts it (pass force=True / --force to swap it "
+                              f"on purpose)")
     series = RunSeries(path=path, steps=[s for s, _ in found], files=[f for _, f in found],
                        source_format="modadd", activation=activation, split=split,
-                       metrics=_read_metrics(path), config=config, cache_size=cache_size)
+                       metrics=_read_metrics(path), config=config, cache_size=cache_size, force=force)
     try:
         series._p = int(config["model"]["p"])  # type: ignore[index]
     except (TypeError, KeyError, ValueError):
@@ -313,7 +334,46 @@ def _final_metrics(obj: dict[str, Any]) -> pd.DataFrame | None:
     return df
 
 
-def _load_authors(path: Path, activation: str | None, cache_size: int) -> RunSeries:
+def authors_folder_name(path: str | os.PathLike) -> dict[str, Any] | None:
+    """``{"p", "d_mlp", "activation"}`` from an authors' folder name such as
+    ``p_23_dmlp_512_ReLU_random_scale_0.1_decay_2.0_08180102`` (``None`` if the name is not one;
+    ``activation`` is ``None`` when the name's token is not a known activation)."""
+    m = _AUTHOR_NAME.match(Path(path).name)
+    if not m:
+        return None
+    try:
+        act: str | None = canonical_activation(m.group(3))
+    except ConfigError:
+        act = None
+    return {"p": int(m.group(1)), "d_mlp": int(m.group(2)), "activation": act, "token": m.group(3)}
+
+
+def _authors_shape(path: Path) -> tuple[int, int]:
+    """(p, d_mlp) of an authors' ``.pth`` from its W_out / W_in shapes (tensors memory-mapped)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # torch raises many types for bad zips / unsafe pickles
+        raise CheckpointError(f"{path}: cannot be read with torch.load(weights_only=True): "
+                              f"{type(e).__name__}: {str(e)[:200]}") from None
+    sd = obj.get("model") if isinstance(obj, dict) else None
+    w_in = sd.get("mlp.W_in") if isinstance(sd, dict) else None
+    w_out = sd.get("mlp.W_out") if isinstance(sd, dict) else None
+    if not (isinstance(w_in, torch.Tensor) and isinstance(w_out, torch.Tensor) and w_in.ndim == 2
+            and w_out.ndim == 2):
+        raise CheckpointError(f"{path}: expected a dict with key 'model' holding 2-d 'mlp.W_in' and "
+                              f"'mlp.W_out' tensors")
+    return int(w_out.shape[0]), int(w_in.shape[0])
+
+
+def _load_authors(path: Path, activation: str | None, cache_size: int, force: bool) -> RunSeries:
+    named = authors_folder_name(path.resolve())
+    if named is not None and named["activation"] is not None:
+        if activation is None:
+            activation = named["activation"]
+        elif activation != named["activation"] and not force:
+            raise CheckpointError(f"{path}: the folder name says activation {named['token']!r}; the given "
+                                  f"activation {activation!r} contradicts it (pass force=True / --force to "
+                                  f"use it anyway)")
     if activation is None:
         raise CheckpointError(f"{path}: the authors' .pth files do not record the activation; pass "
                               f"activation= (--activation), e.g. 'relu' or 'quad' for the reference runs")
@@ -337,26 +397,43 @@ def _load_authors(path: Path, activation: str | None, cache_size: int) -> RunSer
         found.append((final_step, final))
     if not found:
         raise CheckpointError(f"{path}: no N.pth or final.pth checkpoint files")
+    want = {"p": named["p"], "d_mlp": named["d_mlp"]} if named is not None else {}
+    first = "the folder name"
+    for _, f in found:
+        p, d_mlp = _authors_shape(f)
+        for key, v in (("p", p), ("d_mlp", d_mlp)):
+            if key not in want:
+                want[key] = v
+            elif want[key] != v:
+                raise CheckpointError(f"{f}: {key} = {v}, but {first} has {key} = {want[key]}; a folder must "
+                                      f"hold one run (move the odd file away)")
+        if named is None:
+            first = f.name
     series = RunSeries(path=path, steps=[s for s, _ in found], files=[f for _, f in found],
                        source_format="authors_pth", activation=activation, metrics=metrics,
-                       final_step=final_step, cache_size=cache_size)
+                       final_step=final_step, cache_size=cache_size, force=force)
+    series._p = want["p"]
     series.split = _authors_split(path, series.p)
     return series
 
 
-def load_run(path: str | os.PathLike, activation: str | None = None, *, cache_size: int = 8) -> RunSeries:
+def load_run(path: str | os.PathLike, activation: str | None = None, *, cache_size: int = 8,
+             force: bool = False) -> RunSeries:
     """Open a run folder (ours or the authors') as a :class:`RunSeries` ordered by step.
 
     Args:
         path: the folder. Ours is recognised by ``checkpoints/step_*.safetensors``; the authors'
             by ``N.pth`` / ``final.pth`` files.
-        activation: required for the authors' folders (not recorded there); for ours it swaps
-            the stored activation.
+        activation: required for the authors' folders unless their original name (``p_23_dmlp_512_ReLU_...``)
+            gives it; for ours it must equal the recorded one.
         cache_size: number of models kept in memory (the rest are reloaded on demand).
+        force: accept an ``activation`` that contradicts the recorded one or the folder name
+            (swaps the activation of every model).
 
     Raises:
-        CheckpointError: missing folder, no checkpoints, unreadable split or metrics, or an
-            authors' folder without ``activation``.
+        CheckpointError: missing folder, no checkpoints, unreadable split or metrics, an
+            authors' folder without ``activation``, a contradicting activation, or checkpoints
+            of different runs (p, d_mlp, activation or run id; the first odd file is named).
     """
     path = Path(path)
     if not path.exists():
@@ -370,9 +447,9 @@ def load_run(path: str | os.PathLike, activation: str | None = None, *, cache_si
         except ConfigError as e:
             raise CheckpointError(f"{path}: {e}") from None
     if (path / "checkpoints").is_dir():
-        series = _load_own(path, activation, cache_size)
+        series = _load_own(path, activation, cache_size, force)
     elif any(_AUTHOR_STEP.match(f.name) for f in path.iterdir()) or (path / "final.pth").exists():
-        series = _load_authors(path, activation, cache_size)
+        series = _load_authors(path, activation, cache_size, force)
     else:
         raise CheckpointError(f"{path}: not a run folder (expected checkpoints/step_NNNNNN.safetensors "
                               f"or the authors' N.pth files)")

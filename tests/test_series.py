@@ -52,7 +52,7 @@ def test_own_folder_gz_metrics_and_activation_swap(own_run, tmp_path):
         g.write(f.read())
     (copy / "metrics.csv").unlink()
     (copy / "resume.safetensors").unlink()
-    s = load_run(copy, activation="abs")
+    s = load_run(copy, activation="abs", force=True)
     assert len(s.metrics) == 21
     assert s.model(0).activation == "abs"
 

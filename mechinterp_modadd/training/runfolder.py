@@ -46,12 +46,12 @@ from typing import Any
 
 import pandas as pd
 
-from ..checkpoint import atomic_write_text, read_checkpoint_header
-from ..errors import CheckpointError, ConfigError, RunFolderError
+from ..checkpoint import atomic_write_text, check_run_checkpoints
+from ..errors import ConfigError, RunFolderError
 from .presets import TrainConfig
 
 __all__ = ["LOCK_NAME", "RunLock", "ResumePlan", "RunFolder", "check_new_folder", "validate_resume",
-           "new_run_id", "write_run_config", "open_run_folder", "check_run_checkpoints"]
+           "new_run_id", "write_run_config", "open_run_folder"]
 
 #: name of the lock file inside a run folder
 LOCK_NAME = ".modadd.lock"
@@ -227,37 +227,6 @@ def read_run_config(run_dir: str | os.PathLike) -> tuple[TrainConfig, str | None
     if run_id is not None and not isinstance(run_id, str):
         raise RunFolderError(f"{path}: key 'run_id' should be a string, found {type(run_id).__name__}")
     return cfg, run_id, raw
-
-
-def check_run_checkpoints(files: list[Path], *, p: int | None = None, d_mlp: int | None = None,
-                          activation: str | None = None, run_id: str | None = None,
-                          where: str = "the run") -> dict[str, Any]:
-    """Check that checkpoint files (own format) are one run: same p, d_mlp, activation, run id.
-
-    Reads only the metadata of each file. The expected values default to those of the first file;
-    a checkpoint without a run id (written before run ids existed) matches any run id.
-
-    Returns:
-        ``{"p", "d_mlp", "activation", "run_id"}`` shared by the files.
-
-    Raises:
-        CheckpointError: naming the first file that differs, the key, and both values.
-    """
-    want: dict[str, Any] = {"p": p, "d_mlp": d_mlp, "activation": activation, "run_id": run_id}
-    source: dict[str, str] = {k: where for k, v in want.items() if v is not None}
-    for f in files:
-        h = read_checkpoint_header(f)
-        got = {"p": h.config.p, "d_mlp": h.config.d_mlp, "activation": h.config.activation,
-               "run_id": h.run_id}
-        for key, v in got.items():
-            if v is None:
-                continue
-            if want[key] is None:
-                want[key], source[key] = v, str(f.name)
-            elif want[key] != v:
-                raise CheckpointError(f"{f}: {key} = {v!r}, but {source[key]} has {key} = {want[key]!r}; "
-                                      f"a folder must hold one run (move the odd file away)")
-    return want
 
 
 @dataclass
