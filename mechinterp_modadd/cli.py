@@ -54,10 +54,12 @@ def _configure_train(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--activation", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=1000, help="checkpoint interval in steps")
-    ap.add_argument("--checkpoint-steps", default=None,
+    ap.add_argument("--checkpoint-steps", default=None, type=_step_list,
                     help="extra checkpoint steps, comma separated (e.g. 100,200,500)")
     ap.add_argument("--out", default=None, help="run folder (default runs/<preset>_p<p>_seed<seed>)")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    ap.add_argument("--break-lock", action="store_true",
+                    help="take over a stale lock of --out (left by a training that no longer runs)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -72,17 +74,39 @@ def _run_train(args: argparse.Namespace) -> int:
                  init_scale=args.init_scale, activation=args.activation, seed=args.seed,
                  save_every=args.save_every)
     out = Path(args.out) if args.out else Path("runs") / f"{args.preset}_p{cfg.p}_seed{cfg.seed}"
-    extra = [int(s) for s in args.checkpoint_steps.split(",")] if args.checkpoint_steps else None
+    extra = args.checkpoint_steps
     _announce_training(cfg, getattr(args, "max_memory", None))
     t0 = time.perf_counter()
-    res = train(cfg, out, resume=args.resume, progress=not args.quiet, checkpoint_steps=extra)
+    res = train(cfg, out, resume=args.resume, progress=not args.quiet, checkpoint_steps=extra,
+                break_lock=args.break_lock)
     dt = time.perf_counter() - t0
-    last = res.metrics.iloc[-1]
     print(f"run folder: {out}")
-    print(f"steps {int(last['step'])}  train loss {last['train_loss']:.4g}  "
-          f"train acc {last['train_accuracy']:.4f}  test acc {last['test_accuracy']:.4f}  "
-          f"param norm {last['param_norm']:.3f}  ({dt:.1f} s)")
+    print(f"{summary_line(res.metrics.iloc[-1])}  ({dt:.1f} s)")
     return 0
+
+
+def summary_line(last) -> str:
+    """One line of a metrics row; the test columns are left out when the run has no test pairs
+    (full-data runs record NaN there)."""
+    import math
+
+    test = "" if math.isnan(float(last["test_accuracy"])) else \
+        f"test loss {last['test_loss']:.4g}  test acc {last['test_accuracy']:.4f}  "
+    return (f"steps {int(last['step'])}  train loss {last['train_loss']:.4g}  "
+            f"train acc {last['train_accuracy']:.4f}  {test}param norm {last['param_norm']:.3f}"
+            + ("" if test else "  (no test pairs: trained on all pairs)"))
+
+
+def _step_list(text: str) -> list[int]:
+    """``--checkpoint-steps``: comma-separated integers >= 0."""
+    try:
+        steps = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 100,200,500, got {text!r}") \
+            from None
+    if any(t < 0 for t in steps):
+        raise argparse.ArgumentTypeError(f"steps must be >= 0, got {text!r}")
+    return steps
 
 
 def _announce_training(cfg, max_memory: int | None) -> None:
@@ -106,13 +130,27 @@ def _announce_training(cfg, max_memory: int | None) -> None:
 
 
 # ------------------------------------------------------------------------------------ main
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (exit code 2), naming the flag."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="modadd", description=__doc__.splitlines()[0])
+    ap = _Parser(prog="modadd", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (configure, _, help) in COMMANDS.items():
         sp = sub.add_parser(name, help=help, description=help)
         configure(sp)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+        if any("--activation" in a.option_strings for a in sp._actions) and name != "train":
+            sp.add_argument("--force", action="store_true",
+                            help="use --activation even where it contradicts the activation recorded in the "
+                                 "checkpoint or given by the authors' folder name")
         if name in BUDGETED_COMMANDS and not any("--max-memory" in a.option_strings for a in sp._actions):
             add_max_memory_argument(sp, training=name == "train")
     return ap
@@ -134,18 +172,60 @@ def _load_plugins() -> None:
         importlib.import_module(f"mechinterp_modadd.commands.{mod}")
 
 
+#: Options naming an output *file* of each sub-command: checked before any work starts (parent a
+#: folder, the path not a folder, not an input, no two alike), written only after all succeeded.
+OUTPUT_FILE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "diagnose": ("json", "html"), "ablate": ("json", "html"), "track": ("json", "html"),
+    "report": ("out",), "explore": ("out",),
+}
+#: Positional arguments naming the input of each sub-command (an output may not overwrite it).
+INPUT_OPTIONS: tuple[str, ...] = ("checkpoint", "run", "path")
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _os_error_line(e: OSError) -> str:
+    what = e.strerror or type(e).__name__
+    names = [str(n) for n in (e.filename, e.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {what}" if names else _one_line(str(e)) or what
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``modadd``. Errors a user can cause (bad flags, files, metadata, runs, OSError) print one
+    line ``modadd CMD: error: ...`` on stderr and return 2; ``--debug`` re-raises with the traceback.
+    Anything else is a bug: one line saying so, return 1 (``--debug`` shows the traceback)."""
     _load_plugins()
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    prog = f"modadd {args.command}"
     try:
+        from .outputs import check_output_files
+
+        check_output_files({f"--{o}": getattr(args, o, None) for o in OUTPUT_FILE_OPTIONS.get(args.command, ())},
+                           inputs=[getattr(args, o) for o in INPUT_OPTIONS if getattr(args, o, None)])
         with memory_budget(getattr(args, "max_memory", None)):
             return COMMANDS[args.command][1](args)
     except ModAddError as e:
-        print(f"modadd {args.command}: error: {e}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if debug:
+            raise
+        print(f"{prog}: error: {_os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if debug:
+            raise
+        print(f"{prog}: internal error (a bug, please report it): {type(e).__name__}: {_one_line(e)} "
+              f"(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -29,3 +29,8 @@ class RunFolderError(CheckpointError, ConfigError):
 
 class ModAddWarning(UserWarning):
     """A warning about a setting the toolkit accepts but whose results need care (e.g. composite p)."""
+
+
+class OutputError(ModAddError, OSError):
+    """An output file or folder that cannot be written (missing parent, a folder in the way, no
+    permission, disk full); names the path and, on the command line, the option."""

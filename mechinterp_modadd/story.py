@@ -25,7 +25,7 @@ __all__ = ["build_report"]
 
 
 def build_report(path: str | os.PathLike, activation: str | None = None, *, neuron: int | None = None,
-                 progress: bool = False) -> HtmlReport:
+                 progress: bool = False, force: bool = False) -> HtmlReport:
     """Build the report page of a checkpoint file or a run folder (see the module docstring).
 
     Args:
@@ -33,12 +33,13 @@ def build_report(path: str | os.PathLike, activation: str | None = None, *, neur
         activation: required for the authors' files; for ours it swaps the stored activation.
         neuron: the neuron whose frequency race is shown (runs only; default the largest one).
         progress: show a progress bar while the run's checkpoints are measured.
+        force: accept an ``activation`` that contradicts the recorded one (see ``load_run``).
     """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or run folder")
     if path.is_file():
-        ck = load_checkpoint(path, activation=activation)
+        ck = load_checkpoint(path, activation=activation, force=force)
         step = f" (step {ck.step})" if ck.step is not None else ""
         page = HtmlReport(f"modadd report: {path.name}")
         diagnose(ck.model, source=f"{path}{step}").to_html(page=page)
@@ -49,7 +50,7 @@ def build_report(path: str | os.PathLike, activation: str | None = None, *, neur
     from .plots.dynamics import add_dynamics_sections
     from .series import load_run
 
-    series = load_run(path, activation=activation)
+    series = load_run(path, activation=activation, force=force)
     page = HtmlReport(f"modadd report: {path.resolve().name}")
     page.text(series.describe())
     last = series.last_step

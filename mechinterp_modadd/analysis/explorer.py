@@ -313,10 +313,11 @@ def explorer_data_from_models(models: list[tuple[int | None, Any]], *, source: s
 
 
 def explorer_data(path: str | os.PathLike, activation: str | None = None, *, progress: bool = False,
-                  **options: Any) -> ExplorerData:
+                  force: bool = False, **options: Any) -> ExplorerData:
     """:class:`ExplorerData` of a checkpoint file (one step) or a run folder (every checkpoint).
 
-    ``activation`` is required for the paper authors' files; ``options`` go to
+    ``activation`` is required for the paper authors' files (``force``: accept one that contradicts
+    the recorded activation, see ``load_run``); ``options`` go to
     :func:`explorer_data_from_models` (fractions, ablation_draws, max_subset_k, max_pair_floats,
     max_heatmap_neurons, seed).
     """
@@ -327,10 +328,10 @@ def explorer_data(path: str | os.PathLike, activation: str | None = None, *, pro
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or run folder")
     if path.is_file():
-        ck = load_checkpoint(path, activation=activation)
+        ck = load_checkpoint(path, activation=activation, force=force)
         return explorer_data_from_models([(ck.step, ck.model)], source=str(path), name=path.name,
                                          progress=progress, **options)
-    series = load_run(path, activation=activation, cache_size=2)
+    series = load_run(path, activation=activation, cache_size=2, force=force)
     mask = series.split.train_mask if series.has_test else None
     return explorer_data_from_models(_LazyModels(series), source=str(path), name=path.resolve().name,
                                      train_mask=mask, progress=progress, **options)

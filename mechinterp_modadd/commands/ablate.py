@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..analysis.majority import run_ablation_suite
     from ..checkpoint import atomic_write_text, load_checkpoint
 
-    ckpt = load_checkpoint(args.checkpoint, activation=args.activation)
+    ckpt = load_checkpoint(args.checkpoint, activation=args.activation, force=args.force)
     model = ckpt.model
     threads = torch.get_num_threads()
     if model.cfg.p <= SINGLE_THREAD_MAX_P:
@@ -71,15 +71,19 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\nmajority_vote: {'holds' if c.holds else 'fails'} ({c.details()})")
     for r in c.reasons:
         print(f"  - {r}")
-    if args.json:
-        atomic_write_text(args.json, json.dumps(suite.to_json(), indent=1, allow_nan=False) + "\n")
-        print(f"JSON written to {args.json}")
+    # every output is built before any is written: a failure leaves no partial set of files
+    text = json.dumps(suite.to_json(), indent=1, allow_nan=False) + "\n" if args.json else None
+    page = None
     if args.html:
         from ..plots.ablation import add_ablation_section
         from ..report import HtmlReport
 
         page = HtmlReport(f"Ablation of {args.checkpoint}")
         add_ablation_section(page, suite, p=model.cfg.p)
+    if text is not None:
+        atomic_write_text(args.json, text)
+        print(f"JSON written to {args.json}")
+    if page is not None:
         page.save(args.html)
         print(f"HTML written to {args.html}")
     return 0

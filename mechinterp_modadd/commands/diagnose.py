@@ -45,19 +45,22 @@ def _configure(ap: argparse.ArgumentParser) -> None:
 
 @command("diagnose", "check every mechanism claim on one checkpoint (default: the shipped p = 23 run)")(_configure)
 def _run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import atomic_write_text, load_checkpoint
     from ..diagnose import diagnose
 
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    ckpt = load_checkpoint(path, activation=args.activation)
+    ckpt = load_checkpoint(path, activation=args.activation, force=args.force)
     model = ckpt.model  # load_checkpoint already applied --activation
     step = f" (step {ckpt.step})" if ckpt.step is not None else ""
     dg = diagnose(model, source=f"{path}{step}")
     print(dg.to_text(details=args.details))
+    # every output is built before any is written: a failure leaves no partial set of files
+    page = dg.to_html() if args.html else None
+    text = dg.to_json() + "\n" if args.json else None
     if args.json:
-        dg.to_json(args.json)
+        atomic_write_text(args.json, text)
         print(f"JSON written to {args.json}")
-    if args.html:
-        dg.to_html(args.html)
+    if page is not None:
+        page.save(args.html)
         print(f"HTML written to {args.html}")
     return 0

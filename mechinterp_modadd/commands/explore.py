@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     if not str(args.out).endswith((".html", ".htm")):
         raise ConfigError(f"--out must name an .html file, got {args.out!r}")
     t0 = time.perf_counter()
-    data = explorer_data(args.path, activation=args.activation, progress=not args.quiet,
+    data = explorer_data(args.path, activation=args.activation, force=args.force, progress=not args.quiet,
                          ablation_draws=args.draws, seed=args.seed)
     out = save_explorer(data, args.out)
     size = os.path.getsize(out) / 2**20

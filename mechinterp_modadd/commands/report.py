@@ -33,7 +33,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from ..story import build_report
 
-    page = build_report(args.path, activation=args.activation, neuron=args.neuron, progress=not args.quiet)
+    page = build_report(args.path, activation=args.activation, force=args.force, neuron=args.neuron,
+                        progress=not args.quiet)
     out = page.save(args.out)
     print(f"report with {page.n_figures} figures written to {out} ({time.perf_counter() - t0:.1f} s)")
     return 0

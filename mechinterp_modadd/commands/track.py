@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..series import load_run
 
     t0 = time.perf_counter()
-    series = load_run(args.run, activation=args.activation, cache_size=4)
+    series = load_run(args.run, activation=args.activation, cache_size=4, force=args.force)
     print(series.describe())
     measures = progress_measures(series, progress=not args.quiet)
     stages = grokking_stages(measures)
@@ -121,23 +121,26 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\nlottery ticket: winner predictors from step-0 weights vs the dominant frequency at step "
               f"{lottery.final_step} ({lottery.n_neurons} neurons, K = {lottery.K})")
         print(lottery.to_frame().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    if args.json:
-        from ..checkpoint import atomic_write_text
+    # every output is built before any is written: a failure leaves no partial set of files
+    from ..checkpoint import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(track_json(series, measures, stages, lottery), indent=1))
+    text = json.dumps(track_json(series, measures, stages, lottery), indent=1) if args.json else None
+    page = _html_page(series, measures, stages, lottery, args.neuron) if args.html else None
+    if text is not None:
+        atomic_write_text(args.json, text)
         print(f"JSON written to {args.json}")
-    if args.html:
-        _write_html(args.html, series, measures, stages, lottery, args.neuron)
+    if page is not None:
+        page.save(args.html)
         print(f"HTML written to {args.html}")
     print(f"({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
-def _write_html(path: str, series: Any, measures: Any, stages: Any, lottery: Any, neuron: int | None) -> None:
+def _html_page(series: Any, measures: Any, stages: Any, lottery: Any, neuron: int | None) -> Any:
     from ..plots.dynamics import add_dynamics_sections
     from ..report import HtmlReport
 
     page = HtmlReport(f"modadd track: {Path(series.path).name}")
     page.text(series.describe())
     add_dynamics_sections(page, series, measures, stages, lottery, neuron)
-    page.save(path)
+    return page
