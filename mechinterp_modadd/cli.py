@@ -196,10 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``modadd``. Errors a user can cause (bad flags, files, metadata, runs, OSError) print one
     line ``modadd CMD: error: ...`` on stderr and return 2; ``--debug`` re-raises with the traceback.
     Anything else is a bug: one line saying so, return 1 (``--debug`` shows the traceback)."""
+    import warnings
+
     _load_plugins()
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     prog = f"modadd {args.command}"
+    shown = warnings.showwarning
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        if category.__name__ == "ModAddWarning":
+            print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line_warning
     try:
         from .outputs import check_output_files
 
@@ -226,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: internal error (a bug, please report it): {type(e).__name__}: {_one_line(e)} "
               f"(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

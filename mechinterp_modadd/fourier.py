@@ -324,6 +324,9 @@ def spectrum_from_weights(
             f"theta and xi must both be [d_mlp, p]; got {tuple(theta.shape)} and {tuple(xi.shape)}"
         )
     p = theta.shape[1]
+    if p % 2 == 0:
+        raise InputError(f"weights over Z_p with p = {p} (even): the frequency k = p/2 has no sine and no phase, "
+                         f"so the per-frequency decomposition would leave it out; use an odd p")
     both = torch.stack([theta, xi])  # [2, M, p]
     dc, c, s = frequency_coefficients(both)
     mag, ph = magnitude_phase(c, s, p)

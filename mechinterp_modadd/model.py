@@ -48,7 +48,7 @@ from .data import check_pairs
 from .errors import ConfigError
 from .tlens import HOOK_ALIASES, HookedConfig, ModAddActivationCache, resolve_names_filter
 
-__all__ = ["ACTIVATIONS", "ModelConfig", "ModAddMLP", "get_activation", "default_d_mlp"]
+__all__ = ["ACTIVATIONS", "ModelConfig", "ModAddMLP", "get_activation", "default_d_mlp", "check_modulus"]
 
 
 def _quad(x: Tensor) -> Tensor:
@@ -91,6 +91,34 @@ def canonical_activation(name: str) -> str:
     return _ALIASES.get(name.lower(), name.lower())
 
 
+_WARNED_COMPOSITE: set[int] = set()  # warn once per composite p and process
+
+
+def check_modulus(p: int, what: str = "p") -> None:
+    """Refuse an even modulus; warn (:class:`~mechinterp_modadd.errors.ModAddWarning`) for an odd
+    composite one.
+
+    Even p is refused: its Fourier basis has a Nyquist row cos(pi j) at k = p/2 with no sine
+    partner, so a neuron there has no phase, and every per-frequency analysis here (magnitude,
+    phase, k = 1..(p-1)/2) would silently leave k = p/2 out. Odd composite p is analysed as usual,
+    but the paper's theory assumes prime p (every k != 0 generates Z_p, so harmonics r k never fold
+    onto 0 and each frequency group sees every residue).
+    """
+    if p % 2 == 0:
+        raise ConfigError(f"{what} = {p} is even: the frequency k = p/2 = {p // 2} has a cosine but no sine "
+                          f"(no phase), which the Fourier analyses here do not model; use an odd p, ideally prime")
+    if p > 3 and p not in _WARNED_COMPOSITE and any(p % q == 0 for q in range(3, math.isqrt(p) + 1, 2)):
+        import warnings
+
+        _WARNED_COMPOSITE.add(p)
+
+        from .errors import ModAddWarning
+
+        warnings.warn(f"{what} = {p} is not prime: the analyses run, but the paper's theory assumes prime p "
+                      f"(for composite p, frequencies sharing a factor with p alias onto fewer residues)",
+                      ModAddWarning, stacklevel=4)
+
+
 def default_d_mlp(p: int) -> int:
     """The authors' width rule: max(512, ceil(512 p^2 / 529))."""
     return max(512, math.ceil(512 * p * p / 529))
@@ -121,6 +149,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.p, int) or isinstance(self.p, bool) or self.p < 3:
             raise ConfigError(f"ModelConfig.p must be an integer >= 3, got {self.p!r}")
+        check_modulus(self.p, "ModelConfig.p")
         if not isinstance(self.d_mlp, int) or isinstance(self.d_mlp, bool) or self.d_mlp < 1:
             raise ConfigError(f"ModelConfig.d_mlp must be a positive integer, got {self.d_mlp!r}")
         object.__setattr__(self, "activation", canonical_activation(self.activation))
