@@ -17,7 +17,7 @@ from mechinterp_modadd.training import preset
 
 @pytest.mark.parametrize("p", [4, 24, 100])
 def test_even_p_is_refused_everywhere(p):
-    with pytest.raises(ConfigError, match=f"p = {p} is even: the frequency k = p/2 = {p // 2} has a cosine but no sine"):
+    with pytest.raises(ConfigError, match=f"p = {p} is even: the frequency k = p/2 = {p // 2} has a cosine"):
         ModelConfig(p=p, d_mlp=8)
     with pytest.raises(ConfigError, match="is even"):
         preset("standard", p=p)
