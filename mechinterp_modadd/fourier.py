@@ -1,6 +1,6 @@
 """The real Fourier basis of Z_p and the per-neuron decomposition every analysis reads.
 
-Conventions (SCIENCE.md section 2), used everywhere in the package:
+Conventions (docs/science.md section 2), used everywhere in the package:
 
 - w_k = 2 pi k / p for k = 1..K, K = (p - 1) // 2.
 - Orthonormal basis rows: the constant 1/sqrt(p), then for each k the unit-norm cos(w_k j) and
@@ -127,7 +127,8 @@ class NeuronSpectrum:
     Indexing is [neuron, k - 1] for k = 1..K. ``alpha``/``phi`` describe theta_m (row m of the
     effective input weights), ``beta``/``psi`` describe xi_m (column m of W_out).
 
-    ``rule`` picks the dominant frequency k*_m that every ``*_star`` quantity is read at:
+    ``rule`` picks the dominant frequency k*_m that every ``*_star`` quantity is read at
+    (docs/science.md section 8 compares the two rules and the two IPRs):
 
     - ``"energy"`` (default, ours): k* = argmax over k >= 1 of the input energy c_k^2 + s_k^2
       (a frequency, whatever the phase; never 0);
@@ -282,7 +283,7 @@ class NeuronSpectrum:
 
     @property
     def vote_weight(self) -> Tensor:
-        """alpha^2 beta at k*: the weight of the neuron's vote (SCIENCE.md 3.5)."""
+        """alpha^2 beta at k*: the weight of the neuron's vote (docs/science.md 3.5)."""
         return self.alpha_star**2 * self.beta_star
 
     def counts(self, include_dc: bool = False) -> Tensor:

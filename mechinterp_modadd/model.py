@@ -134,7 +134,7 @@ class ModelConfig:
         activation: name of an entry of :data:`ACTIVATIONS`.
         embedding: ``"one_hot"`` (d_model = p) or ``"learned"`` (a W_E of shape [d_model, p]).
         d_model: embedding width for learned embeddings (ignored for one-hot).
-        init: ``"random"`` (scale * N(0, 1) / sqrt(p)) or ``"single_freq"`` (SCIENCE.md s.1).
+        init: ``"random"`` (scale * N(0, 1) / sqrt(p)) or ``"single_freq"`` (docs/science.md section 1).
         init_scale: the scale of the initialisation.
     """
 
@@ -263,7 +263,7 @@ class ModAddMLP(HookedRootModule):
     # ----------------------------------------------------------------------------------- init
     @torch.no_grad()
     def init_weights(self, seed: int) -> None:
-        """Initialise in place from ``seed`` as ``cfg.init`` says (SCIENCE.md section 1)."""
+        """Initialise in place from ``seed`` as ``cfg.init`` says (docs/science.md section 1)."""
         cfg = self.cfg
         g = torch.Generator().manual_seed(int(seed))
         p, M = cfg.p, cfg.d_mlp

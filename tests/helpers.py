@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from mechinterp_modadd.checkpoint import load_checkpoint
 from mechinterp_modadd.training import preset, train
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "reference"
+#: the paper authors' checkpoints (never copied into the repository): $MODADD_REFERENCE, else the
+#: ``shared/reference`` folder beside the repository's parent
+REFERENCE = Path(os.environ.get("MODADD_REFERENCE") or REPO.parent / "shared" / "reference")
 DATA = REPO / "data"
 
 #: activation of each reference run (the files do not record it)
@@ -25,7 +28,7 @@ REFERENCE_ACTIVATION = {
 
 
 def reference_path(run: str, name: str = "final.pth") -> Path:
-    """Path of a reference checkpoint; skips the calling test when ../shared/reference is absent."""
+    """Path of a reference checkpoint; skips the calling test when REFERENCE is absent."""
     path = REFERENCE / run / name
     if not path.exists():
         pytest.skip(f"reference checkpoints not available ({path})")

@@ -224,7 +224,12 @@ def test_cli_activation_swap(capsys):
 def test_default_checkpoint_missing(tmp_path, monkeypatch):
     from mechinterp_modadd.commands import diagnose as cmd
 
-    monkeypatch.setattr(cmd, "DEFAULT_CHECKPOINT", cmd.DEFAULT_CHECKPOINT.with_name("nope.safetensors"))
     monkeypatch.chdir(tmp_path)
+    # a source checkout finds data/; without it, the copy installed with the package
+    assert cmd.default_checkpoint().read_bytes() == SHIPPED.read_bytes()
+    monkeypatch.setattr(cmd, "DEFAULT_CHECKPOINT", cmd.DEFAULT_CHECKPOINT.with_name("nope.safetensors"))
+    packaged = cmd.default_checkpoint()
+    assert packaged.parent.name == "_data" and packaged.read_bytes() == SHIPPED.read_bytes()
+    monkeypatch.setattr(cmd, "PACKAGED_CHECKPOINT", cmd.PACKAGED_CHECKPOINT.with_name("nope.safetensors"))
     with pytest.raises(CheckpointError, match="default checkpoint"):
         cmd.default_checkpoint()

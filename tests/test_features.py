@@ -22,7 +22,7 @@ from mechinterp_modadd.fourier import neuron_spectrum
 
 OURS = DATA / "standard_p23" / "checkpoints"
 
-# ../shared/reference/README.md, measured independently on the final checkpoints
+# the reference checkpoints' README (also docs/science.md section 9), measured independently on the final checkpoints
 README = {
     "standard_relu_p23": dict(counts=[43, 42, 54, 43, 35, 59, 55, 41, 46, 53, 41], share=0.812, family=0.909,
                               ipr=0.721, cv=0.27),

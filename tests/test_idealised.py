@@ -1,4 +1,4 @@
-"""The idealised network against the closed form of SCIENCE.md 3.6, and its diagnosis."""
+"""The idealised network against the closed form of docs/science.md 3.6, and its diagnosis."""
 
 import math
 

@@ -181,7 +181,7 @@ def test_reference_standard_relu(relu_suite):
     assert pb.loc[1, "accuracy"] == pytest.approx(0.81, abs=0.03)
     assert pb.loc[2, "accuracy"] == pytest.approx(0.41, abs=0.03)
     assert (pb["matched_random_accuracy"] > 0.99).all()
-    # the activation swap table (SCIENCE.md 3.7): even ones 1.0, identity 4.1 %, x^3 3.6 %
+    # the activation swap table (docs/science.md 3.7): even ones 1.0, identity 4.1 %, x^3 3.6 %
     sw = s.activation_swap
     for name in ("abs", "quad", "quartic", "softplus2", "exp", "relu"):
         assert sw.accuracy(name) == 1.0

@@ -33,7 +33,7 @@ def _random_states(n=64, seed=0):
 
 
 def test_complex_form_matches_the_polar_equations():
-    """The integrator's a' = 2p conj(a) b, b' = p a^2 is the polar flow of SCIENCE.md s.4."""
+    """The integrator's a' = 2p conj(a) b, b' = p a^2 is the polar flow of docs/science.md section 4."""
     alpha, phi, beta, psi = _random_states(16)
     dt = 1e-6
     traj = integrate_flow(alpha, phi, beta, psi, P, dt, n_out=2, h=0.001)

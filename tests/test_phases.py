@@ -28,7 +28,8 @@ from mechinterp_modadd.fourier import neuron_spectrum, wrap
 
 OURS = DATA / "standard_p23" / "checkpoints"
 
-# ../shared/reference/README.md: mean |D|, mean |sin D|, phase moments mean over k for iota = 1..4
+# the reference checkpoints' README (also docs/science.md section 9): mean |D|, mean |sin D|,
+# phase moments mean over k for iota = 1..4
 README = {
     "standard_relu_p23": (0.085, 0.085, [0.102, 0.105, 0.037, 0.062]),
     "grokking_relu_p23": (0.045, 0.045, [0.061, 0.054, 0.019, 0.040]),

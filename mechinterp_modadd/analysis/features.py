@@ -49,7 +49,7 @@ def coefficient_of_variation(v: Tensor) -> float:
 # ------------------------------------------------------------------------------ single frequency
 @dataclass
 class SingleFrequencyResult(ClaimResult):
-    """Claim (SCIENCE.md 3.1): each neuron's theta and xi carry one frequency, the same in both.
+    """Claim (docs/science.md 3.1): each neuron's theta and xi carry one frequency, the same in both.
 
     Per neuron m, with input energies E_k = c_k^2 + s_k^2 of theta_m (DC excluded) and k* = argmax_k E_k:
 
@@ -131,7 +131,7 @@ def single_frequency(model_or_spectrum, *, family_threshold: float = 0.8, min_fr
 # ------------------------------------------------------------------- frequency diversification
 @dataclass
 class FrequencyDiversificationResult(ClaimResult):
-    """Claim (SCIENCE.md 3.4): every frequency k = 1..K has neurons, in roughly equal numbers.
+    """Claim (docs/science.md 3.4): every frequency k = 1..K has neurons, in roughly equal numbers.
 
     With n_k = |{m : k*_m = k}| and the even share M / K:
 
@@ -194,11 +194,11 @@ def frequency_diversification(model_or_spectrum, *, min_balance: float = 0.3) ->
 # ------------------------------------------------------------------------ magnitude homogeneity
 @dataclass
 class MagnitudeHomogeneityResult(ClaimResult):
-    """Claim (SCIENCE.md 3.5): every neuron casts about the same vote.
+    """Claim (docs/science.md 3.5): every neuron casts about the same vote.
 
     Vote weight a_m = alpha_m^2 beta_m at k* (doubling alpha quadruples the vote). ``cv`` is the
     population coefficient of variation std(a) / mean(a). A neuron whose output phase is off by
-    D_m = psi_m - 2 phi_m votes a_m cos(D_m) for the correct class (the signal term of SCIENCE.md
+    D_m = psi_m - 2 phi_m votes a_m cos(D_m) for the correct class (the signal term of docs/science.md
     3.6 is a cos^2(.) cos(w(x + y - j) - D)), so the votes are equal only if the *aligned votes*
     a_m cos(D_m) are too: ``cv_aligned`` = std / |mean| of a_m cos(D_m), and ``mean_aligned_vote``
     must be positive.

@@ -1,4 +1,4 @@
-"""Grokking: progress measures over a run and the three stages (SCIENCE.md section 5).
+"""Grokking: progress measures over a run and the three stages (docs/science.md section 5).
 
 Progress measures, one row per checkpoint, all recomputed from the weights in float64 (the
 authors' stored metrics are measured before each epoch's update, so they describe a slightly
@@ -23,7 +23,7 @@ Stage rule (:func:`detect_stages`, ours; the paper draws the stages by eye):
 - **end of stage I** (memorisation) = the first checkpoint at which the training accuracy is at
   least ``train_threshold`` = 0.95;
 - **end of stage II** (fast generalisation) = the first later checkpoint at which the test
-  accuracy is at least ``test_threshold`` = 0.95 (SCIENCE.md: stage II takes test accuracy to
+  accuracy is at least ``test_threshold`` = 0.95 (docs/science.md section 5: stage II takes test accuracy to
   about 95 %; what follows is the slow clean-up of stage III).
 
 A boundary not reached is ``None``. On a checkpoint grid the boundary is the first *checkpoint*

@@ -1,4 +1,4 @@
-"""The idealised network: the ground truth for the majority-vote mechanism (SCIENCE.md 3.6, 3.8).
+"""The idealised network: the ground truth for the majority-vote mechanism (docs/science.md 3.6, 3.8).
 
 Each frequency k in a chosen set gets N neurons with phases phi_{k,n}; neuron (k, n) has
 ``theta[j] = alpha cos(w_k j + phi)`` and ``xi[j] = beta cos(w_k j + 2 phi)`` (psi = 2 phi). With
@@ -91,7 +91,7 @@ def idealised_network(
 
 def closed_form_logits(p: int, n_per_freq: int, vote_weight: float = 1.0,
                        x: int | None = None, y: int | None = None) -> Tensor:
-    """The closed form of SCIENCE.md 3.6 (Quad, all K frequencies, symmetric phases).
+    """The closed form of docs/science.md 3.6 (Quad, all K frequencies, symmetric phases).
 
     Returns [p] logits for one (x, y), or [p*p, p] for all pairs in ``all_pairs`` order.
     """

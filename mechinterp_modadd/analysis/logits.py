@@ -1,4 +1,4 @@
-"""The "flawed indicator": ghost peaks of the logits at 2x and 2y (SCIENCE.md 3.6).
+"""The "flawed indicator": ghost peaks of the logits at 2x and 2y (docs/science.md 3.6).
 
 For Quad and psi = 2 phi, each neuron's vote contains cos^2(w(x - y)/2), which cannot be cancelled
 by phase symmetry; summed over a symmetric, diversified population the logits become a correct
@@ -50,7 +50,7 @@ def ghost_parts(logits: Float[Tensor, "pp p"], p: int) -> dict[str, Tensor]:
 
 @dataclass
 class FlawedIndicatorResult(ClaimResult):
-    """Claim (SCIENCE.md 3.6): the logits carry the predicted ghosts at 2x and 2y, below the correct peak.
+    """Claim (docs/science.md 3.6): the logits carry the predicted ghosts at 2x and 2y, below the correct peak.
 
     With centred logits (each input's logits minus their mean over j), over pairs where x + y, 2x,
     2y are three distinct classes: ``mean_correct``, ``mean_ghost`` (the two ghosts averaged) and

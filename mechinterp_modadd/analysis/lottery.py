@@ -1,6 +1,6 @@
 """The lottery ticket: inside each neuron the frequencies race, and the winner is predictable.
 
-SCIENCE.md section 4: at small initialisation each (neuron, frequency) follows its own decoupled
+docs/science.md section 4: at small initialisation each (neuron, frequency) follows its own decoupled
 flow (:mod:`mechinterp_modadd.analysis.ode`). Phases align first (D = 2 phi - psi -> 0), then the
 magnitudes blow up; the frequency that blows up first takes the neuron. So the neuron's final
 dominant frequency should be predictable from its step-0 weights alone.

@@ -1,4 +1,4 @@
-"""The majority vote, tested by intervention (SCIENCE.md 3.6-3.8).
+"""The majority vote, tested by intervention (docs/science.md 3.6-3.8).
 
 The paper says each neuron is a noisy voter: its vote for logit j carries the signal
 cos(w(x + y - j)) plus noise terms that only cancel over a population whose phases are
@@ -76,7 +76,7 @@ __all__ = [
 
 #: keep fractions of the random ablation curve
 DEFAULT_KEEP_FRACTIONS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.1, 0.05)
-#: activations of the test-time swap (SCIENCE.md 3.7): relu, |x|, x^2, x^4, log(1+e^{2x}), e^x, x, x^3
+#: activations of the test-time swap (docs/science.md 3.7): relu, |x|, x^2, x^4, log(1+e^{2x}), e^x, x, x^3
 SWAP_ACTIVATIONS: tuple[str, ...] = ("relu", "abs", "quad", "quartic", "softplus2", "exp", "identity", "cube")
 
 #: majority_vote thresholds (see :class:`MajorityVoteResult`)
@@ -331,7 +331,7 @@ def phase_biased_ablation(model, orders: Sequence[int] = (1, 2, 3, 4), *, draws:
 @dataclass
 class ActivationSwapResult:
     """Accuracy and loss on all pairs with sigma replaced at test time by each activation
-    (weights unchanged). Theory (SCIENCE.md 3.7): with symmetric phases only the even part of
+    (weights unchanged). Theory (docs/science.md 3.7): with symmetric phases only the even part of
     sigma votes, so even activations keep accuracy and odd ones (x, x^3) fall to chance."""
 
     rows: pd.DataFrame
@@ -465,7 +465,7 @@ class NoiseScalingResult:
     the groups with at least n neurons and over the draws. ``signal_exponent`` /
     ``noise_exponent``: least-squares slopes of log RMS against log n over ``per_n``. Independent
     random phases give noise ~ n^0.5 and signal ~ n^1; exactly symmetric phases make the whole
-    group's noise vanish (SCIENCE.md 3.6).
+    group's noise vanish (docs/science.md 3.6).
     """
 
     rows: pd.DataFrame
@@ -498,7 +498,7 @@ def noise_scaling(model, sizes: Sequence[int] | None = None, *, draws: int = 10,
     The vote of neuron m is v_m(x, y, j) = post_m(x, y) W_out[j, m] (its whole contribution to
     logit j). In group k, the coherent part of a vote is its orthogonal projection (over
     (x, y, j) in Z_p^3) on the six functions cos / sin of w_k(x + y - j), w_k(2x - j),
-    w_k(2y - j): the correct peak and the two ghosts of SCIENCE.md 3.6 (the sine terms make the
+    w_k(2y - j): the correct peak and the two ghosts of docs/science.md 3.6 (the sine terms make the
     subspace the full real span of the three Fourier modes, so a phase offset psi - 2 phi != 0
     still counts as coherent); the residual is the rest (the noise terms 2 cos(w j + 2 phi) and
     cos(w(x + y + j) + 4 phi), plus harmonics and DC for non-quadratic sigma).

@@ -1,4 +1,4 @@
-"""The decoupled 4-variable flow of one (neuron, frequency) pair (SCIENCE.md section 4).
+"""The decoupled 4-variable flow of one (neuron, frequency) pair (docs/science.md section 4).
 
 At small initialisation the softmax is near uniform, neurons decouple and Fourier orthogonality
 decouples frequencies. Under Quad and the summed loss each (neuron m, frequency k) follows

@@ -34,7 +34,7 @@ __all__ = [
 # ------------------------------------------------------------------------------ phase alignment
 @dataclass
 class PhaseAlignmentResult(ClaimResult):
-    """Claim (SCIENCE.md 3.2): psi_m = 2 phi_m (mod 2 pi) for every neuron.
+    """Claim (docs/science.md 3.2): psi_m = 2 phi_m (mod 2 pi) for every neuron.
 
     D_m = wrap(psi_m - 2 phi_m) at k*, wrapped to [-pi, pi). Reported: mean |sin D| (the authors'
     progress measure), mean |D| and the fraction of neurons with |D| < ``aligned_radius`` (0.3 rad).
@@ -130,7 +130,7 @@ def phase_moments(
 
 @dataclass
 class PhaseSymmetryResult(ClaimResult):
-    """Claim (SCIENCE.md 3.3): within each frequency group the phases are spread out.
+    """Claim (docs/science.md 3.3): within each frequency group the phases are spread out.
 
     For each group N_k = {m : k*_m = k} and order iota in ``orders`` (1..4): the moment
     |m_iota| = |(1/n_k) sum_{m in N_k} exp(i iota phi_m)|, the random-phase baseline

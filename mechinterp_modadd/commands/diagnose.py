@@ -1,7 +1,8 @@
 """``modadd diagnose [CKPT] [--activation NAME] [--json FILE] [--html FILE]``.
 
 Checks every mechanism claim on one checkpoint and prints a short table (claim, key number,
-verdict). Without CKPT it diagnoses the checkpoint shipped in ``data/`` (see data/README.md).
+verdict). Without CKPT it diagnoses the checkpoint shipped in ``data/`` (see data/README.md), or,
+outside a source checkout, the copy of it installed with the package.
 JSON and HTML are written only when asked.
 """
 
@@ -16,19 +17,26 @@ from ..errors import CheckpointError
 #: The shipped default checkpoint, relative to the repository root (or the working directory).
 DEFAULT_CHECKPOINT = Path("data") / "standard_p23" / "checkpoints" / "step_005000.safetensors"
 
+#: The same checkpoint inside the installed package (package data of the wheel), relative to the
+#: ``mechinterp_modadd`` package folder.
+PACKAGED_CHECKPOINT = Path("_data") / "standard_p23_step_005000.safetensors"
+
 
 def default_checkpoint() -> Path:
-    """The shipped checkpoint: next to the package (a source checkout), else under ./data."""
+    """The shipped checkpoint: ``data/`` next to the package (a source checkout), else ``./data``,
+    else the copy installed with the package (so ``modadd diagnose`` works from any directory
+    after ``pip install``)."""
     import mechinterp_modadd
 
-    candidates = [Path(mechinterp_modadd.__file__).resolve().parents[1] / DEFAULT_CHECKPOINT,
-                  Path.cwd() / DEFAULT_CHECKPOINT]
+    package_dir = Path(mechinterp_modadd.__file__).resolve().parent
+    candidates = [package_dir.parent / DEFAULT_CHECKPOINT, Path.cwd() / DEFAULT_CHECKPOINT,
+                  package_dir / PACKAGED_CHECKPOINT]
     for c in candidates:
         if c.is_file():
             return c
     raise CheckpointError(
         f"no CKPT given and the default checkpoint {DEFAULT_CHECKPOINT} was not found (looked in "
-        f"{', '.join(str(c) for c in candidates)}); pass a checkpoint path, or run from a source checkout")
+        f"{', '.join(str(c) for c in candidates)}); pass a checkpoint path")
 
 
 def _configure(ap: argparse.ArgumentParser) -> None:

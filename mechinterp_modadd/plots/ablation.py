@@ -131,7 +131,7 @@ def suite_figures(suite: AblationSuite, p: int | None = None) -> list[tuple[go.F
          "In every group keep the neurons whose iota*phi lies in one half circle (red) or a random subset of "
          "the same size (grey): the noise term of order iota no longer cancels in red."),
         (activation_swap_figure(suite.activation_swap, p),
-         "Only the even part of sigma votes (SCIENCE.md 3.7): even activations keep accuracy, x and x^3 do not."),
+         "Only the even part of sigma votes (docs/science.md 3.7): even activations keep accuracy, x and x^3 do not."),
     ] + ([] if suite.noise_scaling is None else [
         (noise_scaling_figure(suite.noise_scaling),
          "Coherent part (projection on cos/sin of w_k(x+y-j), w_k(2x-j), w_k(2y-j)) and residual of each group's "

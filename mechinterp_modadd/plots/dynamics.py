@@ -246,7 +246,7 @@ def add_dynamics_sections(page: Any, series: Any, measures: pd.DataFrame, stages
     else:
         page.text("Step 0 is not in this run: the predictors need the initial weights.", cls="note")
     p = series.p
-    page.heading("Decoupled flow (Quad, SCIENCE.md section 4)")
+    page.heading("Decoupled flow (Quad, docs/science.md section 4)")
     m0 = 0.015
     t_end = float(take_off_time(m0, 0.0, m0 / 2, -2.5, p, factor=20.0)) * 1.02
     traj = integrate_flow(m0, 0.0, m0 / 2, -2.5, p, t_end, cap=20 * m0)

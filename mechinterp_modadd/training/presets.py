@@ -1,4 +1,4 @@
-"""Training configuration and the paper's five presets (SCIENCE.md section 1)."""
+"""Training configuration and the paper's five presets (docs/science.md section 1)."""
 
 from __future__ import annotations
 
