@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCIENCE = REPO / "docs" / "science.md"
+PAGE = REPO / "docs" / "science.md"
 # written in pieces so that this file does not match its own search
 OUTSIDE = ["SCIENCE" + ".md", ".." + "/shared"]
 CITATION = re.compile(r"docs/science\.md(?:\)?,? (?:section |s\.|§)?)(\d+(?:\.\d+)?)")
@@ -27,7 +27,7 @@ def _tracked_text_files() -> list[Path]:
 
 
 def _sections() -> set[str]:
-    heads = re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", SCIENCE.read_text(), flags=re.M)
+    heads = re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", PAGE.read_text(), flags=re.M)
     return set(heads)
 
 
