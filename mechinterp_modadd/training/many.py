@@ -1,0 +1,524 @@
+"""Many runs in one process: runs stacked on a leading axis, trained by batched matrix products.
+
+:func:`train_many` trains runs that share p, d_mlp, activation, embedding and optimizer kind
+together. They may differ in seed, lr, weight decay, init scale, init kind, train fraction, split
+seed and warm-up. Every run gets the ordinary run folder that :func:`~.trainer.train` writes
+(config.json, split.json, metrics.csv, checkpoints/, resume.safetensors), so every command reads
+it unchanged and ``train(cfg, folder, resume=True)`` can continue it alone; ``out_dir/runs.csv``
+lists the runs with their final metrics.
+
+The stacked step, for runs s = 1..S (shapes [S, ...]; X is the [n, p] matrix of e_x + e_y over the
+n = p(p + 1)/2 unordered pairs, shared by all runs)::
+
+    pre    = X @ W_in[s]^T            [S, n, M]
+    post   = sigma(pre)
+    logits = post @ W_out[s]^T        [S, n, p]
+    loss_s = sum_i w_train[s, i] * nll[s, i] / n_train[s]   (float64 log-softmax, as train())
+
+and the sum of the S losses is differentiated, which gives each run its own gradient (the runs
+share no parameter). AdamW / SGD are applied with per-run lr and weight decay as [S, 1, 1]
+tensors, op for op as torch.optim's single-tensor implementations do.
+
+Equivalence with :func:`~.trainer.train` (tested): step-0 weights are bit-identical (each run is
+initialised by ``ModAddMLP(cfg.model_config(), seed)`` as alone); later steps agree to rounding,
+because a batched product sums in another order than a single one (per-step losses agree to 1e-6
+relative over the first 1,000 steps; the standard p = 23 preset ends with the same accuracy and the
+same dominant frequency for every neuron).
+
+Memory and speed: the batch is cut into chunks. A chunk's bytes (weights, gradients, optimizer
+state, activations of the step, metric rows) must fit ``max_memory``; on a CPU it is further cut so
+that its [S, n, M] hidden activations fit in the last-level cache, where the element-wise kernels
+run at cache speed (beyond it the batched step is no faster per run than one run alone).
+
+Host synchronisation: metrics stay on the device in a [steps, S, 6] buffer and are copied to the
+host only when a checkpoint is written or the progress bar is refreshed (about once a second), so
+on a GPU the hot loop queues kernels without waiting for them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from ..checkpoint import atomic_write_bytes, atomic_write_text
+from ..data import random_split
+from ..errors import ConfigError
+from ..model import ModAddMLP
+from ..runtime import auto_threads, resolve_device, step_flop, thread_scope
+from .presets import TrainConfig
+from .trainer import (METRIC_COLUMNS, FullBatchObjective, _lr_at, _make_optimizer, _metrics_frame,
+                      _prepare_resume, _resume_bytes, checkpoint_path)
+
+__all__ = ["train_many", "ManyResult", "RUNS_CSV_COLUMNS", "run_name", "chunk_size"]
+
+#: Columns of ``runs.csv`` (then one column per TrainConfig field, prefixed ``config.``).
+RUNS_CSV_COLUMNS = ["folder", "status", "steps_done", "train_loss", "test_loss", "train_accuracy",
+                    "test_accuracy", "param_norm"]
+
+_SHARED = ("p", "activation", "embedding", "optimizer")
+_VARYING_NAMES = (("seed", "seed"), ("lr", "lr"), ("weight_decay", "wd"), ("train_fraction", "frac"),
+                  ("init_scale", "init"), ("init", "initkind"), ("split_seed", "split"),
+                  ("warmup_steps", "warmup"), ("steps", "steps"), ("betas", "betas"),
+                  ("save_every", "every"))
+#: Default memory budget of one chunk (bytes) when ``max_memory`` is None.
+DEFAULT_MAX_MEMORY = 2 * 1024**3
+#: CPU chunks keep their [S, n, d_mlp] activations within this many bytes (last-level cache share).
+CPU_CACHE_BYTES = 12 * 1024**2
+
+
+@dataclass
+class ManyResult:
+    """What :func:`train_many` did.
+
+    Attributes:
+        out_dir: the parent folder (holds runs.csv).
+        runs: the run folders, in the order of ``configs``.
+        configs: the configs, in the same order.
+        table: the content of runs.csv (one row per run).
+    """
+
+    out_dir: Path
+    runs: list[Path]
+    configs: list[TrainConfig]
+    table: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (tuple, list)):
+        return "-".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def run_name(cfg: TrainConfig, varying: Sequence[str]) -> str:
+    """Folder name of a run: ``key<value>`` for each field that differs across the batch."""
+    short = dict(_VARYING_NAMES)
+    parts = [f"{short[k]}{_fmt(getattr(cfg, k))}" for k in varying]
+    return "_".join(parts) if parts else f"seed{cfg.seed}"
+
+
+def _check_configs(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
+    cfgs = list(configs)
+    if not cfgs:
+        raise ConfigError("train_many needs at least one TrainConfig")
+    for i, c in enumerate(cfgs):
+        if not isinstance(c, TrainConfig):
+            raise ConfigError(f"configs[{i}] must be a TrainConfig, got {type(c).__name__}")
+    first = cfgs[0]
+    for i, c in enumerate(cfgs[1:], 1):
+        for k in _SHARED:
+            if getattr(c, k) != getattr(first, k):
+                raise ConfigError(f"configs[{i}].{k} = {getattr(c, k)!r} differs from configs[0].{k} = "
+                                  f"{getattr(first, k)!r}; a batch must share p, d_mlp, activation, "
+                                  f"embedding and optimizer")
+        if c.model_config().d_mlp != first.model_config().d_mlp:
+            raise ConfigError(f"configs[{i}] has d_mlp {c.model_config().d_mlp}, configs[0] has "
+                              f"{first.model_config().d_mlp}; a batch must share d_mlp")
+    if first.embedding != "one_hot":
+        raise ConfigError("train_many trains one-hot models only (embedding='one_hot'); "
+                          "train learned-embedding runs one at a time with train()")
+    return cfgs
+
+
+def chunk_bytes(p: int, d_mlp: int, steps_buffered: int) -> int:
+    """Bytes one run of a chunk holds at once (an upper estimate).
+
+    Weight-sized float32 tensors, 14 of [d_mlp, p]: on the device W_in, W_out, their gradients and
+    two Adam moments each (8); the run's own copy of weights and moments for checkpoints (6).
+    Per step: pre, post and their gradients ([n, d_mlp] float32, 4 of them); logits,
+    log-probabilities, their gradients and temporaries (8 of [n, p] at 8 bytes); per-pair weights
+    (4 of [n] float64). Metric rows: 6 float64 per step on the device and 7 on the host.
+    """
+    n = p * (p + 1) // 2
+    return 14 * 4 * d_mlp * p + 4 * 4 * n * d_mlp + 8 * 8 * n * p + 4 * 8 * n + 13 * 8 * steps_buffered
+
+
+def chunk_size(p: int, d_mlp: int, n_runs: int, device: torch.device, max_memory: int | None,
+               steps_buffered: int) -> int:
+    """Runs per chunk: within ``max_memory`` (bytes), and on a CPU within the cache budget."""
+    budget = DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
+    per_run = chunk_bytes(p, d_mlp, steps_buffered)
+    if per_run > budget:
+        raise ConfigError(f"max_memory = {budget} bytes is below what one run needs "
+                          f"({per_run} bytes at p = {p}, d_mlp = {d_mlp}); raise --max-memory")
+    s = budget // per_run
+    if device.type == "cpu":
+        n = p * (p + 1) // 2
+        s = min(s, max(1, CPU_CACHE_BYTES // (4 * n * d_mlp)))
+    return int(max(1, min(s, n_runs)))
+
+
+# ---------------------------------------------------------------------------- run folders
+def _write_new_folder(run_dir: Path, cfg: TrainConfig) -> None:
+    split = random_split(cfg.p, cfg.train_fraction, cfg.effective_split_seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.json", json.dumps(
+        {"train": cfg.to_dict(), "model": cfg.model_config().to_dict()}, indent=2))
+    atomic_write_text(run_dir / "split.json", json.dumps(
+        {"p": cfg.p, "seed": split.seed, "train_fraction": cfg.train_fraction,
+         "train_pairs": split.train_pairs.tolist()}))
+
+
+@dataclass
+class _Run:
+    index: int
+    cfg: TrainConfig
+    folder: Path
+    start: int = 0
+    model: ModAddMLP | None = None  # the weights at ``start`` (CPU)
+    opt: torch.optim.Optimizer | None = None
+    rows: dict[str, np.ndarray] | None = None
+    status: str = "ok"
+    final: dict[str, float] | None = None
+
+    def release(self) -> None:
+        """Keep the last metrics row; drop the weights, optimizer and metric arrays."""
+        rows = self.rows
+        done = int(self.cfg.steps)
+        if rows is not None:
+            ok = np.flatnonzero(np.isfinite(rows["param_norm"]))
+            done = int(ok[-1]) if len(ok) else -1
+            self.final = {k: (float(rows[k][done]) if done >= 0 else float("nan"))
+                          for k in ("train_loss", "test_loss", "train_accuracy", "test_accuracy",
+                                    "param_norm")}
+            self.final["steps_done"] = done
+        self.model = self.opt = self.rows = None
+
+
+def _saved_step(folder: Path) -> int:
+    """The step of a run folder's resume state (0 if the folder holds no run yet)."""
+    from safetensors import SafetensorError, safe_open
+
+    from ..errors import CheckpointError
+
+    if not (folder / "config.json").exists():
+        return 0
+    path = folder / "resume.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return int((f.metadata() or {})["step"])
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read the resume step ({e})") from None
+
+
+def _prepare(run: _Run, resume: bool) -> None:
+    """Fresh weights, or the saved state of a run folder when resuming (as train() does)."""
+    cfg = run.cfg
+    model = ModAddMLP(cfg.model_config(), seed=cfg.seed)
+    opt = _make_optimizer(cfg, model)
+    n = cfg.steps + 1
+    rows = {c: np.full(n, np.nan) for c in METRIC_COLUMNS}
+    rows["step"] = np.arange(n, dtype=np.float64)
+    if resume and (run.folder / "config.json").exists():
+        run.start = _prepare_resume(run.folder, cfg, model, opt, rows)
+    else:
+        if (run.folder / "config.json").exists():
+            raise ConfigError(f"{run.folder}: already holds a run (config.json); pass resume=True "
+                              f"(--resume) to continue the batch or choose another folder")
+        _write_new_folder(run.folder, cfg)
+        run.start = 0
+    run.model, run.opt, run.rows = model, opt, rows
+
+
+# ------------------------------------------------------------------------------ the engine
+class _Stack:
+    """The stacked parameters, optimizer state and per-run constants of one chunk on a device."""
+
+    def __init__(self, runs: list[_Run], device: torch.device) -> None:
+        cfg0 = runs[0].cfg
+        self.runs = runs
+        self.device = device
+        self.S = S = len(runs)
+        self.p = cfg0.p
+        self.optimizer = cfg0.optimizer
+        self.betas = cfg0.betas
+        split0 = random_split(cfg0.p, 1.0, 0)
+        obj = FullBatchObjective(split0)
+        self.X = obj.inputs.to(device)  # [n, p]
+        self.labels = obj.labels.to(device)
+        n = len(obj.labels)
+        self.n = n
+        w_tr = torch.empty(S, n, dtype=torch.float64)
+        w_te = torch.empty(S, n, dtype=torch.float64)
+        for i, r in enumerate(runs):
+            o = FullBatchObjective(random_split(r.cfg.p, r.cfg.train_fraction, r.cfg.effective_split_seed))
+            w_tr[i], w_te[i] = o.w_train, o.w_test
+        n_tr, n_te = w_tr.sum(1), w_te.sum(1)
+        self.w_train = (w_tr / n_tr.clamp(min=1.0)[:, None]).to(device)  # weights / n_train
+        self.w_test = (w_te / n_te.clamp(min=1.0)[:, None]).to(device)
+        self.train_acc_w = self.w_train.clone()
+        self.has_test = (n_te > 0).to(device)
+        self.W_in = torch.stack([r.model.mlp.W_in.detach() for r in runs]).to(device).requires_grad_(True)
+        self.W_out = torch.stack([r.model.mlp.W_out.detach() for r in runs]).to(device).requires_grad_(True)
+        self.act = runs[0].model.act_fn
+        col = (S, 1, 1)
+        self.wd = torch.tensor([r.cfg.weight_decay for r in runs], dtype=torch.float64).reshape(col).to(device)
+        # optimizer state from each run's torch optimizer (zeros when fresh, loaded when resuming)
+        self.step_count = 0
+        self.exp_avg: list[Tensor] = []
+        self.exp_avg_sq: list[Tensor] = []
+        if self.optimizer == "adamw":
+            for j, W in enumerate((self.W_in, self.W_out)):
+                ea, es = [], []
+                for r in runs:
+                    st = r.opt.state.get(list(r.model.parameters())[j], {})
+                    if "exp_avg" in st:
+                        ea.append(st["exp_avg"])
+                        es.append(st["exp_avg_sq"])
+                        self.step_count = int(float(st["step"]))
+                    else:
+                        ea.append(torch.zeros_like(W[0], device="cpu"))
+                        es.append(torch.zeros_like(W[0], device="cpu"))
+                self.exp_avg.append(torch.stack(ea).to(device))
+                self.exp_avg_sq.append(torch.stack(es).to(device))
+
+    # -------------------------------------------------------------------------------- step
+    def lr_table(self, start: int, stop: int) -> Tensor:
+        """[stop - start, S] learning rates of steps start..stop-1, computed on the host exactly as
+        :func:`~.trainer._lr_at` does (lr * min(1, (t + 1) / warmup)) and uploaded once."""
+        tab = [[_lr_at(r.cfg, t) for r in self.runs] for t in range(start, stop)]
+        return torch.tensor(tab, dtype=torch.float64).reshape(stop - start, self.S).to(self.device)
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """Summed training loss (differentiable) and the [S, 5] metrics of the current weights."""
+        pre = torch.matmul(self.X, self.W_in.transpose(1, 2))  # [S, n, M]
+        logits = torch.bmm(self.act(pre), self.W_out.transpose(1, 2))  # [S, n, p]
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        nll = -logp.gather(2, self.labels.expand(self.S, self.n)[..., None])[..., 0]  # [S, n]
+        train_loss = (nll * self.w_train).sum(1)
+        with torch.no_grad():
+            correct = (logits.argmax(dim=-1) == self.labels).double()
+            nan = torch.full_like(train_loss, float("nan"))
+            norm = ((self.W_in.double() ** 2).sum((1, 2)) + (self.W_out.double() ** 2).sum((1, 2))).sqrt()
+            m = torch.stack([
+                train_loss.detach(),
+                torch.where(self.has_test, (nll.detach() * self.w_test).sum(1), nan),
+                (correct * self.w_train).sum(1),
+                torch.where(self.has_test, (correct * self.w_test).sum(1), nan),
+                norm,
+            ], dim=1)
+        return train_loss.sum(), m
+
+    @torch.no_grad()
+    def update(self, lr: Tensor) -> None:
+        """One optimizer step with the gradients in .grad and the [S] learning rates ``lr``."""
+        lr = lr.reshape(self.S, 1, 1)
+        if self.optimizer == "adamw":
+            b1, b2 = self.betas
+            self.step_count += 1
+            k = self.step_count
+            bc1 = 1 - b1 ** k
+            bc2_sqrt = math.sqrt(1 - b2 ** k)
+            for W, ea, es in zip((self.W_in, self.W_out), self.exp_avg, self.exp_avg_sq):
+                g = W.grad
+                W.mul_((1 - lr * self.wd).float())
+                ea.lerp_(g, 1 - b1)
+                es.mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (es.sqrt() / bc2_sqrt).add_(1e-8)
+                W.sub_(ea / denom * (lr / bc1).float())  # param.addcdiv_(ea, denom, value=-lr/bc1)
+        else:
+            for W in (self.W_in, self.W_out):
+                g = W.grad + self.wd.float() * W  # torch SGD: grad.add(param, alpha=wd)
+                W.sub_(lr.float() * g)
+        self.W_in.grad = None
+        self.W_out.grad = None
+
+    # ------------------------------------------------------------------------------ export
+    def to_runs(self, t: int) -> None:
+        """Copy the stacked weights and optimizer state of step t back into each run's objects."""
+        W_in, W_out = self.W_in.detach().cpu(), self.W_out.detach().cpu()
+        ea = [e.cpu() for e in self.exp_avg]
+        es = [e.cpu() for e in self.exp_avg_sq]
+        for i, r in enumerate(self.runs):
+            with torch.no_grad():
+                r.model.mlp.W_in.copy_(W_in[i])
+                r.model.mlp.W_out.copy_(W_out[i])
+            params = list(r.model.parameters())
+            if self.optimizer == "adamw" and self.step_count > 0:
+                for j, q in enumerate(params):
+                    r.opt.state[q] = {"step": torch.tensor(float(self.step_count)),
+                                      "exp_avg": ea[j][i].clone(), "exp_avg_sq": es[j][i].clone()}
+            for g in r.opt.param_groups:
+                g["lr"] = _lr_at(r.cfg, max(t - 1, 0))
+
+
+def _save(run: _Run, t: int) -> None:
+    from ..checkpoint import checkpoint_bytes
+
+    rows = run.rows
+    m = {k: float(rows[k][t]) for k in ("train_loss", "test_loss", "train_accuracy", "test_accuracy")}
+    m["param_norm"] = float(rows["param_norm"][t])
+    atomic_write_bytes(checkpoint_path(run.folder, t), checkpoint_bytes(run.model, step=t, metrics=m))
+    atomic_write_text(run.folder / "metrics.csv", _metrics_frame(rows, t).to_csv(index=False))
+    atomic_write_bytes(run.folder / "resume.safetensors", _resume_bytes(run.model, run.opt, t))
+
+
+def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds: float = 1.0) -> None:
+    cfg0 = runs[0].cfg
+    steps, save_every, start = cfg0.steps, cfg0.save_every, runs[0].start
+    st = _Stack(runs, device)
+    n_rows = steps + 1
+    buf = torch.empty(n_rows - start, st.S, 6, dtype=torch.float64, device=device)
+    buf[:, :, 5] = st.lr_table(start, n_rows)
+    flushed = start  # rows < flushed are on the host
+    alive = np.ones(st.S, dtype=bool)
+    last_flush = time.perf_counter()
+
+    def flush(upto: int) -> None:
+        nonlocal flushed, last_flush
+        if upto < flushed:
+            return
+        host = buf[flushed - start: upto + 1 - start].cpu().numpy()  # [k, S, 6]
+        for i, r in enumerate(runs):
+            for c, col in enumerate(("train_loss", "test_loss", "train_accuracy", "test_accuracy",
+                                     "param_norm", "lr")):
+                r.rows[col][flushed: upto + 1] = host[:, i, c]
+            if alive[i] and not np.all(np.isfinite(host[:, i, 0])):
+                bad = flushed + int(np.argmin(np.isfinite(host[:, i, 0])))
+                alive[i] = False
+                r.status = f"diverged at step {bad}"
+        bar.update(st.S * (upto + 1 - flushed) - (st.S if flushed == start else 0))
+        flushed = upto + 1
+        last_flush = time.perf_counter()
+
+    for t in range(start, n_rows):
+        loss, m = st.forward()
+        buf[t - start, :, :5] = m
+        if t % save_every == 0 or t == steps:
+            flush(t)
+            st.to_runs(t)
+            for i, r in enumerate(runs):
+                if alive[i]:
+                    _save(r, t)
+        elif time.perf_counter() - last_flush > flush_seconds:
+            flush(t)
+        if t == steps:
+            break
+        loss.backward()
+        st.update(buf[t - start, :, 5])
+    flush(steps)
+    for i, r in enumerate(runs):
+        r.start = steps
+
+
+# ------------------------------------------------------------------------------ runs.csv
+def _table(runs: list[_Run], out_dir: Path) -> pd.DataFrame:
+    recs = []
+    for r in runs:
+        fin = dict(r.final or {})
+        rec: dict[str, Any] = {"folder": os.path.relpath(r.folder, out_dir), "status": r.status,
+                               "steps_done": int(fin.pop("steps_done", -1)), **fin}
+        for k, v in r.cfg.to_dict().items():
+            rec[f"config.{k}"] = json.dumps(v) if isinstance(v, (list, tuple)) else v
+        recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+def _write_runs_csv(table: pd.DataFrame, out_dir: Path) -> None:
+    buf = io.StringIO()
+    table.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL)
+    atomic_write_text(out_dir / "runs.csv", buf.getvalue())
+
+
+# ------------------------------------------------------------------------------- public
+def train_many(
+    configs: Sequence[TrainConfig],
+    out_dir: str | os.PathLike,
+    *,
+    names: Sequence[str] | None = None,
+    device: str | torch.device = "auto",
+    max_memory: int | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    resume: bool = False,
+) -> ManyResult:
+    """Train many runs in one process, stacked on a leading run axis.
+
+    Args:
+        configs: the runs. They must share p, d_mlp, activation, embedding (one-hot) and
+            optimizer; anything else may differ. Runs with different ``steps``, ``save_every`` or
+            ``betas`` are trained in separate chunks.
+        out_dir: parent folder; run i goes to ``out_dir/names[i]`` and the summary to
+            ``out_dir/runs.csv``.
+        names: folder names (default: the fields that vary across the batch, e.g. ``seed3_wd1``).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
+        max_memory: bytes one chunk may allocate (default 2 GiB); the batch is split into chunks
+            trained one after another, so 4,096 runs never hold more than this at once.
+        threads: CPU intra-op threads (default: chosen from the chunk's work and the idle cores;
+            see :func:`mechinterp_modadd.runtime.auto_threads`).
+        progress: show a tqdm bar counting run-steps.
+        resume: continue every run folder that exists from its last checkpoint (runs not yet
+            started are started; finished runs are left alone).
+
+    Returns:
+        :class:`ManyResult` with the run folders and the runs.csv table.
+    """
+    from tqdm import tqdm
+
+    cfgs = _check_configs(configs)
+    out = Path(out_dir)
+    if names is None:
+        varying = [k for k, _ in _VARYING_NAMES if len({json.dumps(getattr(c, k)) for c in cfgs}) > 1]
+        names = [run_name(c, varying) for c in cfgs]
+    names = [str(n) for n in names]
+    if len(names) != len(cfgs):
+        raise ConfigError(f"names has {len(names)} entries for {len(cfgs)} configs")
+    seen: dict[str, int] = {}
+    for i, nm in enumerate(names):
+        if not nm or nm in (".", "..") or "/" in nm or os.sep in nm:
+            raise ConfigError(f"names[{i}] = {nm!r} is not a plain folder name")
+        if nm in seen:
+            raise ConfigError(f"runs {seen[nm]} and {i} would share the folder {nm!r} "
+                              f"(duplicate configs or names)")
+        seen[nm] = i
+    dev = resolve_device(device)
+    runs = [_Run(i, c, out / nm) for i, (c, nm) in enumerate(zip(cfgs, names))]
+    if not resume:
+        for r in runs:
+            if (r.folder / "config.json").exists():
+                raise ConfigError(f"{r.folder}: already holds a run (config.json); pass resume=True "
+                                  f"(--resume) to continue the batch or choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for r in runs:
+        r.start = _saved_step(r.folder) if resume else 0
+
+    p, d_mlp = cfgs[0].p, cfgs[0].model_config().d_mlp
+    # runs in one chunk share the step count, checkpoint interval, betas and starting step
+    groups: dict[tuple, list[_Run]] = {}
+    for r in runs:
+        groups.setdefault((r.cfg.steps, r.cfg.save_every, r.cfg.betas, r.start), []).append(r)
+    todo = sum(max(r.cfg.steps - r.start, 0) for r in runs)
+    with tqdm(total=todo, disable=not progress, desc=f"train {len(runs)} runs p={p}", unit="run-step",
+              unit_scale=True, mininterval=0.5) as bar:
+        for (steps, _, _, start), group in groups.items():
+            size = chunk_size(p, d_mlp, len(group), dev, max_memory, steps + 1 - start)
+            n_threads = auto_threads(step_flop(p, d_mlp, size), threads, device=dev)
+            with thread_scope(n_threads):
+                for a in range(0, len(group), size):
+                    chunk = group[a: a + size]
+                    for r in chunk:
+                        _prepare(r, resume)
+                    if start < steps:
+                        _train_chunk(chunk, dev, bar)
+                    for r in chunk:
+                        r.release()
+    table = _table(runs, out)
+    _write_runs_csv(table, out)
+    return ManyResult(out_dir=out, runs=[r.folder for r in runs], configs=cfgs, table=table)
