@@ -41,44 +41,125 @@ def command(name: str, help: str):
     return deco
 
 
+# ------------------------------------------------------------------------------ shared flags
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def _device_arg(text: str) -> str:
+    t = text.strip().lower()
+    if t in DEVICE_CHOICES or (t.startswith("cuda:") and t[5:].isdigit()):
+        return t
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def add_runtime_flags(ap: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--threads``, offered by every command (added by :func:`build_parser`)."""
+    ap.add_argument("--device", type=_device_arg, default="auto", metavar="{auto,cpu,cuda}",
+                    help="where to compute: auto (CUDA when available, the default), cpu or cuda")
+    ap.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                    help="CPU threads for torch (default: chosen from the problem size and the idle "
+                         "cores; an OMP_NUM_THREADS setting or an earlier torch.set_num_threads is respected)")
+
+
+def _int_values(text: str) -> list[int]:
+    """``"3"`` -> [3]; ``"0-31"`` -> [0, ..., 31] (inclusive range)."""
+    t = text.strip()
+    lo, sep, hi = t.partition("-") if not t.startswith("-") else ("", "", "")
+    try:
+        if sep:
+            a, b = int(lo), int(hi)
+            if b < a:
+                raise ValueError
+            return list(range(a, b + 1))
+        return [int(t)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or a range such as 0-31, got {text!r}") from None
+
+
+def _float_value(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
 # ----------------------------------------------------------------------------------- train
 def _configure_train(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--preset", required=True, choices=sorted(PRESET_NAMES), help="one of the paper's configurations")
     ap.add_argument("--p", type=int, default=23, help="modulus (default 23)")
     ap.add_argument("--d-mlp", type=int, default=None, help="hidden width (default max(512, ceil(512 p^2/529)))")
     ap.add_argument("--steps", type=int, default=None, help="full-batch steps (default: the preset's)")
-    ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--weight-decay", type=float, default=None)
-    ap.add_argument("--train-fraction", type=float, default=None)
-    ap.add_argument("--init-scale", type=float, default=None)
+    many = " (several values train the Cartesian product of all multi-valued flags, batched)"
+    ap.add_argument("--lr", type=_float_value, nargs="+", default=None, help="learning rate" + many)
+    ap.add_argument("--weight-decay", type=_float_value, nargs="+", default=None, help="weight decay" + many)
+    ap.add_argument("--train-fraction", type=_float_value, nargs="+", default=None,
+                    help="fraction of pairs in train" + many)
+    ap.add_argument("--init-scale", type=_float_value, nargs="+", default=None, help="init scale" + many)
     ap.add_argument("--activation", default=None)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=_int_values, nargs="+", default=None,
+                    help="seed(s): 0, or 0 1 2, or a range 0-31" + many)
     ap.add_argument("--save-every", type=int, default=1000, help="checkpoint interval in steps")
     ap.add_argument("--checkpoint-steps", default=None, type=_step_list,
                     help="extra checkpoint steps, comma separated (e.g. 100,200,500)")
-    ap.add_argument("--out", default=None, help="run folder (default runs/<preset>_p<p>_seed<seed>)")
-    ap.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    ap.add_argument("--out", default=None, help="run folder (default runs/<preset>_p<p>_seed<seed>); with "
+                    "several runs, the parent folder of one folder per run plus runs.csv "
+                    "(default runs/<preset>_p<p>_many)")
+    ap.add_argument("--resume", action="store_true", help="continue the run(s) in --out from the last checkpoint")
     ap.add_argument("--break-lock", action="store_true",
                     help="take over a stale lock of --out (left by a training that no longer runs)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-@command("train", "train a model with one of the paper's presets")(_configure_train)
+@command("train", "train a model with one of the paper's presets (several seeds/lrs/... batched)")(_configure_train)
 def _run_train(args: argparse.Namespace) -> int:
+    import itertools
     import time
 
-    from .training import preset, train
+    from .errors import ConfigError
+    from .training import preset, train, train_many
 
-    cfg = preset(args.preset, p=args.p, d_mlp=args.d_mlp, steps=args.steps, lr=args.lr,
-                 weight_decay=args.weight_decay, train_fraction=args.train_fraction,
-                 init_scale=args.init_scale, activation=args.activation, seed=args.seed,
-                 save_every=args.save_every)
-    out = Path(args.out) if args.out else Path("runs") / f"{args.preset}_p{cfg.p}_seed{cfg.seed}"
-    extra = args.checkpoint_steps
-    _announce_training(cfg, getattr(args, "max_memory", None))
+    grid = {
+        "seed": sorted(set(itertools.chain.from_iterable(args.seed))) if args.seed else [0],
+        "lr": args.lr or [None],
+        "weight_decay": args.weight_decay or [None],
+        "train_fraction": args.train_fraction or [None],
+        "init_scale": args.init_scale or [None],
+    }
+    cfgs = [preset(args.preset, p=args.p, d_mlp=args.d_mlp, steps=args.steps, activation=args.activation,
+                   save_every=args.save_every, **dict(zip(grid, values, strict=True)))
+            for values in itertools.product(*grid.values())]
+    max_memory = getattr(args, "max_memory", None)
+    _announce_training(cfgs[0], max_memory)
     t0 = time.perf_counter()
-    res = train(cfg, out, resume=args.resume, progress=not args.quiet, checkpoint_steps=extra,
-                break_lock=args.break_lock)
+    if len(cfgs) > 1:
+        if args.checkpoint_steps:
+            raise ConfigError("--checkpoint-steps: not supported with several runs (use --save-every)")
+        out = Path(args.out) if args.out else Path("runs") / f"{args.preset}_p{cfgs[0].p}_many"
+        res = train_many(cfgs, out, device=args.device, max_memory=max_memory, threads=args.threads,
+                         progress=not args.quiet, resume=args.resume, break_lock=args.break_lock)
+        dt = time.perf_counter() - t0
+        tab = res.table
+        steps = int(tab["steps_done"].max())
+        print(f"{len(cfgs)} runs in {out} (summary: {out / 'runs.csv'})")
+        print(f"train acc: min {tab['train_accuracy'].min():.4f} mean {tab['train_accuracy'].mean():.4f}; "
+              f"{steps} steps each ({dt:.1f} s, {len(cfgs) * steps / max(dt, 1e-9):,.0f} run-steps/s)")
+        for _, row in tab[tab["status"] != "ok"].iterrows():
+            print(f"  {row['folder']}: {row['status']}")
+        return 0
+    cfg = cfgs[0]
+    out = Path(args.out) if args.out else Path("runs") / f"{args.preset}_p{cfg.p}_seed{cfg.seed}"
+    res = train(cfg, out, resume=args.resume, progress=not args.quiet, checkpoint_steps=args.checkpoint_steps,
+                break_lock=args.break_lock, device=args.device, threads=args.threads)
     dt = time.perf_counter() - t0
     print(f"run folder: {out}")
     print(f"{summary_line(res.metrics.iloc[-1])}  ({dt:.1f} s)")
@@ -153,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "checkpoint or given by the authors' folder name")
         if name in BUDGETED_COMMANDS and not any("--max-memory" in a.option_strings for a in sp._actions):
             add_max_memory_argument(sp, training=name == "train")
+        if not any("--device" in a.option_strings for a in sp._actions):
+            add_runtime_flags(sp)
     return ap
 
 

@@ -122,7 +122,8 @@ def add_max_memory_argument(ap: argparse.ArgumentParser, *, training: bool = Fal
     """Add ``--max-memory SIZE`` (parsed to bytes; default None = :data:`DEFAULT_MAX_MEMORY`)."""
     if training:
         text = ("refuse to start when one full-batch step needs more memory than this (e.g. 4GB); "
-                "default: the memory available")
+                "default: the memory available. With several runs, also the budget of one batch chunk "
+                "(default 2 GiB): the runs are trained in chunks that fit it")
     else:
         text = (f"memory budget of the analyses' large temporaries, e.g. 4GB, 500MB, 2GiB (default "
                 f"{DEFAULT_MAX_MEMORY / 2**30:g} GiB); work is streamed in chunks, and pairs are sampled "

@@ -59,8 +59,16 @@ from ..errors import ConfigError
 from ..model import ModAddMLP
 from ..runtime import auto_threads, resolve_device, step_flop, thread_scope
 from .presets import TrainConfig
-from .trainer import (METRIC_COLUMNS, FullBatchObjective, _lr_at, _make_optimizer, _metrics_frame,
-                      _prepare_resume, _resume_bytes, checkpoint_path)
+from .trainer import (
+    METRIC_COLUMNS,
+    FullBatchObjective,
+    _lr_at,
+    _make_optimizer,
+    _metrics_frame,
+    _prepare_resume,
+    _resume_bytes,
+    checkpoint_path,
+)
 
 __all__ = ["train_many", "ManyResult", "RUNS_CSV_COLUMNS", "run_name", "chunk_size"]
 
@@ -180,7 +188,7 @@ def _write_new_folder(run_dir: Path, cfg: TrainConfig) -> None:
 class _Run:
     index: int
     cfg: TrainConfig
-    folder: Path
+    folder: Path | None  # None: keep the run in memory (train() without out_dir)
     start: int = 0
     model: ModAddMLP | None = None  # the weights at ``start`` (CPU)
     opt: torch.optim.Optimizer | None = None
@@ -226,7 +234,9 @@ def _prepare(run: _Run, resume: bool) -> None:
     n = cfg.steps + 1
     rows = {c: np.full(n, np.nan) for c in METRIC_COLUMNS}
     rows["step"] = np.arange(n, dtype=np.float64)
-    if resume and (run.folder / "config.json").exists():
+    if run.folder is None:
+        run.start = 0
+    elif resume and (run.folder / "config.json").exists():
         run.start = _prepare_resume(run.folder, cfg, model, opt, rows)
     else:
         if (run.folder / "config.json").exists():
@@ -326,7 +336,7 @@ class _Stack:
             k = self.step_count
             bc1 = 1 - b1 ** k
             bc2_sqrt = math.sqrt(1 - b2 ** k)
-            for W, ea, es in zip((self.W_in, self.W_out), self.exp_avg, self.exp_avg_sq):
+            for W, ea, es in zip((self.W_in, self.W_out), self.exp_avg, self.exp_avg_sq, strict=True):
                 g = W.grad
                 W.mul_((1 - lr * self.wd).float())
                 ea.lerp_(g, 1 - b1)
@@ -370,7 +380,8 @@ def _save(run: _Run, t: int) -> None:
     atomic_write_bytes(run.folder / "resume.safetensors", _resume_bytes(run.model, run.opt, t))
 
 
-def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds: float = 1.0) -> None:
+def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds: float = 1.0,
+                 extra: frozenset[int] = frozenset()) -> None:
     cfg0 = runs[0].cfg
     steps, save_every, start = cfg0.steps, cfg0.save_every, runs[0].start
     st = _Stack(runs, device)
@@ -401,11 +412,11 @@ def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds
     for t in range(start, n_rows):
         loss, m = st.forward()
         buf[t - start, :, :5] = m
-        if t % save_every == 0 or t == steps:
+        if t % save_every == 0 or t == steps or t in extra:
             flush(t)
             st.to_runs(t)
             for i, r in enumerate(runs):
-                if alive[i]:
+                if alive[i] and r.folder is not None:
                     _save(r, t)
         elif time.perf_counter() - last_flush > flush_seconds:
             flush(t)
@@ -414,8 +425,40 @@ def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds
         loss.backward()
         st.update(buf[t - start, :, 5])
     flush(steps)
-    for i, r in enumerate(runs):
+    for r in runs:
         r.start = steps
+
+
+def train_on_device(cfg: TrainConfig, out_dir: str | os.PathLike | None, *, device: torch.device,
+                    resume: bool = False, progress: bool = True,
+                    checkpoint_steps: list[int] | None = None) -> Any:
+    """One run on a GPU through the stacked engine (what ``train(cfg, device="cuda")`` calls).
+
+    Writes the same run folder as the CPU loop; returns a :class:`~.trainer.TrainResult` whose
+    model lives on ``device``. Raises :class:`ConfigError` if the loss became NaN/inf.
+    """
+    from tqdm import tqdm
+
+    from .trainer import TrainResult
+
+    folder = Path(out_dir) if out_dir is not None else None
+    if folder is None and resume:
+        raise ConfigError("resume=True needs out_dir (the run folder to continue)")
+    if folder is not None and not resume and (folder / "config.json").exists():
+        raise ConfigError(f"{folder}: already holds a run (config.json); pass resume=True "
+                          f"(--resume) to continue it or choose another folder")
+    run = _Run(0, cfg, folder)
+    _prepare(run, resume)
+    with tqdm(total=cfg.steps, initial=run.start, disable=not progress, desc=f"train p={cfg.p} ({device})",
+              unit="step", mininterval=0.5) as bar:
+        if run.start < cfg.steps:
+            _train_chunk([run], device, bar, extra=frozenset(checkpoint_steps or ()))
+    if run.status != "ok":
+        raise ConfigError(f"training {run.status}: the train loss is not finite; lower the learning rate")
+    metrics = _metrics_frame(run.rows, cfg.steps)
+    model = run.model.to(device).eval()
+    split = random_split(cfg.p, cfg.train_fraction, cfg.effective_split_seed)
+    return TrainResult(model=model, metrics=metrics, config=cfg, split=split, run_dir=folder)
 
 
 # ------------------------------------------------------------------------------ runs.csv
@@ -489,7 +532,7 @@ def train_many(
                               f"(duplicate configs or names)")
         seen[nm] = i
     dev = resolve_device(device)
-    runs = [_Run(i, c, out / nm) for i, (c, nm) in enumerate(zip(cfgs, names))]
+    runs = [_Run(i, c, out / nm) for i, (c, nm) in enumerate(zip(cfgs, names, strict=True))]
     if not resume:
         for r in runs:
             if (r.folder / "config.json").exists():

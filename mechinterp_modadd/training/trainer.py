@@ -178,6 +178,9 @@ def train(
     progress: bool = True,
     checkpoint_steps: list[int] | None = None,
     break_lock: bool = False,
+    device: str | torch.device = "auto",
+    threads: int | None = None,
+    max_memory: int | None = None,
 ) -> TrainResult:
     """Train a :class:`ModAddMLP` full batch as ``cfg`` says.
 
@@ -190,6 +193,16 @@ def train(
         progress: show a tqdm progress bar.
         checkpoint_steps: extra steps at which to save a checkpoint (besides every ``save_every``).
         break_lock: take over a stale lock of ``out_dir`` (see :class:`~.runfolder.RunLock`).
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``. On the CPU this loop runs
+            (bit-reproducible; the shipped runs in data/ come from it). On a GPU the run is trained
+            by the stacked engine of :func:`~.many.train_many` with one run, which keeps the metrics
+            on the device and reads them only at checkpoints and progress refreshes (no host sync
+            per step); it agrees with the CPU run to rounding, not bit for bit.
+        threads: CPU intra-op threads; default chosen from the step's work and the idle cores
+            (:func:`mechinterp_modadd.runtime.auto_threads`: 1 thread at p = 23), or the user's
+            own ``torch.set_num_threads``/``OMP_NUM_THREADS``. The previous count is restored on
+            return. (The thread count does not change the bits here: checked at p = 23.)
+        max_memory: if given (bytes), refuse to start when one step needs more than this.
 
     Metrics are recorded at every step; row t describes the weights after t updates.
 
@@ -197,16 +210,34 @@ def train(
         RunFolderError: ``out_dir`` is not empty (new run), is locked by another writer, or holds
             a damaged run (resume); nothing is written then.
     """
-    if out_dir is None:
-        if resume:
-            raise ConfigError("resume=True needs out_dir (the run folder to continue)")
-        return _train(cfg, None, None, progress, checkpoint_steps)
-    with open_run_folder(out_dir, cfg, resume=resume, break_lock=break_lock) as folder:
-        return _train(cfg, Path(out_dir), folder, progress, checkpoint_steps)
+    from ..runtime import auto_threads, resolve_device, step_flop, thread_scope
+
+    dev = resolve_device(device)
+    mcfg = cfg.model_config()
+    if max_memory is not None:
+        from .many import chunk_bytes
+
+        need = chunk_bytes(cfg.p, mcfg.d_mlp, cfg.steps + 1)
+        if need > max_memory:
+            raise ConfigError(f"max_memory = {max_memory} bytes is below what this run needs "
+                              f"(about {need} bytes at p = {cfg.p}, d_mlp = {mcfg.d_mlp}); raise --max-memory")
+    if dev.type != "cpu":
+        from .many import train_on_device
+
+        return train_on_device(cfg, out_dir, device=dev, resume=resume, progress=progress,
+                               checkpoint_steps=checkpoint_steps, break_lock=break_lock, threads=threads)
+    with thread_scope(auto_threads(step_flop(cfg.p, mcfg.d_mlp), threads, device=dev)):
+        if out_dir is None:
+            if resume:
+                raise ConfigError("resume=True needs out_dir (the run folder to continue)")
+            return _train(cfg, None, None, progress, checkpoint_steps)
+        with open_run_folder(out_dir, cfg, resume=resume, break_lock=break_lock) as folder:
+            return _train(cfg, Path(out_dir), folder, progress, checkpoint_steps)
 
 
 def _train(cfg: TrainConfig, run_dir: Path | None, folder: RunFolder | None, progress: bool,
            checkpoint_steps: list[int] | None) -> TrainResult:
+    """The single-run CPU loop (its numerics define the shipped runs; keep them unchanged)."""
     from tqdm import tqdm
 
     mcfg = cfg.model_config()
