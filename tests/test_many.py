@@ -1,0 +1,209 @@
+"""Batched multi-run training (train_many): equivalence with train(), run folders, resume, memory."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mechinterp_modadd import ConfigError, load_checkpoint
+from mechinterp_modadd.cli import main
+from mechinterp_modadd.training import preset, train, train_many
+from mechinterp_modadd.training.many import chunk_bytes, chunk_size, train_on_device
+from mechinterp_modadd.training.trainer import checkpoint_path
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _mixed_configs(steps: int, p: int = 11, d_mlp: int = 32):
+    """Runs that differ in everything a batch may vary (seed, lr, wd, init scale/kind, split)."""
+    base = preset("grokking", p=p, d_mlp=d_mlp, steps=steps, save_every=max(steps // 2, 1))
+    return [
+        base,
+        base.replace(seed=1, lr=3e-3, weight_decay=0.5),
+        base.replace(seed=2, init_scale=0.3, train_fraction=0.5, split_seed=7),
+        base.replace(seed=3, init="single_freq", init_scale=0.05, weight_decay=0.0, train_fraction=1.0),
+        base.replace(seed=4, warmup_steps=0, lr=1e-3),
+    ]
+
+
+def _losses_close(a: pd.Series, b: pd.Series, rel: float) -> float:
+    a, b = a.to_numpy(), b.to_numpy()
+    worst = float(np.max(np.abs(a - b) / np.abs(b)))
+    assert worst <= rel, worst
+    return worst
+
+
+def test_batched_runs_match_single_runs(tmp_path):
+    cfgs = _mixed_configs(steps=1000)
+    res = train_many(cfgs, tmp_path / "batch", progress=False)
+    assert len(res) == 5 and res.configs == cfgs
+    for cfg, folder in zip(cfgs, res.runs, strict=True):
+        alone = train(cfg, tmp_path / ("alone_" + folder.name), progress=False, device="cpu")
+        w_batch = load_file(checkpoint_path(folder, 0))
+        w_alone = load_file(checkpoint_path(alone.run_dir, 0))
+        for k in w_alone:  # step 0: bit-identical
+            assert torch.equal(w_batch[k], w_alone[k]), (folder.name, k)
+        m = pd.read_csv(folder / "metrics.csv")
+        assert list(m.columns) == list(pd.read_csv(alone.run_dir / "metrics.csv").columns)
+        assert len(m) == 1001
+        _losses_close(m["train_loss"], alone.metrics["train_loss"], 1e-6)  # every one of 1,000 steps
+        assert np.array_equal(m["lr"].to_numpy(), alone.metrics["lr"].to_numpy())
+        # the same files, readable by every command's loader
+        assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in alone.run_dir.iterdir())
+        config = json.loads((folder / "config.json").read_text())
+        assert config == json.loads((alone.run_dir / "config.json").read_text())
+        assert (folder / "split.json").read_text() == (alone.run_dir / "split.json").read_text()
+        ck = load_checkpoint(checkpoint_path(folder, 1000))
+        assert ck.step == 1000 and ck.model.cfg == cfg.model_config()
+
+
+def test_runs_csv_lists_every_run(tmp_path):
+    cfgs = _mixed_configs(steps=20)
+    res = train_many(cfgs, tmp_path, progress=False)
+    tab = pd.read_csv(tmp_path / "runs.csv")
+    assert list(tab.columns[:8]) == ["folder", "status", "steps_done", "train_loss", "test_loss",
+                                     "train_accuracy", "test_accuracy", "param_norm"]
+    assert list(tab["folder"]) == [f.name for f in res.runs]
+    assert (tab["status"] == "ok").all() and (tab["steps_done"] == 20).all()
+    assert list(tab["config.seed"]) == [0, 1, 2, 3, 4]
+    for f, row in zip(res.runs, tab.itertuples(), strict=True):
+        last = pd.read_csv(f / "metrics.csv").iloc[-1]
+        assert row.train_accuracy == pytest.approx(last["train_accuracy"], rel=0, abs=0)
+    assert np.isnan(tab.loc[3, "test_loss"])  # full-data run: no test set
+    assert not np.isnan(tab.loc[2, "test_loss"])
+
+
+def test_batch_resume_is_bit_identical(tmp_path):
+    cfgs = [preset("grokking", p=11, d_mlp=32, steps=40, save_every=10, seed=s) for s in range(3)]
+    full = train_many(cfgs, tmp_path / "full", progress=False)
+    train_many([c.replace(steps=20) for c in cfgs], tmp_path / "part", progress=False)
+    resumed = train_many(cfgs, tmp_path / "part", progress=False, resume=True)
+    for a, b in zip(full.runs, resumed.runs, strict=True):
+        wa, wb = load_file(checkpoint_path(a, 40)), load_file(checkpoint_path(b, 40))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+        pd.testing.assert_frame_equal(pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv"))
+    # a finished batch resumes to a no-op; a batch folder continues alone with train()
+    again = train_many(cfgs, tmp_path / "part", progress=False, resume=True)
+    assert list(again.table["steps_done"]) == [40, 40, 40]
+    assert list(again.table["train_loss"]) == list(resumed.table["train_loss"])
+    more = train(cfgs[0].replace(steps=45), resumed.runs[0], resume=True, progress=False)
+    assert int(more.metrics["step"].iloc[-1]) == 45
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train_many(cfgs, tmp_path / "full", progress=False)
+
+
+def test_bad_batches_are_refused(tmp_path):
+    a = preset("standard", p=11, d_mlp=32, steps=5)
+    with pytest.raises(ConfigError, match="differs"):
+        train_many([a, a.replace(p=13)], tmp_path / "x", progress=False)
+    with pytest.raises(ConfigError, match="d_mlp"):
+        train_many([a, a.replace(d_mlp=16)], tmp_path / "x", progress=False)
+    with pytest.raises(ConfigError, match="share the folder"):
+        train_many([a, a], tmp_path / "x", progress=False)
+    with pytest.raises(ConfigError, match="at least one"):
+        train_many([], tmp_path / "x", progress=False)
+    with pytest.raises(ConfigError, match="max_memory"):
+        train_many([a], tmp_path / "y", progress=False, max_memory=1000)
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_chunks_fit_the_memory_budget():
+    cpu, gpu_like = torch.device("cpu"), torch.device("meta")  # "meta": any non-CPU device
+    for p, d_mlp, budget in [(23, 512, 50 * 10**6), (23, 512, 2 * 10**9), (97, 1024, 2 * 10**9)]:
+        for dev in (cpu, gpu_like):
+            s = chunk_size(p, d_mlp, 4096, dev, budget, 5001)
+            assert 1 <= s < 4096 and s * chunk_bytes(p, d_mlp, 5001) <= budget
+    assert chunk_size(23, 512, 4096, gpu_like, 10**12, 5001) == 4096  # no cache cap off the CPU
+    assert chunk_size(23, 512, 4096, cpu, 10**12, 5001) <= 32  # the CPU cap: activations in cache
+    with pytest.raises(ConfigError, match="max_memory"):
+        chunk_size(97, 1024, 4096, cpu, 50 * 10**6, 5001)
+
+
+def test_several_chunks_give_the_same_runs(tmp_path):
+    cfgs = [preset("standard", p=11, d_mlp=32, steps=30, seed=s) for s in range(4)]
+    one = train_many(cfgs, tmp_path / "one", progress=False)
+    per_run = chunk_bytes(11, 32, 31)
+    many = train_many(cfgs, tmp_path / "many", progress=False, max_memory=per_run * 2)  # chunks of 2
+    for a, b in zip(one.runs, many.runs, strict=True):
+        _losses_close(pd.read_csv(a / "metrics.csv")["train_loss"], pd.read_csv(b / "metrics.csv")["train_loss"], 1e-6)
+
+
+def test_device_engine_on_cpu_matches_the_cpu_loop(tmp_path):
+    # the path a GPU takes (stacked engine, metrics kept on the device), exercised on the CPU
+    cfg = preset("grokking", p=11, d_mlp=32, steps=60, save_every=30)
+    dev = train_on_device(cfg, tmp_path / "d", device=torch.device("cpu"), progress=False)
+    cpu = train(cfg, tmp_path / "c", progress=False, device="cpu")
+    _losses_close(dev.metrics["train_loss"], cpu.metrics["train_loss"], 1e-6)
+    assert sorted(p.name for p in (tmp_path / "d" / "checkpoints").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "c" / "checkpoints").iterdir())
+
+
+def test_cli_trains_the_cartesian_product(tmp_path, capsys):
+    out = tmp_path / "grid"
+    rc = main(["train", "--preset", "standard", "--p", "11", "--d-mlp", "16", "--steps", "10",
+               "--seed", "0-2", "--lr", "1e-3", "2e-3", "--out", str(out), "--quiet", "--device", "cpu"])
+    assert rc == 0
+    tab = pd.read_csv(out / "runs.csv")
+    assert len(tab) == 6 and sorted(set(tab["config.seed"])) == [0, 1, 2]
+    assert sorted(set(tab["config.lr"])) == [1e-3, 2e-3]
+    assert "6 runs" in capsys.readouterr().out
+    rc = main(["train", "--preset", "standard", "--p", "11", "--d-mlp", "16", "--steps", "12",
+               "--seed", "0-2", "--lr", "1e-3", "2e-3", "--out", str(out), "--quiet", "--resume"])
+    assert rc == 0 and (pd.read_csv(out / "runs.csv")["steps_done"] == 12).all()
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--seed", "5-2"], "--seed"), (["--seed", "x"], "--seed"), (["--lr", "fast"], "--lr"),
+    (["--device", "tpu"], "--device"), (["--threads", "0"], "--threads"),
+])
+def test_cli_bad_values_name_the_flag(tmp_path, capsys, argv, flag):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--preset", "standard", "--out", str(tmp_path / "z"), *argv])
+    assert e.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_cli_max_memory_and_cuda_errors(tmp_path, capsys):
+    rc = main(["train", "--preset", "standard", "--p", "11", "--steps", "2", "--out", str(tmp_path / "a"),
+               "--max-memory", "lots"])
+    assert rc == 2 and "--max-memory" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        rc = main(["train", "--preset", "standard", "--p", "11", "--steps", "2", "--out", str(tmp_path / "b"),
+                   "--device", "cuda"])
+        assert rc == 2 and "CUDA" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_standard_p23_batched_ends_like_alone(tmp_path):
+    from mechinterp_modadd.fourier import neuron_spectrum
+
+    cfgs = [preset("standard", p=23, seed=s) for s in (0, 1)]
+    res = train_many(cfgs, tmp_path / "b", progress=False)
+    for cfg, folder in zip(cfgs, res.runs, strict=True):
+        alone = train(cfg, progress=False, device="cpu")
+        batched = load_checkpoint(checkpoint_path(folder, 5000)).model
+        m = pd.read_csv(folder / "metrics.csv")
+        assert m["train_accuracy"].iloc[-1] == alone.metrics["train_accuracy"].iloc[-1]
+        _losses_close(m["train_loss"].iloc[:1001], alone.metrics["train_loss"].iloc[:1001], 1e-6)
+        assert torch.equal(neuron_spectrum(alone.model).frequency, neuron_spectrum(batched).frequency)
+
+
+@needs_cuda
+def test_cuda_single_run_matches_cpu(tmp_path):
+    cfg = preset("grokking", p=11, d_mlp=32, steps=200, save_every=100)
+    gpu = train(cfg, tmp_path / "g", progress=False, device="cuda")
+    cpu = train(cfg, tmp_path / "c", progress=False, device="cpu")
+    assert gpu.model.mlp.W_in.device.type == "cuda"
+    _losses_close(gpu.metrics["train_loss"].iloc[:200], cpu.metrics["train_loss"].iloc[:200], 1e-5)
+    assert load_checkpoint(checkpoint_path(tmp_path / "g", 200)).model.mlp.W_in.device.type == "cpu"
+
+
+@needs_cuda
+def test_cuda_batch_matches_cpu_batch(tmp_path):
+    cfgs = _mixed_configs(steps=100)
+    g = train_many(cfgs, tmp_path / "g", progress=False, device="cuda")
+    c = train_many(cfgs, tmp_path / "c", progress=False, device="cpu")
+    for a, b in zip(g.runs, c.runs, strict=True):
+        _losses_close(pd.read_csv(a / "metrics.csv")["train_loss"], pd.read_csv(b / "metrics.csv")["train_loss"], 1e-5)
