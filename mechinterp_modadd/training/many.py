@@ -43,6 +43,7 @@ on a GPU the hot loop queues kernels without waiting for them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -60,10 +61,11 @@ from torch import Tensor
 
 from ..checkpoint import atomic_write_bytes, atomic_write_text
 from ..data import random_split
-from ..errors import ConfigError
+from ..errors import ConfigError, RunFolderError
 from ..model import ModAddMLP
 from ..runtime import auto_threads, resolve_device, step_flop, thread_scope
 from .presets import TrainConfig
+from .runfolder import RunFolder, RunLock, check_new_folder, open_run_folder, write_run_config
 from .trainer import (
     METRIC_COLUMNS,
     FullBatchObjective,
@@ -179,22 +181,14 @@ def chunk_size(p: int, d_mlp: int, n_runs: int, device: torch.device, max_memory
 
 
 # ---------------------------------------------------------------------------- run folders
-def _write_new_folder(run_dir: Path, cfg: TrainConfig) -> None:
-    split = random_split(cfg.p, cfg.train_fraction, cfg.effective_split_seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", json.dumps(
-        {"train": cfg.to_dict(), "model": cfg.model_config().to_dict()}, indent=2))
-    atomic_write_text(run_dir / "split.json", json.dumps(
-        {"p": cfg.p, "seed": split.seed, "train_fraction": cfg.train_fraction,
-         "train_pairs": split.train_pairs.tolist()}))
-
-
 @dataclass
 class _Run:
     index: int
     cfg: TrainConfig
     folder: Path | None  # None: keep the run in memory (train() without out_dir)
     start: int = 0
+    resuming: bool = False
+    run_id: str | None = None
     model: ModAddMLP | None = None  # the weights at ``start`` (CPU)
     opt: torch.optim.Optimizer | None = None
     rows: dict[str, np.ndarray] | None = None
@@ -204,7 +198,6 @@ class _Run:
     def release(self) -> None:
         """Keep the last metrics row; drop the weights, optimizer and metric arrays."""
         rows = self.rows
-        done = int(self.cfg.steps)
         if rows is not None:
             ok = np.flatnonzero(np.isfinite(rows["param_norm"]))
             done = int(ok[-1]) if len(ok) else -1
@@ -216,45 +209,54 @@ class _Run:
 
 
 def _saved_step(folder: Path) -> int:
-    """The step of a run folder's resume state (0 if the folder holds no run yet)."""
+    """The step of a run folder's resume state, read from its metadata (checked again, with every
+    other file, by :func:`~.runfolder.validate_resume` when the run's chunk opens it)."""
     from safetensors import SafetensorError, safe_open
 
-    from ..errors import CheckpointError
-
-    if not (folder / "config.json").exists():
-        return 0
     path = folder / "resume.safetensors"
     try:
         with safe_open(str(path), framework="pt") as f:
             return int((f.metadata() or {})["step"])
     except (SafetensorError, OSError, KeyError, ValueError) as e:
-        raise CheckpointError(f"{path}: cannot read the resume step ({e})") from None
+        raise RunFolderError(f"{path}: cannot read the resume step ({e})") from None
 
 
-def _prepare(run: _Run, resume: bool) -> None:
-    """Fresh weights, or the saved state of a run folder when resuming (as train() does)."""
+def _finished_row(run: _Run) -> None:
+    """A finished run met on resume: its last metrics row becomes its runs.csv entry."""
+    path = run.folder / "metrics.csv"
+    try:
+        last = pd.read_csv(path).iloc[-1]
+    except (OSError, ValueError, IndexError, pd.errors.ParserError) as e:
+        raise RunFolderError(f"{path}: unreadable metrics of a finished run ({e})") from None
+    run.final = {k: float(last[k]) for k in ("train_loss", "test_loss", "train_accuracy", "test_accuracy",
+                                              "param_norm")}
+    run.final["steps_done"] = int(last["step"])
+
+
+def _prepare(run: _Run, rf: RunFolder | None) -> None:
+    """Fresh weights (and a new folder's config.json and split.json), or the validated saved state
+    of a run folder when resuming, exactly as :func:`~.trainer.train` does."""
     cfg = run.cfg
     model = ModAddMLP(cfg.model_config(), seed=cfg.seed)
     opt = _make_optimizer(cfg, model)
     n = cfg.steps + 1
     rows = {c: np.full(n, np.nan) for c in METRIC_COLUMNS}
     rows["step"] = np.arange(n, dtype=np.float64)
-    if run.folder is None:
-        run.start = 0
-    elif resume and (run.folder / "config.json").exists():
-        run.start = _prepare_resume(run.folder, cfg, model, opt, rows)
-        if run.start >= cfg.steps:  # finished: its last row is on disk, nothing to recompute
-            done = pd.read_csv(run.folder / "metrics.csv")
-            done = done[done["step"] <= run.start]
-            for c in METRIC_COLUMNS:
-                if c in done:
-                    rows[c][: len(done)] = done[c].to_numpy(dtype=np.float64)
+    if rf is None:
+        start = 0
+    elif rf.resume is not None:
+        start = _prepare_resume(run.folder, cfg, rf.resume, model, opt, rows)
     else:
-        if (run.folder / "config.json").exists():
-            raise ConfigError(f"{run.folder}: already holds a run (config.json); pass resume=True "
-                              f"(--resume) to continue the batch or choose another folder")
-        _write_new_folder(run.folder, cfg)
-        run.start = 0
+        start = 0
+        write_run_config(run.folder, cfg, rf.run_id)
+        split = random_split(cfg.p, cfg.train_fraction, cfg.effective_split_seed)
+        atomic_write_text(run.folder / "split.json", json.dumps(
+            {"p": cfg.p, "seed": split.seed, "train_fraction": cfg.train_fraction,
+             "train_pairs": split.train_pairs.tolist()}))
+    if start != run.start:
+        raise RunFolderError(f"{run.folder}: resume state moved from step {run.start} to {start} while "
+                             f"the batch was starting (another writer?)")
+    run.run_id = rf.run_id if rf is not None else None
     run.model, run.opt, run.rows = model, opt, rows
 
 
@@ -411,7 +413,8 @@ def _save(run: _Run, t: int) -> None:
     rows = run.rows
     m = {k: float(rows[k][t]) for k in ("train_loss", "test_loss", "train_accuracy", "test_accuracy")}
     m["param_norm"] = float(rows["param_norm"][t])
-    atomic_write_bytes(checkpoint_path(run.folder, t), checkpoint_bytes(run.model, step=t, metrics=m))
+    atomic_write_bytes(checkpoint_path(run.folder, t), checkpoint_bytes(run.model, step=t, metrics=m,
+                                                                        run_id=run.run_id))
     atomic_write_text(run.folder / "metrics.csv", _metrics_frame(rows, t).to_csv(index=False))
     atomic_write_bytes(run.folder / "resume.safetensors", _resume_bytes(run.model, run.opt, t))
 
@@ -464,12 +467,13 @@ def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds
 
 
 def train_on_device(cfg: TrainConfig, out_dir: str | os.PathLike | None, *, device: torch.device,
-                    resume: bool = False, progress: bool = True,
-                    checkpoint_steps: list[int] | None = None) -> Any:
-    """One run on a GPU through the stacked engine (what ``train(cfg, device="cuda")`` calls).
+                    resume: bool = False, progress: bool = True, checkpoint_steps: list[int] | None = None,
+                    break_lock: bool = False, threads: int | None = None) -> Any:
+    """One run through the stacked engine (what ``train(cfg, device="cuda")`` calls).
 
-    Writes the same run folder as the CPU loop; returns a :class:`~.trainer.TrainResult` whose
-    model lives on ``device``. Raises :class:`ConfigError` if the loss became NaN/inf.
+    Writes the same run folder as the CPU loop, with the same locking and resume checks
+    (:func:`~.runfolder.open_run_folder`); returns a :class:`~.trainer.TrainResult` whose model
+    lives on ``device``. Raises :class:`ConfigError` if the loss became NaN/inf.
     """
     from tqdm import tqdm
 
@@ -478,16 +482,19 @@ def train_on_device(cfg: TrainConfig, out_dir: str | os.PathLike | None, *, devi
     folder = Path(out_dir) if out_dir is not None else None
     if folder is None and resume:
         raise ConfigError("resume=True needs out_dir (the run folder to continue)")
-    if folder is not None and not resume and (folder / "config.json").exists():
-        raise ConfigError(f"{folder}: already holds a run (config.json); pass resume=True "
-                          f"(--resume) to continue it or choose another folder")
     run = _Run(0, cfg, folder)
-    _prepare(run, resume)
-    n_threads = auto_threads(step_flop(cfg.p, cfg.model_config().d_mlp), None, device=device)
-    with thread_scope(n_threads), tqdm(total=cfg.steps, initial=run.start, disable=not progress,
-                                       desc=f"train p={cfg.p} ({device})", unit="step", mininterval=0.5) as bar:
-        if run.start < cfg.steps:
-            _train_chunk([run], device, bar, extra=frozenset(checkpoint_steps or ()))
+    n_threads = auto_threads(step_flop(cfg.p, cfg.model_config().d_mlp), threads, device=device)
+    with contextlib.ExitStack() as stack:
+        rf = None
+        if folder is not None:
+            rf = stack.enter_context(open_run_folder(folder, cfg, resume=resume, break_lock=break_lock))
+            run.start = rf.resume.start if rf.resume is not None else 0
+        _prepare(run, rf)
+        bar = stack.enter_context(tqdm(total=cfg.steps, initial=run.start, disable=not progress,
+                                       desc=f"train p={cfg.p} ({device})", unit="step", mininterval=0.5))
+        with thread_scope(n_threads):
+            if run.start < cfg.steps:
+                _train_chunk([run], device, bar, extra=frozenset(checkpoint_steps or ()))
     if run.status != "ok":
         raise ConfigError(f"training {run.status}: the train loss is not finite; lower the learning rate")
     metrics = _metrics_frame(run.rows, cfg.steps)
@@ -526,6 +533,7 @@ def train_many(
     threads: int | None = None,
     progress: bool = True,
     resume: bool = False,
+    break_lock: bool = False,
 ) -> ManyResult:
     """Train many runs in one process, stacked on a leading run axis.
 
@@ -544,11 +552,15 @@ def train_many(
         progress: show a tqdm bar counting run-steps.
         resume: continue every run folder that exists from its last checkpoint (runs not yet
             started are started; finished runs are left alone).
+        break_lock: take over stale locks of ``out_dir`` and of the run folders.
+
+    Files: without ``resume`` ``out_dir`` must be absent or empty. ``out_dir`` is locked for the
+    whole batch, and each run folder while its chunk trains (:mod:`~.runfolder`); every run
+    gets its own run id; a resumed run is validated before anything is written.
 
     Returns:
         :class:`ManyResult` with the run folders and the runs.csv table.
     """
-    from tqdm import tqdm
 
     cfgs = _check_configs(configs)
     out = Path(out_dir)
@@ -569,34 +581,51 @@ def train_many(
     dev = resolve_device(device)
     runs = [_Run(i, c, out / nm) for i, (c, nm) in enumerate(zip(cfgs, names, strict=True))]
     if not resume:
+        check_new_folder(out)
+    elif not out.is_dir():
+        raise RunFolderError(f"{out}: no such batch folder to resume")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunFolderError(f"{out}: cannot create the batch folder ({e.strerror or e})") from None
+    with RunLock(out, break_lock=break_lock):
         for r in runs:
-            if (r.folder / "config.json").exists():
-                raise ConfigError(f"{r.folder}: already holds a run (config.json); pass resume=True "
-                                  f"(--resume) to continue the batch or choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    for r in runs:
-        r.start = _saved_step(r.folder) if resume else 0
+            r.resuming = resume and (r.folder / "config.json").exists()
+            r.start = _saved_step(r.folder) if r.resuming else 0
+        _train_groups(runs, dev, max_memory, threads, progress, break_lock)
+        table = _table(runs, out)
+        _write_runs_csv(table, out)
+    return ManyResult(out_dir=out, runs=[r.folder for r in runs], configs=cfgs, table=table)
 
-    p, d_mlp = cfgs[0].p, cfgs[0].model_config().d_mlp
-    # runs in one chunk share the step count, checkpoint interval, betas and starting step
+
+def _train_groups(runs: list[_Run], dev: torch.device, max_memory: int | None, threads: int | None,
+                  progress: bool, break_lock: bool) -> None:
+    """Group the runs by what a chunk must share, cut groups into chunks, train chunk by chunk."""
+    from tqdm import tqdm
+
+    p, d_mlp = runs[0].cfg.p, runs[0].cfg.model_config().d_mlp
     groups: dict[tuple, list[_Run]] = {}
     for r in runs:
+        if r.resuming and r.start >= r.cfg.steps:
+            _finished_row(r)
+            continue
         groups.setdefault((r.cfg.steps, r.cfg.save_every, r.cfg.betas, r.start), []).append(r)
-    todo = sum(max(r.cfg.steps - r.start, 0) for r in runs)
+    todo = sum(r.cfg.steps - r.start for g in groups.values() for r in g)
     with tqdm(total=todo, disable=not progress, desc=f"train {len(runs)} runs p={p}", unit="run-step",
               unit_scale=True, mininterval=0.5) as bar:
         for (steps, _, _, start), group in groups.items():
             size = chunk_size(p, d_mlp, len(group), dev, max_memory, steps + 1 - start)
             n_threads = auto_threads(step_flop(p, d_mlp, size), threads, device=dev)
-            with thread_scope(n_threads):
-                for a in range(0, len(group), size):
-                    chunk = group[a: a + size]
+            for a in range(0, len(group), size):
+                chunk = group[a: a + size]
+                with contextlib.ExitStack() as stack:
                     for r in chunk:
-                        _prepare(r, resume)
-                    if start < steps:
+                        rf = stack.enter_context(open_run_folder(r.folder, r.cfg, resume=r.resuming,
+                                                                 break_lock=break_lock))
+                        _prepare(r, rf)
+                    with thread_scope(n_threads):
                         _train_chunk(chunk, dev, bar)
-                    for r in chunk:
-                        r.release()
-    table = _table(runs, out)
-    _write_runs_csv(table, out)
-    return ManyResult(out_dir=out, runs=[r.folder for r in runs], configs=cfgs, table=table)
+                for r in chunk:
+                    r.release()
+
+
