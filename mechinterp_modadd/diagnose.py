@@ -2,7 +2,14 @@
 
 The result, a :class:`Diagnosis`, renders as a pandas table (:meth:`Diagnosis.to_frame`),
 Markdown, JSON (:meth:`Diagnosis.to_dict` / :meth:`Diagnosis.to_json`, the contract below) and a
-self-contained offline HTML page with plotly figures (:meth:`Diagnosis.to_html`).
+self-contained offline HTML page with plotly figures (:meth:`Diagnosis.to_html`, drawn by
+:mod:`mechinterp_modadd.pages.diagnosis`).
+
+Compute once, render twice: everything a page shows is computed here and stored on the
+``Diagnosis``: the claim results, the figure data of :mod:`mechinterp_modadd.analysis.views`
+(``views``) and, with ``diagnose(model, ablation=True)`` or :meth:`Diagnosis.ensure_ablation`, the
+ablation suite (``ablation``). The JSON document and the page render these same objects; the page
+computes nothing.
 
 Extending the diagnosis
 -----------------------
@@ -16,9 +23,10 @@ Two ordered, module-level registries make the diagnosis open to new claims witho
   the model (use hooks, removed on exit, for interventions). Add one with :func:`register_claim`
   (or a plain dict assignment); claims appear in the table and the JSON in registry order.
 - :data:`HTML_SECTIONS` is a list of ``section(page, diagnosis, model) -> None`` that append
-  headings, text, tables and figures to a :class:`~mechinterp_modadd.report.HtmlReport`; they run
-  in order in :meth:`Diagnosis.to_html`. Sections import their plotting code lazily, so a
-  diagnosis without HTML never imports plotly.
+  headings, text, tables and figures to a :class:`~mechinterp_modadd.pages.html.HtmlReport`; they
+  run in order in :meth:`Diagnosis.to_html`. The built-in ones live in
+  :mod:`mechinterp_modadd.pages.diagnosis` and are imported lazily, so a diagnosis without HTML
+  never imports plotly. A section reads the diagnosis only (``model`` is passed for extensions).
 
 Example of an extension module (e.g. the majority-vote claim)::
 
@@ -32,16 +40,19 @@ Example of an extension module (e.g. the majority-vote claim)::
 
 JSON contract (other tools read it; names are stable)
 -----------------------------------------------------
-Top level: ``p``, ``d_mlp``, ``activation``, ``accuracy`` (all pairs), ``loss``, ``source`` (the
-checkpoint path or null), ``holds_all``; ``neurons``: equal-length lists ``frequency`` (1-based
-k*), ``share``, ``family_share``, ``ipr``, ``alpha``, ``beta``, ``phi``, ``psi``, ``d``;
+Schema ``diagnose`` (``mechinterp_modadd/schemas/diagnose.schema.json``), stamped with ``schema``
+and ``mechinterp_modadd_version``. Top level: ``p``, ``d_mlp``, ``activation``, ``accuracy`` (all
+pairs), ``loss``, ``source`` (the checkpoint path or null), ``holds_all``; ``neurons``:
+equal-length lists ``frequency`` (1-based k*), ``share``, ``family_share``, ``ipr``, ``alpha``,
+``beta``, ``phi``, ``psi``, ``d``;
 ``claims``: one object per registered claim (``single_frequency``, ``phase_alignment``,
 ``phase_symmetry``, ``frequency_diversification``, ``magnitude_homogeneity``,
 ``flawed_indicator``, ...), each with a boolean ``holds`` and its numbers, among them
 ``phase_alignment.mean_abs_sin_d``, ``phase_symmetry.per_frequency`` (objects with ``k``, ``n``,
 ``moments`` = [|m1|, |m2|, |m3|, |m4|], ``baseline``, ``p_values``),
 ``frequency_diversification.counts`` (n_1..n_K), ``magnitude_homogeneity.cv`` and
-``flawed_indicator.ghost_ratio``.
+``flawed_indicator.ghost_ratio``; ``ablation``: null, or when the ablation suite was run the
+document of ``modadd ablate`` (schema ``ablate``) without its stamp.
 
 The thresholds of each verdict are documented on the result classes in
 :mod:`mechinterp_modadd.analysis.features`, :mod:`~mechinterp_modadd.analysis.phases` and
@@ -62,6 +73,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from .analysis import views as _views
 from .analysis.base import ClaimResult, accuracy_and_loss, all_pair_logits, to_jsonable
 from .analysis.features import frequency_diversification, magnitude_homogeneity, single_frequency
 from .analysis.logits import flawed_indicator
@@ -79,6 +91,10 @@ __all__ = [
     "CLAIM_CHECKS",
     "HTML_SECTIONS",
     "NEURON_KEYS",
+    "DiagnosisViews",
+    "ablation_document",
+    "run_diagnosis_ablation",
+    "format_value",
 ]
 
 #: Per-neuron lists of the JSON ``neurons`` object, in this order.
@@ -145,9 +161,58 @@ def build_context(model) -> DiagnosisContext:
     return DiagnosisContext(model=model, spectrum=spectrum, logits=logits, accuracy=acc, loss=loss)
 
 
+@dataclass(frozen=True)
+class DiagnosisViews:
+    """Figure data of a diagnosis page (see :mod:`mechinterp_modadd.analysis.views`)."""
+
+    sample: _views.NeuronSample
+    fits: _views.CosineFits
+    logits: _views.LogitSlice
+
+
+def build_views(model, ctx: DiagnosisContext) -> DiagnosisViews:
+    """The figure data of the diagnosis page: 48 sampled neurons' coefficients, 4 cosine fits, the
+    centred logits at x = min(3, p - 1)."""
+    return DiagnosisViews(sample=_views.neuron_sample(model, ctx.spectrum),
+                          fits=_views.cosine_fits(model, ctx.spectrum),
+                          logits=_views.logit_slice(ctx.logits, ctx.p, x=min(3, ctx.p - 1)))
+
+
+#: Above this p the diagnosis' ablation suite samples pairs and skips the noise scaling.
+ABLATION_EXACT_MAX_P = 61
+
+
+def run_diagnosis_ablation(model, spectrum: NeuronSpectrum | None = None) -> tuple[Any, dict[str, Any]]:
+    """The ablation suite of a diagnosis page (seed 0) and its settings.
+
+    For p > :data:`ABLATION_EXACT_MAX_P` the accuracies are estimated on a seeded sample of 2048
+    unordered pairs and the noise scaling (memory ~ n_k p^3) is skipped.
+    """
+    from .analysis.majority import run_ablation_suite
+
+    large = model.cfg.p > ABLATION_EXACT_MAX_P
+    settings = {"seed": 0, "max_pairs": 2048 if large else None, "noise_scaling": not large}
+    suite = run_ablation_suite(model, noise=not large, max_pairs=settings["max_pairs"], spectrum=spectrum)
+    return suite, settings
+
+
+def ablation_document(suite, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON body of an ablation suite (schema ``ablate`` without its stamp): the keys of
+    :meth:`~mechinterp_modadd.analysis.majority.AblationSuite.to_json`, the suite's own
+    ``majority_vote`` verdict and the ``settings`` it ran with."""
+    doc = dict(suite.to_json())
+    doc["majority_vote"] = suite.claim.to_dict()
+    doc["settings"] = to_jsonable(settings or {})
+    return doc
+
+
 @dataclass
 class Diagnosis:
-    """All claim checks of one model. Render with ``to_frame``, ``to_markdown``, ``to_json``, ``to_html``."""
+    """All claim checks of one model. Render with ``to_frame``, ``to_markdown``, ``to_json``, ``to_html``.
+
+    ``views`` holds the figure data of the page and ``ablation`` the ablation suite (None until
+    computed, see :meth:`ensure_ablation`).
+    """
 
     p: int
     d_mlp: int
@@ -158,6 +223,23 @@ class Diagnosis:
     claims: dict[str, ClaimResult]
     source: str | None = None
     context: DiagnosisContext | None = field(default=None, repr=False)
+    views: DiagnosisViews | None = field(default=None, repr=False)
+    ablation: Any = field(default=None, repr=False)
+    ablation_settings: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        """A short name for titles: the run folder and step of ``source`` (else its file name)."""
+        return display_name(self.source)
+
+    def ensure_ablation(self) -> Any:
+        """Run the ablation suite once (:func:`run_diagnosis_ablation`) and keep it; returns it."""
+        if self.ablation is None:
+            if self.context is None:
+                raise ConfigError("this Diagnosis has no model attached (context is None); run diagnose(model)")
+            with torch.no_grad():
+                self.ablation, self.ablation_settings = run_diagnosis_ablation(self.model, self.spectrum)
+        return self.ablation
 
     @property
     def model(self):
@@ -230,11 +312,14 @@ class Diagnosis:
             "holds_all": self.holds_all,
             "neurons": self.neurons_dict(),
             "claims": {name: r.to_dict() for name, r in self.claims.items()},
+            "ablation": None if self.ablation is None else ablation_document(self.ablation, self.ablation_settings),
         }
 
     def to_json(self, path: str | os.PathLike | None = None, indent: int | None = 1) -> str:
-        """The JSON text; also written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        """The JSON text (stamped with schema ``diagnose``); also written atomically to ``path`` when given."""
+        from .schemas import stamp
+
+        text = json.dumps(stamp(self.to_dict(), "diagnose"), indent=indent, allow_nan=False)
         if path is not None:
             atomic_write_text(path, text + "\n")
         return text
@@ -242,20 +327,44 @@ class Diagnosis:
     def to_html(self, path: str | os.PathLike | None = None, title: str | None = None, page=None):
         """A self-contained offline HTML page (plotly.js inlined) built from :data:`HTML_SECTIONS`.
 
-        Returns the :class:`~mechinterp_modadd.report.HtmlReport`; writes it when ``path`` is given.
-        With ``page``, the sections are appended to that existing report instead of a new one.
+        The page shows the ablation suite too: it is run once here if the diagnosis does not hold
+        it yet (:meth:`ensure_ablation`), so a later :meth:`to_json` carries the same numbers.
+        Returns the :class:`~mechinterp_modadd.pages.html.HtmlReport`; writes it when ``path`` is
+        given. With ``page``, the sections are appended to that existing report instead of a new one.
         """
-        from .report import HtmlReport
+        from .pages.html import HtmlReport
 
-        if self.context is None:
+        if self.context is None and (self.views is None or self.ablation is None):
             raise ConfigError("this Diagnosis has no model attached (context is None); run diagnose(model)")
+        if self.views is None:
+            self.views = build_views(self.model, self.context)
+        self.ensure_ablation()
         if page is None:
-            page = HtmlReport(title or f"Diagnosis of {self.source or 'a model'}")
+            page = HtmlReport(title or self.name, subtitle=self.source)
         for section in HTML_SECTIONS:
             section(page, self, self.model)
         if path is not None:
             page.save(Path(path))
         return page
+
+
+def display_name(source: str | os.PathLike | None) -> str:
+    """``runs/grokking_p23/checkpoints/step_000500.safetensors (step 500)`` -> ``grokking_p23, step 500``.
+
+    A checkpoint inside a run folder (``RUN/checkpoints/FILE`` or the authors' ``RUN/N.pth``) is
+    named by the run and its step; any other file by its name.
+    """
+    if source is None:
+        return "a model"
+    text = str(source)
+    step = None
+    if text.endswith(")") and " (step " in text:
+        text, step = text[: -1].rsplit(" (step ", 1)
+    path = Path(text)
+    run = path.parent.parent.name if path.parent.name == "checkpoints" else (
+        path.parent.name if path.stem.isdigit() or path.stem == "final" else "")
+    base = run or path.name
+    return f"{base}, step {step}" if step is not None else (f"{base}, {path.name}" if run else base)
 
 
 def format_value(v: Any) -> str:
@@ -271,11 +380,14 @@ def format_value(v: Any) -> str:
     return str(v)
 
 
-def diagnose(model, *, claims: Sequence[str] | None = None, source: str | os.PathLike | None = None) -> Diagnosis:
+def diagnose(model, *, claims: Sequence[str] | None = None, source: str | os.PathLike | None = None,
+             ablation: bool = False) -> Diagnosis:
     """Run the claim checks of :data:`CLAIM_CHECKS` (all, or the named ones) on ``model``.
 
-    The spectrum and the all-pairs logits are computed once (:func:`build_context`) and shared.
-    ``source`` (e.g. the checkpoint path) is recorded in the output.
+    The spectrum and the all-pairs logits are computed once (:func:`build_context`) and shared,
+    and so is the figure data of the page (:func:`build_views`). ``ablation=True`` also runs the
+    ablation suite (:func:`run_diagnosis_ablation`) that the page and the JSON show. ``source``
+    (e.g. the checkpoint path) is recorded in the output.
     """
     names = list(CLAIM_CHECKS) if claims is None else list(claims)
     unknown = [n for n in names if n not in CLAIM_CHECKS]
@@ -284,91 +396,35 @@ def diagnose(model, *, claims: Sequence[str] | None = None, source: str | os.Pat
     with torch.no_grad():
         ctx = build_context(model)
         results = {n: CLAIM_CHECKS[n](model, ctx) for n in names}
-    return Diagnosis(p=ctx.p, d_mlp=ctx.spectrum.d_mlp, activation=_activation_name(model),
-                     accuracy=ctx.accuracy, loss=ctx.loss, spectrum=ctx.spectrum, claims=results,
-                     source=None if source is None else str(source), context=ctx)
+        views = build_views(model, ctx)
+    d = Diagnosis(p=ctx.p, d_mlp=ctx.spectrum.d_mlp, activation=_activation_name(model),
+                  accuracy=ctx.accuracy, loss=ctx.loss, spectrum=ctx.spectrum, claims=results,
+                  source=None if source is None else str(source), context=ctx, views=views)
+    if ablation:
+        d.ensure_ablation()
+    return d
 
 
 # ------------------------------------------------------------------------------ HTML sections
-def _section_summary(page, diagnosis: Diagnosis, model) -> None:
-    import html
+def _page_section(name: str) -> HtmlSection:
+    """A registry entry ``_section_NAME`` that draws ``NAME_section`` of
+    :mod:`mechinterp_modadd.pages.diagnosis` (imported on first use, so a diagnosis without HTML
+    never imports plotly)."""
 
-    page.text(diagnosis.header())
-    df = diagnosis.to_frame()
-    rows = []
-    for r in df.itertuples(index=False):
-        cls = "holds" if r.verdict == "holds" else "fails"
-        rows.append(f"<tr><td>{html.escape(r.claim)}</td><td>{html.escape(r.metric)}</td>"
-                    f"<td>{html.escape(format_value(r.value))}</td><td class='{cls}'>{r.verdict}</td>"
-                    f"<td style='text-align:left'>{html.escape(str(r.details))}</td></tr>")
-    page.heading("Claims")
-    page.raw("<table class='dataframe'><thead><tr><th>claim</th><th>metric</th><th>value</th><th>verdict</th>"
-             "<th>details</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
-    page.text("Each verdict compares the numbers with a documented threshold (see the result classes in "
-              "mechinterp_modadd.analysis). The JSON output holds every number.", cls="note")
+    def section(page, diagnosis: Diagnosis, model=None) -> None:
+        from .pages import diagnosis as sections
 
+        getattr(sections, f"{name}_section")(page, diagnosis)
 
-def _section_spectrum(page, diagnosis: Diagnosis, model) -> None:
-    from .plots import spectrum as sp
-
-    page.heading("Fourier spectrum of the neurons")
-    page.figure(sp.frequency_counts(diagnosis.spectrum, diagnosis.claims.get("frequency_diversification")),
-                "Neurons per dominant frequency k* (bars) and each frequency's share of the total vote weight.")
-    page.figure(sp.dft_heatmaps(model, diagnosis.spectrum),
-                "|Fourier coefficient| of theta_m (W_in) and xi_m (W_out) for a sample of neurons sorted by k*: "
-                "one bright pair of columns per neuron means a single-frequency feature (ReLU adds faint harmonics).")
-    page.figure(sp.cosine_fits(model, diagnosis.spectrum),
-                "A few neurons' input weights theta_m[j] (dots) against their fit alpha cos(w_k* j + phi) plus DC.")
-
-
-def _section_phases(page, diagnosis: Diagnosis, model) -> None:
-    from .plots import spectrum as sp
-
-    page.heading("Phases")
-    page.figure(sp.phase_alignment_scatter(diagnosis.spectrum),
-                "Output phase psi against 2 phi (wrapped) at k*: aligned neurons lie on the diagonal.")
-    page.figure(sp.phase_circles(diagnosis.spectrum),
-                "Phases iota * phi on circles of radius k (one ring per frequency group): symmetry means each ring "
-                "is covered evenly for every iota.")
-    sym = diagnosis.claims.get("phase_symmetry")
-    if sym is not None:
-        page.figure(sp.phase_moment_bars(sym),
-                    "Per-frequency moments |mean exp(i iota phi)| against the random-phase baseline "
-                    "sqrt(pi)/(2 sqrt n).")
-
-
-def _section_magnitudes(page, diagnosis: Diagnosis, model) -> None:
-    from .plots import spectrum as sp
-
-    page.heading("Magnitudes")
-    page.figure(sp.magnitude_histograms(diagnosis.spectrum),
-                "Distributions of alpha, beta and the vote weight alpha^2 beta at k*.")
-
-
-def _section_logits(page, diagnosis: Diagnosis, model) -> None:
-    from .plots import spectrum as sp
-
-    ctx = diagnosis.context
-    page.heading("Logits and the flawed indicator")
-    x = min(3, diagnosis.p - 1)
-    page.figure(sp.logit_heatmap(ctx.logits, diagnosis.p, x=x),
-                f"Centred logits for x = {x} and every y (rows) over classes j (columns). Circles: the correct "
-                f"class x + y; crosses: the ghosts 2x and 2y.")
+    section.__name__ = section.__qualname__ = f"_section_{name}"
+    return section
 
 
 #: Ordered HTML sections (see the module docstring).
-HTML_SECTIONS: list[HtmlSection] = [_section_summary, _section_spectrum, _section_phases, _section_magnitudes,
-                                    _section_logits]
-
-
-# ------------------------------------------------------------ majority vote by intervention (issue 4)
-def _section_ablation(page, diagnosis: Diagnosis, model) -> None:
-    from .plots.ablation import diagnosis_section
-
-    diagnosis_section(page, diagnosis, model)
+HTML_SECTIONS: list[HtmlSection] = [_page_section(n) for n in (
+    "summary", "spectrum", "phases", "magnitudes", "logits", "ablation")]
 
 
 from .analysis.majority import diagnosis_check as _majority_vote_check  # noqa: E402
 
 register_claim("majority_vote", _majority_vote_check)
-HTML_SECTIONS.append(_section_ablation)

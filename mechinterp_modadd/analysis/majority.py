@@ -694,17 +694,19 @@ class AblationSuite:
 def run_ablation_suite(model, *, seed: int = 0, draws: int = 10, phase_draws: int = 20,
                        keep: Sequence[float] = DEFAULT_KEEP_FRACTIONS, noise_draws: int = 10,
                        activations: Sequence[str] = SWAP_ACTIVATIONS, noise: bool = True,
-                       max_pairs: int | None = None, progress: bool = False) -> AblationSuite:
+                       max_pairs: int | None = None, progress: bool = False,
+                       spectrum: NeuronSpectrum | None = None) -> AblationSuite:
     """Run every experiment (seeded) and the ``majority_vote`` verdict on one model.
 
     ``noise=False`` skips :func:`noise_scaling` (its memory grows like p^3; ``noise_scaling`` is
     then None). ``max_pairs`` evaluates the ablations on a seeded sample of unordered pairs
-    (estimates, for large p; the activation swap always uses all pairs)."""
+    (estimates, for large p; the activation swap always uses all pairs). ``spectrum``: the model's
+    spectrum when already computed (else computed here, once)."""
     keep = list(keep)
     if not any(math.isclose(f, 0.5) for f in keep):
         keep.append(0.5)
     steps = tqdm(total=5, desc="ablation", disable=not progress)
-    sp = neuron_spectrum(model)
+    sp = neuron_spectrum(model) if spectrum is None else spectrum
     tab = activation_table(model, max_pairs=max_pairs, seed=seed)
     full = float(tab.evaluate(torch.ones(1, tab.d_mlp, dtype=torch.bool)).accuracy[0])
     rnd = random_ablation(model, keep, draws=draws, seed=seed, table=tab)

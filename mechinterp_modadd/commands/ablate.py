@@ -7,7 +7,10 @@ scaling), prints their tables and the ``majority_vote`` verdict, and writes the 
 ``margin_mean``), ``drop_group`` and ``keep_group`` (objects ``k``, ``accuracy``), ``phase_biased``
 (objects ``order``, ``accuracy``, ``matched_random_accuracy``), ``activation_swap`` (name ->
 accuracy), ``activation_swap_loss`` (name -> loss, as in the printed table), ``noise_scaling``
-(``signal_exponent``, ``noise_exponent``).
+(``signal_exponent``, ``noise_exponent``); added later: ``majority_vote`` (the verdict object),
+``settings``, ``p``, ``d_mlp``, ``activation``, ``source``. Schema ``ablate``
+(``mechinterp_modadd/schemas/ablate.schema.json``), stamped with ``schema`` and
+``mechinterp_modadd_version``. The page and the JSON render the same suite, computed once.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from ..analysis.majority import run_ablation_suite
     from ..checkpoint import atomic_write_text, load_checkpoint
+    from ..diagnose import ablation_document
+    from ..schemas import stamp
 
     ckpt = load_checkpoint(args.checkpoint, activation=args.activation, force=args.force)
     model = ckpt.model
@@ -72,13 +77,16 @@ def _run(args: argparse.Namespace) -> int:
     for r in c.reasons:
         print(f"  - {r}")
     # every output is built before any is written: a failure leaves no partial set of files
-    text = json.dumps(suite.to_json(), indent=1, allow_nan=False) + "\n" if args.json else None
+    doc = {"p": model.cfg.p, "d_mlp": model.cfg.d_mlp, "activation": act, "source": str(args.checkpoint),
+           **ablation_document(suite, {"seed": args.seed, "max_pairs": None, "noise_scaling": True})}
+    text = json.dumps(stamp(doc, "ablate"), indent=1, allow_nan=False) + "\n" if args.json else None
     page = None
     if args.html:
-        from ..plots.ablation import add_ablation_section
-        from ..report import HtmlReport
+        from ..diagnose import display_name
+        from ..pages.ablation import add_ablation_section
+        from ..pages.html import HtmlReport
 
-        page = HtmlReport(f"Ablation of {args.checkpoint}")
+        page = HtmlReport(f"Ablation of {display_name(args.checkpoint)}", subtitle=str(args.checkpoint))
         add_ablation_section(page, suite, p=model.cfg.p)
     if text is not None:
         atomic_write_text(args.json, text)

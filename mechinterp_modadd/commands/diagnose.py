@@ -3,7 +3,9 @@
 Checks every mechanism claim on one checkpoint and prints a short table (claim, key number,
 verdict). Without CKPT it diagnoses the checkpoint shipped in ``data/`` (see data/README.md), or,
 outside a source checkout, the copy of it installed with the package.
-JSON and HTML are written only when asked.
+JSON and HTML are written only when asked; then the ablation suite is run too, once, and both
+files render that same :class:`~mechinterp_modadd.diagnose.Diagnosis` (the JSON's ``ablation``
+holds the numbers of the page's ablation section).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(path, activation=args.activation, force=args.force)
     model = ckpt.model  # load_checkpoint already applied --activation
     step = f" (step {ckpt.step})" if ckpt.step is not None else ""
-    dg = diagnose(model, source=f"{path}{step}")
+    dg = diagnose(model, source=f"{path}{step}", ablation=bool(args.json or args.html))
     print(dg.to_text(details=args.details))
     # every output is built before any is written: a failure leaves no partial set of files
     page = dg.to_html() if args.html else None

@@ -5,63 +5,17 @@ at every checkpoint, the two stage boundaries, and (when step 0 is present) the 
 winner predictors. Works on our run folders and on the paper authors' folders (which need
 ``--activation``).
 
-JSON contract (other tools read it; keep these names): ``steps`` and, as lists aligned with it,
-``train_accuracy``, ``test_accuracy``, ``train_loss``, ``test_loss``, ``mean_abs_sin_d``, ``ipr``,
-``param_norm``, ``test_mirrored_accuracy``, ``test_unseen_accuracy``,
-``train_both_orders_accuracy``, ``train_one_order_accuracy``, ``restricted_loss``,
-``excluded_loss`` (partition lists, and the test lists, are null when the run holds out no test
-pairs); ``key_frequencies`` (those of the last checkpoint, used by the restricted / excluded loss
-at every step); ``stages`` = [end of stage I, end of stage II] (null where not reached);
-``lottery`` (null without step 0) with the success rates ``argmin_abs_d0``, ``argmax_alpha0``,
-``argmax_alpha_beta_cos_d0``, ``flow`` and ``chance``.
-Extra keys (``run``, ``source_format``, ``final_step``, ``stage_rule``, ``partition_counts``)
-may be added; none of the above is ever renamed.
+JSON contract: see :mod:`mechinterp_modadd.dynamics` (schema ``track``). The JSON and the HTML
+page render one :class:`~mechinterp_modadd.dynamics.RunDynamics`, computed once.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 from ..cli import command
-
-_LIST_KEYS = ["train_accuracy", "test_accuracy", "train_loss", "test_loss", "mean_abs_sin_d", "ipr", "param_norm",
-              "test_mirrored_accuracy", "test_unseen_accuracy", "train_both_orders_accuracy",
-              "train_one_order_accuracy", "restricted_loss", "excluded_loss"]
-_TEST_KEYS = {"test_accuracy", "test_loss", "test_mirrored_accuracy", "test_unseen_accuracy",
-              "train_both_orders_accuracy", "train_one_order_accuracy"}
-
-
-def _num(v: Any) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
-def track_json(series: Any, measures: Any, stages: Any, lottery: Any) -> dict[str, Any]:
-    """The JSON document of the contract above."""
-    doc: dict[str, Any] = {"run": str(series.path), "source_format": series.source_format,
-                           "final_step": series.final_step,
-                           "steps": [int(s) for s in measures.index]}
-    for k in _LIST_KEYS:
-        if k in _TEST_KEYS and not series.has_test:
-            doc[k] = None
-        else:
-            doc[k] = [_num(v) for v in measures[k]]
-    from ..analysis.restricted import key_frequencies
-
-    doc["key_frequencies"] = key_frequencies(series.spectrum(series.last_step))
-    doc["stages"] = [stages.end_stage1, stages.end_stage2]
-    doc["stage_rule"] = (f"end of stage I: first checkpoint with train accuracy >= {stages.train_threshold}; "
-                         f"end of stage II: first later checkpoint with test accuracy >= {stages.test_threshold}")
-    doc["lottery"] = None if lottery is None else {k: _num(v) for k, v in lottery.rates().items()}
-    if series.has_test:
-        from ..data import mirror_partitions
-
-        doc["partition_counts"] = mirror_partitions(series.split).counts()
-    return doc
 
 
 def _configure(ap: argparse.ArgumentParser) -> None:
@@ -95,21 +49,22 @@ def _print_table(measures: Any, has_test: bool) -> None:
 @command("track", "follow a training run through its checkpoints: progress measures, grokking stages, "
                   "lottery predictors")(_configure)
 def _run(args: argparse.Namespace) -> int:
+    import json
     import time
 
-    from ..analysis.grokking import grokking_stages, progress_measures
-    from ..analysis.lottery import lottery_from_series
+    from ..checkpoint import atomic_write_text
+    from ..dynamics import run_dynamics
+    from ..schemas import stamp
     from ..series import load_run
 
     t0 = time.perf_counter()
     series = load_run(args.run, activation=args.activation, cache_size=4, force=args.force)
     print(series.describe())
-    measures = progress_measures(series, progress=not args.quiet)
-    stages = grokking_stages(measures)
-    lottery = lottery_from_series(series) if series.has_step0 else None
+    dyn = run_dynamics(series, neuron=args.neuron, figures=bool(args.html), progress=not args.quiet)
+    stages, lottery = dyn.stages, dyn.lottery
 
     print()
-    _print_table(measures, series.has_test)
+    _print_table(dyn.measures, series.has_test)
     print()
     print(f"stages: end of stage I = {stages.end_stage1}, end of stage II = {stages.end_stage2} "
           f"(rule: train accuracy >= {stages.train_threshold}, then test accuracy >= {stages.test_threshold})")
@@ -122,10 +77,15 @@ def _run(args: argparse.Namespace) -> int:
               f"{lottery.final_step} ({lottery.n_neurons} neurons, K = {lottery.K})")
         print(lottery.to_frame().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     # every output is built before any is written: a failure leaves no partial set of files
-    from ..checkpoint import atomic_write_text
+    text = json.dumps(stamp(dyn.to_dict(), "track"), indent=1, allow_nan=False) + "\n" if args.json else None
+    page = None
+    if args.html:
+        from ..pages.dynamics import add_dynamics_sections
+        from ..pages.html import HtmlReport
 
-    text = json.dumps(track_json(series, measures, stages, lottery), indent=1) if args.json else None
-    page = _html_page(series, measures, stages, lottery, args.neuron) if args.html else None
+        page = HtmlReport(Path(series.path).resolve().name, subtitle=f"modadd track {series.path}")
+        page.text(series.describe())
+        add_dynamics_sections(page, dyn)
     if text is not None:
         atomic_write_text(args.json, text)
         print(f"JSON written to {args.json}")
@@ -134,13 +94,3 @@ def _run(args: argparse.Namespace) -> int:
         print(f"HTML written to {args.html}")
     print(f"({time.perf_counter() - t0:.1f} s)")
     return 0
-
-
-def _html_page(series: Any, measures: Any, stages: Any, lottery: Any, neuron: int | None) -> Any:
-    from ..plots.dynamics import add_dynamics_sections
-    from ..report import HtmlReport
-
-    page = HtmlReport(f"modadd track: {Path(series.path).name}")
-    page.text(series.describe())
-    add_dynamics_sections(page, series, measures, stages, lottery, neuron)
-    return page

@@ -1,5 +1,5 @@
 """Figures of the majority-vote experiments (:mod:`mechinterp_modadd.analysis.majority`), one per
-experiment, plus the HTML section that shows them in a report.
+experiment. The page section that shows them is :mod:`mechinterp_modadd.pages.ablation`.
 
 Each function takes the experiment's result object and returns a ``plotly.graph_objects.Figure``.
 """
@@ -20,6 +20,7 @@ from ..analysis.majority import (
     PhaseBiasedResult,
     RandomAblationResult,
 )
+from ._style import log_axis
 
 __all__ = [
     "random_ablation_figure",
@@ -29,7 +30,6 @@ __all__ = [
     "noise_scaling_figure",
     "suite_figures",
     "add_ablation_section",
-    "diagnosis_section",
 ]
 
 _BLUE, _ORANGE, _GREY, _GREEN, _RED = "#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#d62728"
@@ -55,7 +55,7 @@ def random_ablation_figure(result: RandomAblationResult) -> go.Figure:
     fig.add_hline(y=HALF_ACCURACY_MIN, line=dict(color=_GREY, dash="dash"),
                   annotation_text=f"{HALF_ACCURACY_MIN}", annotation_position="bottom right")
     return _layout(fig, f"Random ablation ({result.mode}-ablation, {result.rows['draw'].nunique()} draws)",
-                   xaxis=dict(title="fraction of neurons kept", type="log"),
+                   xaxis=log_axis(s["keep"], title="fraction of neurons kept"),
                    yaxis=dict(title="accuracy on all pairs", range=[0, 1.05]),
                    yaxis2=dict(title="margin (correct - best other)", overlaying="y", side="right",
                                showgrid=False))
@@ -116,8 +116,8 @@ def noise_scaling_figure(result: NoiseScalingResult) -> go.Figure:
             fig.add_trace(go.Scatter(x=n, y=np.exp(icpt) * n**slope, mode="lines", line=dict(color=color),
                                      name=f"fit n^{slope:.2f}"))
     return _layout(fig, "Noise cancellation: summed votes of n neurons per group",
-                   xaxis=dict(title="neurons per group n", type="log"),
-                   yaxis=dict(title="RMS over (x, y, j)", type="log"))
+                   xaxis=log_axis(n, title="neurons per group n"),
+                   yaxis=log_axis(np.concatenate([d["coherent_rms"], d["residual_rms"]]), title="RMS over (x, y, j)"))
 
 
 def suite_figures(suite: AblationSuite, p: int | None = None) -> list[tuple[go.Figure, str]]:
@@ -141,29 +141,8 @@ def suite_figures(suite: AblationSuite, p: int | None = None) -> list[tuple[go.F
 
 def add_ablation_section(page, suite: AblationSuite, claim: MajorityVoteResult | None = None,
                          p: int | None = None) -> None:
-    """Append a 'Majority vote by intervention' section to an :class:`~mechinterp_modadd.report.HtmlReport`."""
-    claim = suite.claim if claim is None else claim
-    page.heading("Majority vote by intervention")
-    verdict = "holds" if claim.holds else "fails"
-    page.raw(f"<p>majority_vote: <span class='{verdict}'>{verdict}</span> ({claim.details()})</p>")
-    for reason in claim.reasons:
-        page.text(reason, cls="note")
-    for fig, caption in suite_figures(suite, p):
-        page.figure(fig, caption)
+    """Old home of :func:`mechinterp_modadd.pages.ablation.add_ablation_section` (pages render,
+    plots only draw); kept so existing notebooks keep working."""
+    from ..pages.ablation import add_ablation_section as add
 
-
-def diagnosis_section(page, diagnosis, model) -> None:
-    """HTML section of the diagnosis (``HTML_SECTIONS`` signature): runs the ablation experiments
-    (all of them, seeded) and shows their figures next to the diagnosis' ``majority_vote`` verdict."""
-    from ..analysis.majority import run_ablation_suite
-
-    large = model.cfg.p > 61
-    suite = run_ablation_suite(model, noise=not large, max_pairs=2048 if large else None)
-    claim = diagnosis.claims.get("majority_vote", suite.claim)
-    add_ablation_section(page, suite, claim, p=model.cfg.p)
-    if large:
-        page.text("For p > 61 the ablation accuracies are estimated on a seeded sample of 2048 unordered pairs.",
-                  cls="note")
-    if suite.noise_scaling is None:
-        page.text("Noise scaling skipped for p > 61 (it needs n_k p^3 values per group); run "
-                  "analysis.majority.noise_scaling directly.", cls="note")
+    add(page, suite, claim, p=p)

@@ -1,7 +1,8 @@
 """Figures of training dynamics: the frequency race, the decoupled flow, the grokking stages.
 
 Every function takes analysis results (or spectra) and returns a plotly ``Figure``; nothing here
-computes a claim.
+computes (the ODE is integrated by :func:`mechinterp_modadd.dynamics.run_dynamics`). The page
+sections that show them are in :mod:`mechinterp_modadd.pages.dynamics`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..fourier import NeuronSpectrum
+from ._style import log_axis
 
 __all__ = ["race_figure", "lottery_contour_figure", "trajectory_figure", "stage_shading", "loss_figure",
            "accuracy_figure", "sin_d_figure", "ipr_norm_figure", "partition_figure", "grokking_figures",
-           "dft_snapshots_figure", "add_dynamics_sections"]
+           "dft_snapshots_figure"]
 
 _STAGE_COLOURS = ("rgba(31,119,180,0.10)", "rgba(255,127,14,0.12)", "rgba(44,160,44,0.10)")
 _GREY = "rgba(140,140,140,0.55)"
@@ -42,7 +44,7 @@ def race_figure(race: Any, title: str | None = None) -> go.Figure:
         fig.add_trace(go.Scatter(x=g["step"], y=g["beta"], mode="lines", line=line, name=name, legendgroup=str(k),
                                  showlegend=False), row=2, col=1)
     fig.update_yaxes(title_text="D (rad)", range=[-math.pi, math.pi], row=1, col=1)
-    fig.update_yaxes(title_text="beta", type="log", row=2, col=1)
+    fig.update_yaxes(title_text="beta", row=2, col=1, **log_axis(df["beta"]))
     fig.update_xaxes(title_text="step", row=2, col=1)
     fig.update_layout(title=title or f"Frequency race of neuron {race.neuron} (winner k = {race.winner})",
                       height=620, template="plotly_white")
@@ -80,7 +82,7 @@ def trajectory_figure(traj: Any, index: int | tuple[int, ...] = 0, title: str | 
     fig.add_trace(go.Scatter(x=df.t, y=df.alpha, name="alpha", mode="lines"), row=2, col=1)
     fig.add_trace(go.Scatter(x=df.t, y=df.beta, name="beta", mode="lines"), row=2, col=1)
     fig.update_yaxes(title_text="rad", row=1, col=1)
-    fig.update_yaxes(title_text="magnitude", type="log", row=2, col=1)
+    fig.update_yaxes(title_text="magnitude", row=2, col=1, **log_axis(np.concatenate([df.alpha, df.beta])))
     fig.update_xaxes(title_text="time (ODE units)", row=2, col=1)
     fig.update_layout(title=title or "Decoupled flow: phases align first, then magnitudes take off",
                       height=600, template="plotly_white")
@@ -116,7 +118,7 @@ def _line_figure(m: pd.DataFrame, cols: list[str], title: str, ytitle: str, boun
     stage_shading(fig, boundaries, float(m.index[0]), float(m.index[-1]))
     fig.update_layout(title=title, xaxis_title="step", yaxis_title=ytitle, template="plotly_white", height=380)
     if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(**log_axis(m[cols].to_numpy()))
     return fig
 
 
@@ -154,14 +156,19 @@ def partition_figure(m: pd.DataFrame, boundaries: list[int | None], counts: dict
                      ) -> go.Figure:
     """Accuracy on the four mirror partitions, common to rare: train both orders, test mirrored,
     train one order, test truly unseen."""
-    order = ["train_both_orders_accuracy", "test_mirrored_accuracy", "train_one_order_accuracy",
-             "test_unseen_accuracy"]
+    # test_mirrored often equals train_one_order exactly (a mirrored test pair is predicted like its
+    # one-order train twin): dashes and distinct markers keep both lines visible on top of each other
+    style = {"train_both_orders_accuracy": dict(line=dict(width=2), marker=dict(size=5, symbol="circle")),
+             "test_mirrored_accuracy": dict(line=dict(width=3, dash="dash"),
+                                            marker=dict(size=9, symbol="diamond-open", line=dict(width=2))),
+             "train_one_order_accuracy": dict(line=dict(width=1.5), marker=dict(size=5, symbol="square")),
+             "test_unseen_accuracy": dict(line=dict(width=2, dash="dot"), marker=dict(size=6, symbol="x"))}
     fig = go.Figure()
-    for c in order:
+    for c, kw in style.items():
         if c in m and m[c].notna().any():
             key = c.removesuffix("_accuracy")
             name = key + (f" (n = {counts[key]})" if counts and key in counts else "")
-            fig.add_trace(go.Scatter(x=m.index, y=m[c], mode="lines+markers", name=name, marker=dict(size=4)))
+            fig.add_trace(go.Scatter(x=m.index, y=m[c], mode="lines+markers", name=name, **kw))
     stage_shading(fig, boundaries, float(m.index[0]), float(m.index[-1]))
     fig.update_layout(title="Accuracy by mirror partition (common to rare)", xaxis_title="step",
                       yaxis_title="accuracy", template="plotly_white", height=400)
@@ -203,54 +210,3 @@ def dft_snapshots_figure(spectra: dict[int, NeuronSpectrum], order_by: NeuronSpe
     fig.update_yaxes(title_text="neuron (sorted by final k*)", row=1, col=1)
     fig.update_layout(title=title or "W_in in the Fourier basis", height=520, template="plotly_white")
     return fig
-
-
-# ------------------------------------------------------------------------ page sections
-def add_dynamics_sections(page: Any, series: Any, measures: pd.DataFrame, stages: Any, lottery: Any,
-                          neuron: int | None = None) -> None:
-    """Append the training-dynamics sections to an :class:`~mechinterp_modadd.report.HtmlReport`:
-    the progress table, the grokking stages and their figures, DFT snapshots, the frequency race of
-    one neuron (default: the largest final neuron), the lottery table, and the decoupled flow."""
-    from ..analysis.lottery import frequency_race
-    from ..analysis.ode import integrate_flow, lottery_contour, take_off_time
-    from ..data import mirror_partitions
-    from ..errors import InputError
-
-    page.heading("Progress measures")
-    page.text("All measures are recomputed from the weights in float64 (stored metrics are not used).",
-              cls="note")
-    page.table(measures.reset_index())
-    page.heading("Grokking stages")
-    page.text(f"End of stage I = {stages.end_stage1}, end of stage II = {stages.end_stage2}. Rule: the first "
-              f"checkpoint with train accuracy >= {stages.train_threshold}, then the first later checkpoint with "
-              f"test accuracy >= {stages.test_threshold}.")
-    counts = mirror_partitions(series.split).counts() if series.has_test else None
-    for fig in grokking_figures(measures, stages.boundaries, counts):
-        page.figure(fig)
-    snap = [s for s in [series.first_step, stages.end_stage1, stages.end_stage2] if s is not None]
-    snap = list(dict.fromkeys(snap))
-    if series.last_step not in snap and len(snap) < 3:
-        snap.append(series.last_step)
-    final_spectrum = series.spectrum(series.last_step)
-    page.figure(dft_snapshots_figure({s: series.spectrum(s) for s in snap}, order_by=final_spectrum),
-                caption="Fourier energy of W_in per neuron at the first checkpoint and at the stage boundaries.")
-    page.heading("Lottery ticket")
-    final = series.spectrum(series.last_step)
-    if neuron is None:
-        neuron = int(final.alpha_star.argmax())
-    if not 0 <= neuron < final.d_mlp:
-        raise InputError(f"--neuron {neuron} out of range [0, {final.d_mlp})")
-    page.figure(race_figure(frequency_race(series, neuron)))
-    if lottery is not None:
-        page.table(lottery.to_frame())
-    else:
-        page.text("Step 0 is not in this run: the predictors need the initial weights.", cls="note")
-    p = series.p
-    page.heading("Decoupled flow (Quad, docs/science.md section 4)")
-    m0 = 0.015
-    t_end = float(take_off_time(m0, 0.0, m0 / 2, -2.5, p, factor=20.0)) * 1.02
-    traj = integrate_flow(m0, 0.0, m0 / 2, -2.5, p, t_end, cap=20 * m0)
-    page.figure(trajectory_figure(traj, ()), caption="One (neuron, frequency) flow from D(0) = 2.5 rad.")
-    page.figure(lottery_contour_figure(lottery_contour(p)),
-                caption="Final beta over initial magnitude and initial D: winners at large magnitude and "
-                        "small |D|, nothing near D = pi.")
