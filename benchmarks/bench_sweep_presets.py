@@ -43,8 +43,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--preset", nargs="+", default=["lottery", "grokking", "primes"])
-    ap.add_argument("--budget-steps", type=int, default=2_000_000,
-                    help="timed steps scale as budget / (p^2 d_mlp) (default 2e6 -> ~150 steps at p = 23)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, 1 thread per batch, {args.workers} workers")
@@ -55,10 +53,12 @@ def main() -> None:
             shapes[r.shape].append(r)
         total = 0.0
         print(f"\n{name}: {len(spec.runs)} runs, analyses {list(spec.analyses)}")
-        print(f"{'p':>4} {'d_mlp':>6} {'act':>5} {'runs':>5} {'steps':>7} {'ms/step':>8} {'analysis s':>10} {'run-s':>8}")
+        head = ("p", 4), ("d_mlp", 6), ("act", 5), ("runs", 5), ("steps", 7), ("ms/step", 8), ("analysis s", 10), \
+            ("run-s", 8)
+        print(" ".join(f"{h:>{w}}" for h, w in head))
         for shape, runs in shapes.items():
             p, d = shape[0], shape[1]
-            steps = max(20, min(1000, int(args.budget_steps * 1e3 / (p * p * d) / 1e3 * 1e3 / 1)))
+            steps = max(20, min(1000, int(8e7 / (p * p * d))))  # ~300 timed steps at p = 23
             ms = _ms_per_step(runs[0].config, steps)
             an = _analysis_s(runs[0], spec.analyses)
             secs = len(runs) * (runs[0].config.steps * ms / 1e3 + an)

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-
 __all__ = ["ROW_FILE", "run_batch", "is_complete", "read_row", "analyse_run", "train_configs", "batch_id",
            "resolve_device", "TIMING_COLUMNS"]
 
@@ -32,16 +30,10 @@ GROK_THRESHOLD, GROK_THRESHOLD_99 = 0.95, 0.99
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is refused."""
-    import torch
+    """``auto`` -> ``cuda`` when available, else ``cpu`` (:func:`mechinterp_modadd.runtime.resolve_device`)."""
+    from ..runtime import resolve_device as _resolve
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available to torch on this machine")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device must be auto, cpu or cuda, got {device!r}")
-    return device
+    return _resolve(device).type
 
 
 def batch_id(names: Sequence[str]) -> str:
@@ -58,35 +50,16 @@ def read_row(out: Path, name: str) -> dict[str, Any]:
 
 def train_configs(configs: Sequence[Any], out_dir: Path, names: Sequence[str], *, device: str = "cpu",
                   threads: int = 1) -> list[float]:
-    """Train ``configs`` into ``out_dir/<name>`` (one ordinary run folder each); seconds per run.
-
-    The one place that calls the trainer. Batched (:func:`mechinterp_modadd.training.train_many`)
-    when it is available: all configs of a batch share one shape; the batch's wall time is shared
-    equally among its runs. Otherwise one :func:`~mechinterp_modadd.training.train` per run.
+    """Train ``configs`` (one shape) into ``out_dir/<name>``, one ordinary run folder each, with the
+    batched trainer :func:`mechinterp_modadd.training.train_many`; returns seconds per run (the
+    batch's wall time shared equally among its runs). ``out_dir`` must be absent or empty.
     """
-    import torch
+    from ..training import train_many
 
-    from .. import training
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        many = getattr(training, "train_many", None)
-        if many is not None:
-            t0 = time.perf_counter()
-            many(list(configs), out_dir, names=list(names), device=device, threads=threads, progress=False)
-            dt = (time.perf_counter() - t0) / max(1, len(configs))
-            return [dt] * len(configs)
-        if device != "cpu":
-            raise ConfigError(f"device {device!r}: this trainer trains on the CPU only")
-        secs = []
-        for cfg, name in zip(configs, names, strict=True):
-            t0 = time.perf_counter()
-            training.train(cfg, out_dir / name, progress=False)
-            secs.append(time.perf_counter() - t0)
-        return secs
-    finally:
-        torch.set_num_threads(old)
+    t0 = time.perf_counter()
+    train_many(list(configs), out_dir, names=list(names), device=device, threads=threads, progress=False)
+    dt = (time.perf_counter() - t0) / max(1, len(configs))
+    return [dt] * len(configs)
 
 
 def _first_step(steps: Any, values: Any, threshold: float) -> int | None:
@@ -205,7 +178,7 @@ def run_batch(plans: Sequence[Any], out: str | os.PathLike, analyses: Sequence[s
         return []
     work = out / ".work" / batch_id([p.name for p in todo])
     shutil.rmtree(work, ignore_errors=True)  # a previous attempt that was killed: start this batch afresh
-    work.mkdir(parents=True)
+    work.parent.mkdir(parents=True, exist_ok=True)
     secs = train_configs([p.config for p in todo], work, [p.name for p in todo], device=device, threads=threads)
     (out / "runs").mkdir(exist_ok=True)
     done = []
