@@ -141,6 +141,16 @@ def _readonly(ws: Workspace) -> list[str]:
     return ["diagnose", str(ws.ckpt), "--json", str(ro / "out.json")]
 
 
+SWEEP_OK = "[grid]\npreset = 'standard'\np = 5\nd_mlp = 8\nsteps = 2\n"
+
+
+def _sweep(ws: Workspace, spec: str, *extra: str, out: Path | None = None) -> list[str]:
+    """``modadd sweep`` on a spec written into the workspace (``--out`` default: an absent folder)."""
+    f = _write(ws.root / "spec.toml", spec)
+    return ["sweep", str(f), "--out", str(out if out is not None else ws.root / "sw"), "--executor", "local",
+            "--quiet", *extra]
+
+
 CORPUS: list[Bad] = [
     # ---- diagnose: checkpoint files
     Bad("diagnose-missing-file", "diagnose", lambda ws: ["diagnose", str(ws.root / "nope.safetensors")]),
@@ -270,6 +280,29 @@ CORPUS: list[Bad] = [
     Bad("train-resume-live-lock", "train", lambda ws: _resume(_lock(ws, "r8", 1))),
     Bad("train-resume-stale-lock", "train", lambda ws: _resume(_lock(ws, "r9", _dead_pid()))),
     Bad("train-resume-foreign-checkpoint", "train", lambda ws: _resume(_mixed(ws, "r10", "seed3"))),
+    Bad("sweep-no-spec-no-preset", "sweep", lambda ws: ["sweep", "--out", str(ws.root / "sw")]),
+    Bad("sweep-spec-and-preset", "sweep",
+        lambda ws: ["sweep", str(_write(ws.root / "s.toml", SWEEP_OK)), "--preset", "lottery", "--out",
+                    str(ws.root / "sw")]),
+    Bad("sweep-missing-spec", "sweep", lambda ws: ["sweep", str(ws.root / "nope.toml"), "--out", str(ws.root / "sw")]),
+    Bad("sweep-not-toml", "sweep", lambda ws: _sweep(ws, "[grid\np = 5")),
+    Bad("sweep-unknown-key", "sweep", lambda ws: _sweep(ws, "[grid]\nseeds = [0, 1]")),
+    Bad("sweep-unknown-top-key", "sweep", lambda ws: _sweep(ws, "colour = 'red'\n[grid]\np = 5")),
+    Bad("sweep-empty-grid-axis", "sweep", lambda ws: _sweep(ws, "[grid]\nweight_decay = []")),
+    Bad("sweep-no-grid", "sweep", lambda ws: _sweep(ws, "name = 'x'")),
+    Bad("sweep-even-p", "sweep", lambda ws: _sweep(ws, "[grid]\np = [5, 6]")),
+    Bad("sweep-bad-seed-range", "sweep", lambda ws: _sweep(ws, "[grid]\nseed = '9-2'")),
+    Bad("sweep-impossible-combination", "sweep", lambda ws: _sweep(ws, "[grid]\np = 3\ntrain_fraction = 0.01")),
+    Bad("sweep-page-without-test-set", "sweep", lambda ws: _sweep(ws, "page = 'grokking'\n[grid]\np = 5")),
+    Bad("sweep-unknown-analysis", "sweep", lambda ws: _sweep(ws, "analyses = ['all']\n[grid]\np = 5")),
+    Bad("sweep-unknown-preset", "sweep", lambda ws: ["sweep", "--preset", "nope", "--out", str(ws.root / "sw")]),
+    Bad("sweep-no-out", "sweep", lambda ws: ["sweep", str(_write(ws.root / "s.toml", SWEEP_OK))]),
+    Bad("sweep-out-is-a-file", "sweep", lambda ws: _sweep(ws, SWEEP_OK, out=ws.afile)),
+    Bad("sweep-out-is-a-run-folder", "sweep", lambda ws: _sweep(ws, SWEEP_OK, out=ws.run)),
+    Bad("sweep-changed-spec", "sweep",
+        lambda ws: _sweep(ws, SWEEP_OK, out=_write(ws.root / "sw" / "sweep.json", '{"grid": {"p": [7]}}').parent)),
+    Bad("sweep-address-with-local", "sweep", lambda ws: _sweep(ws, SWEEP_OK, "--executor", "local", "--address", "x")),
+    Bad("sweep-zero-workers", "sweep", lambda ws: _sweep(ws, SWEEP_OK, "--workers", "0")),
     # ---- sweep
     Bad("sweep-no-spec", "sweep", lambda ws: ["sweep", "--out", str(ws.root / "s")]),
     Bad("sweep-workers-not-int", "sweep", lambda ws: ["sweep", "--preset", "x", "--workers", "many"]),

@@ -50,6 +50,8 @@ def _prepare(spec: SweepSpec, out: Path) -> None:
     from ..checkpoint import atomic_write_text
 
     new = spec.to_dict()
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"--out {out}: is a file; the sweep folder must be a directory (absent, empty or a sweep)")
     f = out / SPEC_FILE
     if f.exists():
         try:
