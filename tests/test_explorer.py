@@ -212,3 +212,12 @@ def test_explorer_data_of_a_checkpoint_file():
                       fractions=(1.0,))
     assert d.steps == [5000] and not d.is_run and d.train_mask is None
     assert d.train_accuracy[0] == 1.0 and math.isnan(d.test_accuracy[0])
+
+
+def test_a_long_run_keeps_max_steps_checkpoints_evenly_spread():
+    d = explorer_data(DATA / "standard_p23", max_steps=3, ablation_draws=1, fractions=(1.0,),
+                      max_heatmap_neurons=16)
+    assert d.steps == [0, 2000, 5000] and d.notes[0].startswith("steps: 3 of the run's 6 checkpoints")
+    assert d.dft_in.shape == (3, 16, 23) and d.train_mask is None
+    with pytest.raises(InputError, match="max_steps"):
+        explorer_data(DATA / "standard_p23", max_steps=1)

@@ -313,17 +313,21 @@ def explorer_data_from_models(models: list[tuple[int | None, Any]], *, source: s
 
 
 def explorer_data(path: str | os.PathLike, activation: str | None = None, *, progress: bool = False,
-                  force: bool = False, **options: Any) -> ExplorerData:
-    """:class:`ExplorerData` of a checkpoint file (one step) or a run folder (every checkpoint).
+                  force: bool = False, max_steps: int = 120, **options: Any) -> ExplorerData:
+    """:class:`ExplorerData` of a checkpoint file (one step) or a run folder (its checkpoints).
 
     ``activation`` is required for the paper authors' files (``force``: accept one that contradicts
-    the recorded activation, see ``load_run``); ``options`` go to
+    the recorded activation, see ``load_run``). A run with more than ``max_steps`` checkpoints keeps
+    ``max_steps`` of them evenly spread over its list (first and last always kept; said in
+    ``notes``), which bounds the page size. ``options`` go to
     :func:`explorer_data_from_models` (fractions, ablation_draws, max_subset_k, max_pair_floats,
     max_heatmap_neurons, seed).
     """
     from ..checkpoint import load_checkpoint
     from ..series import load_run
 
+    if max_steps < 2:
+        raise InputError(f"max_steps must be >= 2, got {max_steps}")
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or run folder")
@@ -333,15 +337,24 @@ def explorer_data(path: str | os.PathLike, activation: str | None = None, *, pro
                                          progress=progress, **options)
     series = load_run(path, activation=activation, cache_size=2, force=force)
     mask = series.split.train_mask if series.has_test else None
-    return explorer_data_from_models(_LazyModels(series), source=str(path), name=path.resolve().name,
+    steps = list(series.steps)
+    note = None
+    if len(steps) > max_steps:
+        keep = np.unique(np.rint(np.linspace(0, len(steps) - 1, max_steps)).astype(int))
+        note = f"steps: {len(keep)} of the run's {len(steps)} checkpoints, evenly spread (max_steps = {max_steps})"
+        steps = [steps[i] for i in keep]
+    data = explorer_data_from_models(_LazyModels(series, steps), source=str(path), name=path.resolve().name,
                                      train_mask=mask, progress=progress, **options)
+    if note is not None:
+        data.notes.insert(0, note)
+    return data
 
 
 class _LazyModels(list):
     """``[(step, model)]`` of a run that loads each model when it is indexed or iterated."""
 
-    def __init__(self, series) -> None:
-        super().__init__(series.steps)
+    def __init__(self, series, steps: list[int]) -> None:
+        super().__init__(steps)
         self._series = series
 
     def __getitem__(self, i):
