@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data import all_pairs, labels, mirror_partitions, random_split
     from .fourier import NeuronSpectrum, fourier_basis, neuron_spectrum, wrap
     from .model import ACTIVATIONS, ModAddMLP, ModelConfig
+    from .notebook import data_dir
 
 #: public name -> submodule that defines it (imported on first access)
 _LAZY: dict[str, str] = {
@@ -25,11 +26,12 @@ _LAZY: dict[str, str] = {
     "all_pairs": "data", "labels": "data", "mirror_partitions": "data", "random_split": "data",
     "NeuronSpectrum": "fourier", "fourier_basis": "fourier", "neuron_spectrum": "fourier", "wrap": "fourier",
     "ACTIVATIONS": "model", "ModAddMLP": "model", "ModelConfig": "model",
+    "data_dir": "notebook",
 }
 
 __all__ = [
     "ACTIVATIONS", "Checkpoint", "CheckpointError", "ConfigError", "InputError", "ModAddError",
-    "ModAddMLP", "ModelConfig", "NeuronSpectrum", "__version__", "all_pairs", "fourier_basis", "labels",
+    "ModAddMLP", "ModelConfig", "NeuronSpectrum", "__version__", "all_pairs", "data_dir", "fourier_basis", "labels",
     "load_checkpoint", "mirror_partitions", "neuron_spectrum", "random_split", "save_checkpoint",
     "wrap",
 ]

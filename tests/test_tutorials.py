@@ -59,7 +59,10 @@ def test_tutorial_runs(path, monkeypatch):
 
 
 def test_data_dir_from_the_root_from_tutorials_and_from_the_environment(tmp_path, monkeypatch):
+    import mechinterp_modadd
+
     assert nbhelp.data_dir(REPO) == REPO / "data"
+    assert mechinterp_modadd.data_dir is nbhelp.data_dir  # also exported at the top level
     assert nbhelp.data_dir(REPO / "tutorials") == REPO / "data"
     monkeypatch.setenv("MODADD_DATA", str(REPO / "data"))
     assert nbhelp.data_dir(tmp_path) == REPO / "data"
