@@ -47,14 +47,20 @@ def phase_heatmap_figure(phase: pd.DataFrame, value: str, title: str, paper_poin
         num = "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
         text[i][j] = f"{_REGION_MARK[r.region]} {num}"
     xl, yl = [f"{t:g}" for t in tfs], [f"{w:g}" for w in wds]
-    fig = go.Figure(go.Heatmap(z=z, x=xl, y=yl, text=text, texttemplate="%{text}", colorscale="Viridis",
-                               colorbar=dict(title=colorbar), hoverongaps=False))
+    fig = go.Figure(go.Heatmap(z=z, x=xl, y=yl, colorscale="Viridis", colorbar=dict(title=colorbar),
+                               hoverongaps=False, name=value))
+    # labels as a text layer, so that cells without a value (never grokked) still show their region
+    fig.add_trace(go.Scatter(x=[x for _ in yl for x in xl], y=[y for y in yl for _ in xl],
+                             text=[t for row in text for t in row], mode="text", showlegend=False,
+                             textfont=dict(color="white"), hoverinfo="skip"))
     if paper_point is not None and paper_point[0] in wds and paper_point[1] in tfs:
         fig.add_trace(go.Scatter(x=[f"{paper_point[1]:g}"], y=[f"{paper_point[0]:g}"], mode="markers",
-                                 marker=dict(size=34, symbol="circle-open", color="red", line=dict(width=3)),
+                                 marker=dict(size=48, symbol="circle-open", color="red", line=dict(width=3)),
                                  name="the paper's point (wd 2.0, fraction 0.75)"))
     fig.update_layout(title=title, xaxis_title="train fraction", yaxis_title="weight decay", height=480,
-                      xaxis_type="category", yaxis_type="category", legend=dict(orientation="h", y=-0.2))
+                      xaxis=dict(type="category", categoryorder="array", categoryarray=xl),
+                      yaxis=dict(type="category", categoryorder="array", categoryarray=yl),
+                      plot_bgcolor="#777", legend=dict(orientation="h", y=-0.2))
     return fig
 
 
