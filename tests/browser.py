@@ -73,3 +73,34 @@ def screenshot(html: Path, out: Path, size: str = "1200,2400", budget_ms: int = 
     if not out.exists():
         raise RuntimeError("chromium wrote no screenshot")
     return out
+
+
+_WIDTHS_SCRIPT = """<script>window.addEventListener('load', function () { setTimeout(function () {
+  var rows = Array.from(document.querySelectorAll('table')).map(function (t) {
+    return {id: t.id || '', scrollWidth: t.scrollWidth, clientWidth: t.clientWidth,
+            container: t.parentElement.clientWidth}; });
+  var out = document.createElement('pre'); out.id = 'table-widths-probe';
+  out.textContent = JSON.stringify(rows); document.body.appendChild(out); }, 0); });</script>"""
+
+
+def table_widths(html: Path, width: int = 1400, budget_ms: int = 15000) -> list[dict]:
+    """Widths of every ``<table>`` of ``html`` laid out in a ``width``-pixel window: ``scrollWidth``,
+    ``clientWidth`` and the ``container``'s clientWidth (a probe script is added to a copy of the page)."""
+    exe = chromium_or_skip()
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.html"
+        probe.write_text(Path(html).read_text().replace("</body>", _WIDTHS_SCRIPT + "</body>"))
+        res = _run(exe, [f"--window-size={width},1000", f"--virtual-time-budget={budget_ms}", "--dump-dom",
+                         probe.as_uri()])
+    m = re.search(r'<pre id="table-widths-probe">(.*?)</pre>', res.stdout, re.S)
+    if m is None:
+        raise RuntimeError(f"the width probe did not run ({res.returncode}): {res.stderr[-2000:]}")
+    import html as _html
+
+    return json.loads(_html.unescape(m.group(1)))
+
+
+def overflowing_tables(html: Path, width: int = 1400) -> list[dict]:
+    """Tables wider than their container, or scrolling inside themselves (scrollWidth > clientWidth)."""
+    return [t for t in table_widths(html, width)
+            if t["scrollWidth"] > t["clientWidth"] or t["scrollWidth"] > t["container"]]

@@ -1,9 +1,10 @@
 """The HTML pages render in a real browser, offline: every plotly figure draws its SVG and the page
 asks the network for nothing."""
 
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
-from browser import load_page, screenshot
+from browser import load_page, overflowing_tables, screenshot, table_widths
 
 from mechinterp_modadd.report import HtmlReport
 
@@ -49,3 +50,15 @@ def test_report_on_the_shipped_grokking_run_renders_every_figure(tmp_path):
     assert "Grokking stages" in load.dom and "Majority vote by intervention" in load.dom
     shot = screenshot(out, tmp_path / "grokking.png", size="1200,3000")
     assert shot.stat().st_size > 50_000  # a real rendering, not a blank page
+    # no table overflows its container at 1400 px (the 14-column progress table included)
+    widths = table_widths(out, 1400)
+    assert {"claims", "progress", "lottery"} <= {t["id"] for t in widths}
+    assert overflowing_tables(out, 1400) == []
+
+
+def test_the_overflow_check_detects_a_table_wider_than_the_page(tmp_path):
+    page = HtmlReport("wide")
+    page.raw("<table id='wide'><tr>" + "".join(f"<td>{10**9 + i}</td>" for i in range(40)) + "</tr></table>")
+    page.table(pd.DataFrame({"a_long_column_name_that_breaks": [1.5], "b": ["x"]}), table_id="narrow")
+    path = page.save(tmp_path / "wide.html")
+    assert [t["id"] for t in overflowing_tables(path, 1400)] == ["wide"]

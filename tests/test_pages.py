@@ -246,3 +246,34 @@ def test_static_export_format_is_checked(tmp_path):
 
     with pytest.raises(ConfigError, match="png, svg"):
         HtmlReport("t").export_figures(tmp_path, "gif")
+
+
+def test_static_export_failure_is_one_clear_line(tmp_path, monkeypatch):
+    pytest.importorskip("kaleido")
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from mechinterp_modadd.errors import ModAddError
+    from mechinterp_modadd.pages.html import HtmlReport
+
+    def no_browser(*a, **k):
+        raise RuntimeError("Kaleido requires Google Chrome to be installed.\nmore text")
+
+    monkeypatch.setattr(pio, "write_images", no_browser)
+    page = HtmlReport("t")
+    page.figure(go.Figure(go.Scatter(y=[1, 2])))
+    with pytest.raises(ModAddError, match=r"^static export to .* failed \(RuntimeError: Kaleido requires Google "
+                                          r"Chrome to be installed\.\); kaleido needs Chrome or Chromium") as e:
+        page.export_figures(tmp_path / "png", "png")
+    assert "\n" not in str(e.value) and list((tmp_path / "png").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_report_exports_every_figure_as_svg(tmp_path, capsys):
+    pytest.importorskip("kaleido")
+    svg = tmp_path / "svg"
+    assert main(["report", str(SHIPPED), "--out", str(tmp_path / "r.html"), "--svg", str(svg)]) == 0
+    files = sorted(svg.iterdir())
+    assert [f.name for f in files] == [f"fig{i:02d}.svg" for i in range(13)]
+    assert all(f.read_text().lstrip().startswith("<svg") for f in files)
+    assert "13 SVG figures written" in capsys.readouterr().out

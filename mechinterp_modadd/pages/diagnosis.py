@@ -34,7 +34,7 @@ def summary_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") ->
     for r in diagnosis.to_frame().itertuples(index=False):
         cls = "holds" if r.verdict == "holds" else "fails"
         value_path = f"{prefix}claims.{r.claim}.{r.metric}" if r.metric else None
-        rows.append(f"<tr><td class='text'>{html.escape(r.claim)}</td><td class='text'>{html.escape(r.metric)}</td>"
+        rows.append(f"<tr>{cell(r.claim, cls='text')}{cell(r.metric, cls='text')}"
                     + cell(format_value(r.value), value_path)
                     + cell(r.verdict, f"{prefix}claims.{r.claim}.holds", cls)
                     + f"<td class='text'>{html.escape(str(r.details))}</td></tr>")

@@ -31,7 +31,7 @@ import pandas as pd
 from ..checkpoint import atomic_write_text
 from ..errors import ConfigError, ModAddError
 
-__all__ = ["HtmlReport", "STATIC_FORMATS", "cell", "number"]
+__all__ = ["HtmlReport", "STATIC_FORMATS", "breakable", "cell", "number", "check_static_export"]
 
 _CSS = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -41,8 +41,8 @@ p.subtitle { color: #666; font-size: .85em; margin-top: .2em; overflow-wrap: any
 h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
 table.dataframe { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; max-width: 100%; }
 table.dataframe th, table.dataframe td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
-table.dataframe th { background: #f0f0f0; overflow-wrap: anywhere; vertical-align: bottom; }
-table.dataframe td.text { text-align: left; overflow-wrap: anywhere; }
+table.dataframe th { background: #f0f0f0; vertical-align: bottom; }
+table.dataframe td.text { text-align: left; }
 .holds { color: #1a7f37; font-weight: bold; } .fails { color: #b42318; font-weight: bold; }
 .figure { margin: 1em 0; max-width: 100%; } p.note { color: #555; font-size: .92em; }
 """
@@ -51,9 +51,10 @@ table.dataframe td.text { text-align: left; overflow-wrap: anywhere; }
 STATIC_FORMATS = ("png", "svg")
 
 
-def _header(name: str) -> str:
-    """A column name that may break after its underscores (escaped)."""
-    return "_<wbr>".join(html.escape(part) for part in str(name).split("_"))
+def breakable(text: str) -> str:
+    """Escaped ``text`` that may break after its underscores (long names like
+    ``train_both_orders_accuracy`` wrap there instead of widening their table)."""
+    return "_<wbr>".join(html.escape(part) for part in str(text).split("_"))
 
 
 def number(text: str, json_path: str | None = None, cls: str | None = None) -> str:
@@ -63,9 +64,9 @@ def number(text: str, json_path: str | None = None, cls: str | None = None) -> s
 
 
 def cell(text: str, json_path: str | None = None, cls: str | None = None) -> str:
-    """A ``<td>`` holding ``text``, tagged with its JSON path."""
+    """A ``<td>`` holding ``text`` (text cells may break after underscores), tagged with its JSON path."""
     attrs = (f' data-json="{html.escape(json_path)}"' if json_path else "") + (f' class="{cls}"' if cls else "")
-    return f"<td{attrs}>{html.escape(text)}</td>"
+    return f"<td{attrs}>{breakable(text) if cls == 'text' else html.escape(text)}</td>"
 
 
 class HtmlReport:
@@ -110,7 +111,7 @@ class HtmlReport:
         if index:
             df = df.reset_index()
         cols = list(df.columns)
-        head = "".join(f"<th>{_header(c)}</th>" for c in cols)
+        head = "".join(f"<th>{breakable(c)}</th>" for c in cols)
         body = []
         for i, row in enumerate(df.itertuples(index=False)):
             tds = []
@@ -162,21 +163,29 @@ class HtmlReport:
         if fmt not in STATIC_FORMATS:
             raise ConfigError(f"static export format must be one of {', '.join(STATIC_FORMATS)}, got {fmt!r}")
         check_static_export()
+        import plotly.io as pio
+
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for i, (fig, _) in enumerate(self.figures):
-            path = out / f"fig{i:02d}.{fmt}"
-            try:
-                data = fig.to_image(format=fmt, width=width, height=fig.layout.height or 500, scale=scale)
-            except Exception as e:  # kaleido reports a missing browser with assorted exception types
-                raise ModAddError(f"static export of figure {i} to {path} failed ({type(e).__name__}: "
-                                  f"{str(e).splitlines()[0] if str(e) else 'no message'}); kaleido needs "
-                                  f"Chrome or Chromium (plotly_get_chrome installs one)") from None
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
+        paths = [out / f"fig{i:02d}.{fmt}" for i in range(len(self.figures))]
+        # written under temporary names and renamed once all succeeded: no partial set of images
+        tmps = [path.with_name(f".{path.stem}.tmp.{fmt}") for path in paths]
+        figs = [fig for fig, _ in self.figures]
+        try:
+            if hasattr(pio, "write_images"):  # plotly >= 6.1: one browser session for every figure
+                pio.write_images(figs, tmps, format=fmt, width=width, scale=scale,
+                                 height=[fig.layout.height or 500 for fig in figs])
+            else:
+                for fig, tmp in zip(figs, tmps, strict=True):
+                    fig.write_image(tmp, format=fmt, width=width, height=fig.layout.height or 500, scale=scale)
+        except Exception as e:  # kaleido reports a missing browser with assorted exception types
+            for tmp in tmps:
+                tmp.unlink(missing_ok=True)
+            msg = str(e).splitlines()[0] if str(e) else "no message"
+            raise ModAddError(f"static export to {out} failed ({type(e).__name__}: {msg}); kaleido needs Chrome or "
+                              f"Chromium (plotly_get_chrome installs one)") from None
+        for tmp, path in zip(tmps, paths, strict=True):
             os.replace(tmp, path)
-            paths.append(path)
         return paths
 
 
