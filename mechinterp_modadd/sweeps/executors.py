@@ -30,11 +30,12 @@ from .spec import RunPlan, SpecError, SweepSpec, spec_differences
 __all__ = ["run_sweep", "group_batches", "collect_table", "write_results", "SPEC_FILE", "MAX_BATCH"]
 
 SPEC_FILE = "sweep.json"
-#: runs per batch at most (a batch is one task: smaller batches spread over more workers)
-MAX_BATCH = 16
+#: runs per batch at most (a batch is one task: smaller batches spread over more Ray workers; the
+#: batched trainer splits a batch further into chunks that fit its memory budget)
+MAX_BATCH = {"ray": 16, "local": 64, "cuda": 1024}
 
 
-def group_batches(runs: Sequence[RunPlan], max_batch: int = MAX_BATCH) -> list[list[RunPlan]]:
+def group_batches(runs: Sequence[RunPlan], max_batch: int = 16) -> list[list[RunPlan]]:
     """Runs of equal :attr:`RunPlan.shape` (p, d_mlp, activation, optimizer, init, steps, save_every),
     in spec order, cut into batches of at most ``max_batch`` runs."""
     groups: dict[tuple, list[RunPlan]] = {}
@@ -108,7 +109,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, executor: str = "ray",
     dev = resolve_device(device)
     _prepare(spec, out)
     missing = [r for r in spec.runs if not is_complete(out, r.name)]
-    batches = group_batches(missing)
+    batches = group_batches(missing, MAX_BATCH["cuda" if dev == "cuda" else executor])
     bar = tqdm(total=len(spec.runs), initial=len(spec.runs) - len(missing), disable=not progress, unit="run",
                desc="sweep")
     try:
