@@ -13,9 +13,10 @@ from mechinterp_modadd.checkpoint import load_checkpoint
 from mechinterp_modadd.training import preset, train
 
 REPO = Path(__file__).resolve().parents[1]
-#: the paper authors' checkpoints (never copied into the repository): $MODADD_REFERENCE, else the
-#: ``shared/reference`` folder beside the repository's parent
-REFERENCE = Path(os.environ.get("MODADD_REFERENCE") or REPO.parent / "shared" / "reference")
+#: the paper authors' checkpoints (never copied into the repository): $MODADD_REFERENCE_DIR (or its
+#: older name $MODADD_REFERENCE), else the ``shared/reference`` folder beside the repository's parent
+REFERENCE = Path(os.environ.get("MODADD_REFERENCE_DIR") or os.environ.get("MODADD_REFERENCE")
+                 or REPO.parent / "shared" / "reference")
 DATA = REPO / "data"
 
 #: activation of each reference run (the files do not record it)
@@ -31,7 +32,7 @@ def reference_path(run: str, name: str = "final.pth") -> Path:
     """Path of a reference checkpoint; skips the calling test when REFERENCE is absent."""
     path = REFERENCE / run / name
     if not path.exists():
-        pytest.skip(f"reference checkpoints not available ({path})")
+        pytest.skip(f"reference checkpoints not available ({path}; set MODADD_REFERENCE_DIR to their folder)")
     return path
 
 
@@ -53,3 +54,32 @@ def trained_small(p: int = 13, preset_name: str = "standard", d_mlp: int = 128, 
 
 def idealised(p: int = 13, n: int = 8, **kw):
     return idealised_network(p, n, **kw)
+
+
+def cpu_fingerprint() -> dict[str, str]:
+    """What decides the bits of a CPU training run: torch version, BLAS, the kernels' CPU capability,
+    the CPU model and the thread count. Recorded in data/fingerprint.json for the shipped runs."""
+    import platform
+    import re
+
+    import torch
+
+    show = torch.__config__.show()
+    blas = re.search(r"BLAS_INFO=([^,\s]+)", show)
+    mkl = re.search(r"Math Kernel Library Version (\S+)", show)
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "torch": torch.__version__,
+        "blas": (blas.group(1) if blas else "unknown") + (f" {mkl.group(1)}" if mkl else ""),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_model": model,
+        "machine": platform.machine(),
+        "threads": str(torch.get_num_threads()),
+    }
