@@ -62,7 +62,7 @@ from torch import Tensor
 from ..checkpoint import atomic_write_bytes, atomic_write_text
 from ..data import random_split
 from ..errors import ConfigError, RunFolderError
-from ..model import ModAddMLP
+from ..model import ModAddMLP, get_activation
 from ..runtime import auto_threads, resolve_device, step_flop, thread_scope
 from .presets import TrainConfig
 from .runfolder import RunFolder, RunLock, check_new_folder, open_run_folder, write_run_config
@@ -292,7 +292,8 @@ class _Stack:
         self.W_in = torch.stack([r.model.mlp.W_in.detach() for r in runs]).to(device)
         self.W_out = torch.stack([r.model.mlp.W_out.detach() for r in runs]).to(device)
         self.g_in = self.g_out = torch.empty(0)
-        self.act = runs[0].model.act_fn
+        self._buf: dict[str, Tensor] | None = None
+        self.act = get_activation(cfg0.activation)
         col = (S, 1, 1)
         self.wd = torch.tensor([r.cfg.weight_decay for r in runs], dtype=torch.float64).reshape(col).to(device)
         # optimizer state from each run's torch optimizer (zeros when fresh, loaded when resuming)
@@ -331,14 +332,26 @@ class _Stack:
         (float64 log-softmax, weighted mean) and the activation's derivative go through autograd
         on small leaves, exactly as in :class:`~.trainer.FullBatchObjective`.
         """
+        relu = self.act is torch.relu  # the registry entry of "relu"
+        S, n, M, p = self.S, self.n, self.W_in.shape[1], self.p
+        if self._buf is None:  # reused every step: no large allocation (and page faults) per step
+            self._buf = {"hidden": self.W_in.new_empty(S, n, M), "dhidden": self.W_in.new_empty(S, n, M),
+                         "logits": self.W_in.new_empty(S, n, p), "g_in": self.W_in.new_empty(S, M, p),
+                         "g_out": self.W_in.new_empty(S, p, M), "X": self.X.expand(S, n, p)}
+        buf = self._buf
+        if relu:  # relu's derivative is written out below; no graph needed
+            with torch.no_grad():
+                pre = torch.bmm(buf["X"], self.W_in.transpose(1, 2), out=buf["hidden"])  # [S, n, M]
+                post = pre.relu_()  # in place: relu's backward needs only post > 0
+        else:
+            with torch.no_grad():
+                pre = torch.matmul(self.X, self.W_in.transpose(1, 2))  # [S, n, M]
+            pre.requires_grad_(True)
+            with torch.enable_grad():
+                post = self.act(pre)
         with torch.no_grad():
-            pre = torch.matmul(self.X, self.W_in.transpose(1, 2))  # [S, n, M]
-        pre.requires_grad_(True)
-        with torch.enable_grad():
-            post = self.act(pre)
-        with torch.no_grad():
-            logits = torch.bmm(post.detach(), self.W_out.transpose(1, 2))  # [S, n, p]
-        logits.requires_grad_(True)
+            logits = torch.bmm(post.detach(), self.W_out.transpose(1, 2), out=buf["logits"])  # [S, n, p]
+        logits = logits.detach().requires_grad_(True)  # a fresh leaf on the reused buffer
         with torch.enable_grad():
             logp = torch.log_softmax(logits.double(), dim=-1)
             nll = -logp.gather(2, self.labels.expand(self.S, self.n)[..., None])[..., 0]  # [S, n]
@@ -346,15 +359,19 @@ class _Stack:
             train_loss.sum().backward()
         with torch.no_grad():
             dlogits = logits.grad
-            self.g_out = torch.bmm(dlogits.transpose(1, 2), post.detach())  # [S, p, M]
-            dpost = torch.bmm(dlogits, self.W_out)  # [S, n, M]
-        (dpre,) = torch.autograd.grad(post, pre, dpost)
+            self.g_out = torch.bmm(dlogits.transpose(1, 2), post.detach(), out=buf["g_out"])  # [S, p, M]
+            dpost = torch.bmm(dlogits, self.W_out, out=buf["dhidden"])  # [S, n, M]
+        if relu:  # autograd's threshold_backward: the gradient where the output is > 0, else 0
+            dpre = torch.ops.aten.threshold_backward.grad_input(dpost, post, 0, grad_input=dpost)
+        else:
+            (dpre,) = torch.autograd.grad(post, pre, dpost)
         with torch.no_grad():
-            self.g_in = torch.matmul(dpre.transpose(1, 2), self.X)  # [S, M, p]
+            self.g_in = torch.bmm(dpre.transpose(1, 2), buf["X"], out=buf["g_in"])  # [S, M, p]
             correct = (logits.argmax(dim=-1) == self.labels).double()
             nll = nll.detach()
             nan = torch.full_like(nll[:, 0], float("nan"))
-            norm = ((self.W_in.double() ** 2).sum((1, 2)) + (self.W_out.double() ** 2).sum((1, 2))).sqrt()
+            w_in, w_out = self.W_in.double(), self.W_out.double()
+            norm = ((w_in * w_in).sum((1, 2)) + (w_out * w_out).sum((1, 2))).sqrt()
             return torch.stack([
                 train_loss.detach(),
                 torch.where(self.has_test, (nll * self.w_test).sum(1) / self.n_test, nan),
@@ -615,6 +632,7 @@ def _train_groups(runs: list[_Run], dev: torch.device, max_memory: int | None, t
               unit_scale=True, mininterval=0.5) as bar:
         for (steps, _, _, start), group in groups.items():
             size = chunk_size(p, d_mlp, len(group), dev, max_memory, steps + 1 - start)
+            size = -(-len(group) // -(-len(group) // size))  # equal chunks: 32 runs at most 21 -> 16 + 16
             n_threads = auto_threads(step_flop(p, d_mlp, size), threads, device=dev)
             for a in range(0, len(group), size):
                 chunk = group[a: a + size]

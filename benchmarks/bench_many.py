@@ -1,0 +1,158 @@
+"""Batched multi-run training: cost per seed-step against the floor of the matrix products.
+
+CPU part (always): 32 seeds of the ``standard`` preset at p = 23 trained batched through
+``modadd train --seed 0-31`` (in-process, ``--device cpu``). Reported per seed-step, as the
+marginal cost between a long and a short batch (start-up, folder creation and the step-0 checkpoint
+cancel), against the floor: the five matrix products of one seed-step (forward X W_in^T and
+post W_out^T; backward dlogits^T post, dlogits W_out and dpre^T X), batched over S seeds and timed
+in this same run for S in {1, 4, 8, 16, 21, 32}; the floor is the cheapest S per seed. Target:
+batched seed-step <= 1.5 x floor. Also printed: one run alone (``modadd train --seed 0``), so the
+batched throughput can be read as a multiple of one run's.
+
+GPU part (only when torch sees CUDA): one run at p = 97, d_mlp = 1024 (ms/step), p = 23 with 512
+seeds and p = 97 with 64 seeds (seed-steps/s), all through :func:`train_many` on ``cuda``.
+
+    python benchmarks/bench_many.py [--steps N] [--seeds S]
+
+Timings on a shared machine are noisy; every ratio printed is from numbers measured side by side
+in this run. The CPU part uses process CPU time by default (the trainer runs on one thread at
+p = 23, so CPU time is compute time, and time slices lost to other processes do not count);
+``--wall`` switches to the wall clock. The GPU part uses the wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mechinterp_modadd.cli import main as modadd
+from mechinterp_modadd.runtime import thread_scope
+from mechinterp_modadd.training import preset, train_many
+
+#: the clock: process CPU time by default (robust on a shared machine: time slices given to other
+#: processes do not count; all work here runs on one thread), or wall time with --wall
+CLOCK = time.process_time
+
+
+def _cli_seconds(argv: list[str]) -> float:
+    t = CLOCK()
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = modadd(argv)
+    if rc != 0:
+        raise SystemExit(f"modadd {' '.join(argv)} failed with exit code {rc}")
+    return CLOCK() - t
+
+
+def batched_seed_step_ms(seeds: int, steps: int, short: int, tmp: Path) -> float:
+    """Marginal ms per seed-step of ``modadd train --seed 0-(seeds-1)`` (long minus short run)."""
+    base = ["train", "--preset", "standard", "--p", "23", "--quiet", "--device", "cpu",
+            "--seed", f"0-{seeds - 1}", "--save-every", str(10 * steps)]
+    t_long = _cli_seconds([*base, "--steps", str(steps), "--out", str(tmp / "long")])
+    t_short = _cli_seconds([*base, "--steps", str(short), "--out", str(tmp / "short")])
+    return (t_long - t_short) / (seeds * (steps - short)) * 1e3
+
+
+def single_step_ms(steps: int, short: int, tmp: Path) -> float:
+    base = ["train", "--preset", "standard", "--p", "23", "--quiet", "--device", "cpu", "--seed", "0",
+            "--save-every", str(10 * steps)]
+    t_long = _cli_seconds([*base, "--steps", str(steps), "--out", str(tmp / "one_long")])
+    t_short = _cli_seconds([*base, "--steps", str(short), "--out", str(tmp / "one_short")])
+    return (t_long - t_short) / (steps - short) * 1e3
+
+
+def floor_ms_per_seed(p: int, d_mlp: int, sizes: list[int], reps: int) -> dict[int, float]:
+    """ms per seed of the five products of one step, batched over S seeds, for each S in sizes."""
+    n = p * (p + 1) // 2
+    g = torch.Generator().manual_seed(0)
+    X = (torch.rand(n, p, generator=g) < 2 / p).float()
+    out = {}
+    with thread_scope(1):  # what the trainer picks for p = 23 (runtime.auto_threads)
+        for S in sizes:
+            W_in = torch.randn(S, d_mlp, p, generator=g)
+            W_out = torch.randn(S, p, d_mlp, generator=g)
+            post = torch.rand(S, n, d_mlp, generator=g)
+            dpre = torch.rand(S, n, d_mlp, generator=g)
+            dlogits = torch.rand(S, n, p, generator=g)
+
+            def five(W_in=W_in, W_out=W_out, post=post, dpre=dpre, dlogits=dlogits) -> None:
+                torch.matmul(X, W_in.transpose(1, 2))
+                torch.bmm(post, W_out.transpose(1, 2))
+                torch.bmm(dlogits.transpose(1, 2), post)
+                torch.bmm(dlogits, W_out)
+                torch.matmul(dpre.transpose(1, 2), X)
+
+            for _ in range(3):
+                five()
+            best = float("inf")
+            for _ in range(3):  # best of three blocks: the least disturbed by other processes
+                t = CLOCK()
+                for _ in range(reps):
+                    five()
+                best = min(best, (CLOCK() - t) / reps)
+            out[S] = best / S * 1e3
+    return out
+
+
+def gpu_part(steps: int) -> None:
+    if not torch.cuda.is_available():
+        print("GPU: none here (torch.cuda.is_available() is False); CPU figures only.")
+        return
+    name = torch.cuda.get_device_name(0)
+    print(f"GPU: {name}")
+    with tempfile.TemporaryDirectory() as d:
+        for p, d_mlp, seeds in [(97, 1024, 1), (23, 512, 512), (97, 1024, 64)]:
+            cfgs = [preset("standard", p=p, d_mlp=d_mlp, steps=steps, seed=s, save_every=10 * steps)
+                    for s in range(seeds)]
+            short = [c.replace(steps=max(steps // 10, 1)) for c in cfgs]
+            train_many(short, Path(d) / f"warm{p}_{seeds}", device="cuda", progress=False)
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            train_many(cfgs, Path(d) / f"long{p}_{seeds}", device="cuda", progress=False)
+            torch.cuda.synchronize()
+            t_long = time.perf_counter() - t
+            t = time.perf_counter()
+            train_many(short, Path(d) / f"short{p}_{seeds}", device="cuda", progress=False)
+            torch.cuda.synchronize()
+            t_short = time.perf_counter() - t
+            per_step = (t_long - t_short) / (steps - short[0].steps)
+            if seeds == 1:
+                print(f"  p={p} d_mlp={d_mlp} one run: {per_step * 1e3:.3f} ms/step")
+            else:
+                print(f"  p={p} d_mlp={d_mlp} {seeds} seeds: {seeds / per_step:,.0f} seed-steps/s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=600, help="steps of the long batch (default 600)")
+    ap.add_argument("--seeds", type=int, default=32)
+    ap.add_argument("--gpu-steps", type=int, default=2000)
+    ap.add_argument("--wall", action="store_true", help="time with the wall clock instead of process CPU time")
+    args = ap.parse_args()
+    global CLOCK
+    if args.wall:
+        CLOCK = time.perf_counter
+    short = max(args.steps // 6, 1)
+    print(f"torch {torch.__version__}; CPU: {torch.get_num_threads()} threads available; clock: "
+          f"{'wall' if args.wall else 'process CPU time'}")
+    floors = floor_ms_per_seed(23, 512, [1, 4, 8, 16, 21, 32], reps=20)
+    best_s = min(floors, key=floors.get)
+    with tempfile.TemporaryDirectory() as d:
+        batched = batched_seed_step_ms(args.seeds, args.steps, short, Path(d))
+        alone = single_step_ms(args.steps, short, Path(d))
+    print("five products per seed-step, batched over S seeds: "
+          + ", ".join(f"S={s}: {v:.3f} ms" for s, v in floors.items()))
+    print(f"floor (S={best_s}): {floors[best_s]:.3f} ms per seed-step")
+    print(f"{args.seeds} seeds batched through modadd train: {batched:.3f} ms per seed-step "
+          f"= {batched / floors[best_s]:.2f} x floor (target <= 1.5)")
+    print(f"one run alone: {alone:.3f} ms per step; batched throughput = {alone / batched:.2f} x one run's")
+    gpu_part(args.gpu_steps)
+
+
+if __name__ == "__main__":
+    main()
