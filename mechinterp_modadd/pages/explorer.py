@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.explorer import ExplorerData
-from ..report import HtmlReport
+from .html import HtmlReport
 
 __all__ = ["explorer_page", "save_explorer", "pack_array"]
 
@@ -100,11 +100,11 @@ def _script() -> str:
 
 def explorer_page(d: ExplorerData) -> HtmlReport:
     """The page for ``d`` (an :class:`~mechinterp_modadd.report.HtmlReport`; ``save`` writes it)."""
-    page = HtmlReport(f"modadd explore: {d.name}")
+    page = HtmlReport(f"{d.name}: explorer", subtitle=d.source)
     K, S = d.K, len(d.steps)
     step = f", step {d.final_step}" if d.final_step is not None else ""
     page.raw(f"<style>{_CSS}</style>")
-    page.text(f"{d.source}: p = {d.p}, d_mlp = {d.d_mlp}, activation {d.activation}{step}. "
+    page.text(f"p = {d.p}, d_mlp = {d.d_mlp}, activation {d.activation}{step}. "
               "Everything on this page was computed beforehand; the controls only choose what to draw.", cls="note")
     for n in d.notes:
         page.text(n, cls="note")
