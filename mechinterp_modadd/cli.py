@@ -259,8 +259,10 @@ def _load_plugins() -> None:
 #: folder, the path not a folder, not an input, no two alike), written only after all succeeded.
 OUTPUT_FILE_OPTIONS: dict[str, tuple[str, ...]] = {
     "diagnose": ("json", "html"), "ablate": ("json", "html"), "track": ("json", "html"),
-    "report": ("out",), "explore": ("out",),
+    "report": ("out", "json"), "explore": ("out",),
 }
+#: options that name an output file in every sub-command that has them
+COMMON_OUTPUT_FILES: tuple[str, ...] = ("json", "html")
 #: Positional arguments naming the input of each sub-command (an output may not overwrite it).
 INPUT_OPTIONS: tuple[str, ...] = ("checkpoint", "run", "path")
 
@@ -297,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .outputs import check_output_files
 
-        check_output_files({f"--{o}": getattr(args, o, None) for o in OUTPUT_FILE_OPTIONS.get(args.command, ())},
+        outs = dict.fromkeys((*OUTPUT_FILE_OPTIONS.get(args.command, ()), *COMMON_OUTPUT_FILES))
+        check_output_files({f"--{o}": getattr(args, o, None) for o in outs},
                            inputs=[getattr(args, o) for o in INPUT_OPTIONS if getattr(args, o, None)])
         with memory_budget(getattr(args, "max_memory", None)):
             return COMMANDS[args.command][1](args)

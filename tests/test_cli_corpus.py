@@ -134,6 +134,19 @@ def _resume(run: Path, *extra: str) -> list[str]:
     return ["train", *RUN_ARGS, "--steps", "4", "--out", str(run), "--resume", "--quiet", *extra]
 
 
+def _readonly_dir(ws: Workspace) -> Path:
+    ro = ws.root / "rodir"
+    ro.mkdir()
+    ro.chmod(0o555)
+    return ro
+
+
+def _readonly_run(ws: Workspace) -> Path:
+    run = ws.copy_run("rorun")
+    run.chmod(0o555)
+    return run
+
+
 def _readonly(ws: Workspace) -> list[str]:
     ro = ws.root / "ro"
     ro.mkdir()
@@ -233,6 +246,10 @@ CORPUS: list[Bad] = [
     Bad("report-bad-metadata", "report",
         lambda ws: ["report", str(_with_meta(ws, "b.safetensors", step="1.5")), "--out", str(ws.root / "r.html")]),
     Bad("report-no-out", "report", lambda ws: ["report", str(ws.ckpt)]),
+    Bad("report-json-under-a-file", "report",
+        lambda ws: ["report", str(ws.ckpt), "--out", str(ws.root / "r.html"), "--json", str(ws.afile / "r.json")]),
+    Bad("report-json-same-as-out", "report",
+        lambda ws: ["report", str(ws.ckpt), "--out", str(ws.root / "r.html"), "--json", str(ws.root / "r.html")]),
     # ---- explore
     Bad("explore-out-not-html", "explore", lambda ws: ["explore", str(ws.ckpt), "--out", str(ws.root / "x.txt")]),
     Bad("explore-mixed-folder", "explore",
@@ -280,6 +297,13 @@ CORPUS: list[Bad] = [
     Bad("train-resume-live-lock", "train", lambda ws: _resume(_lock(ws, "r8", 1))),
     Bad("train-resume-stale-lock", "train", lambda ws: _resume(_lock(ws, "r9", _dead_pid()))),
     Bad("train-resume-foreign-checkpoint", "train", lambda ws: _resume(_mixed(ws, "r10", "seed3"))),
+    Bad("train-new-run-stale-lock", "train",
+        lambda ws: ["train", *RUN_ARGS, "--steps", "2", "--quiet", "--out",
+                    str(_write(ws.root / "s" / ".modadd.lock", json.dumps({"pid": _dead_pid(),
+                                                                            "host": socket.gethostname()})).parent)]),
+    Bad("train-out-read-only-folder", "train", lambda ws: ["train", *RUN_ARGS, "--steps", "2", "--out",
+                                                           str(_readonly_dir(ws) / "run")], skip_as_root=True),
+    Bad("train-resume-read-only-run", "train", lambda ws: _resume(_readonly_run(ws)), skip_as_root=True),
     Bad("sweep-no-spec-no-preset", "sweep", lambda ws: ["sweep", "--out", str(ws.root / "sw")]),
     Bad("sweep-spec-and-preset", "sweep",
         lambda ws: ["sweep", str(_write(ws.root / "s.toml", SWEEP_OK)), "--preset", "lottery", "--out",

@@ -65,7 +65,7 @@ def new_run_id() -> str:
 
 
 def _describe_entries(run_dir: Path, limit: int = 4) -> str:
-    names = sorted(e.name + ("/" if e.is_dir() else "") for e in run_dir.iterdir())
+    names = sorted(e.name + ("/" if e.is_dir() else "") for e in run_dir.iterdir() if e.name != LOCK_NAME)
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 
@@ -83,11 +83,11 @@ def check_new_folder(run_dir: str | os.PathLike) -> None:
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: exists and is not a folder; choose another --out")
     try:
-        entries = list(run_dir.iterdir())
+        entries = [e for e in run_dir.iterdir() if e.name != LOCK_NAME]
     except OSError as e:
         raise RunFolderError(f"{run_dir}: cannot list the folder ({e.strerror or e})") from None
     if not entries:
-        return
+        return  # empty, or only a lock: RunLock reports a live or stale holder
     hint = ("it already holds a run (config.json): pass --resume to continue it, or choose another --out"
             if (run_dir / "config.json").exists() else "a new run needs an absent or empty folder; "
             "choose another --out")
