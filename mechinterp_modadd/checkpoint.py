@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,8 +33,9 @@ from torch import Tensor
 from .errors import CheckpointError, ConfigError, OutputError
 from .model import ModAddMLP, ModelConfig, canonical_activation
 
-__all__ = ["Checkpoint", "CheckpointHeader", "save_checkpoint", "load_checkpoint", "read_checkpoint_header",
-           "atomic_write_bytes", "atomic_write_text", "check_run_checkpoints", "FORMAT_NAME"]
+__all__ = ["Checkpoint", "CheckpointHeader", "authors_folder_name", "authors_activation", "save_checkpoint",
+           "load_checkpoint", "read_checkpoint_header", "atomic_write_bytes", "atomic_write_text",
+           "check_run_checkpoints", "FORMAT_NAME"]
 
 FORMAT_NAME = "mechinterp_modadd.checkpoint/1"
 _AUTHOR_SCALARS = ("train_loss", "test_loss", "grad_norm", "param_norm", "train_accuracy",
@@ -291,7 +293,47 @@ def _read_modadd(path: Path, activation: str | None, force: bool = False) -> Che
                       metrics=head.metrics, run_id=head.run_id)
 
 
-def _read_authors(path: Path, activation: str | None, init_scale: float | None) -> Checkpoint:
+#: the authors' run-folder names: p_<p>_dmlp_<d_mlp>_<Activation>_<init>_...
+_AUTHOR_NAME = re.compile(r"^p_(\d+)_dmlp_(\d+)_([A-Za-z0-9^]+)_")
+
+
+def authors_folder_name(path: str | os.PathLike) -> dict[str, Any] | None:
+    """``{"p", "d_mlp", "activation"}`` from an authors' folder name such as
+    ``p_23_dmlp_512_ReLU_random_scale_0.1_decay_2.0_08180102`` (``None`` if the name is not one;
+    ``activation`` is ``None`` when the name's token is not a known activation)."""
+    m = _AUTHOR_NAME.match(Path(path).name)
+    if not m:
+        return None
+    try:
+        act: str | None = canonical_activation(m.group(3))
+    except ConfigError:
+        act = None
+    return {"p": int(m.group(1)), "d_mlp": int(m.group(2)), "activation": act, "token": m.group(3)}
+
+
+def authors_activation(where: Path, activation: str | None, force: bool) -> str | None:
+    """The activation for an authors' file or folder ``where``: the given one, else the one its
+    (parent) folder name states; a given one that contradicts the name is refused unless ``force``."""
+    folder = where if where.is_dir() else where.resolve().parent
+    named = authors_folder_name(folder.resolve())
+    if named is None or named["activation"] is None:
+        return activation
+    if activation is None:
+        return named["activation"]
+    try:
+        given = canonical_activation(activation)
+    except ConfigError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+    if given != named["activation"] and not force:
+        raise CheckpointError(f"{where}: the folder name says activation {named['token']!r}; the given "
+                              f"activation {activation!r} contradicts it (pass force=True / --force to use it "
+                              f"anyway)")
+    return given
+
+
+def _read_authors(path: Path, activation: str | None, init_scale: float | None,
+                  force: bool = False) -> Checkpoint:
+    activation = authors_activation(path, activation, force)
     if activation is None:
         raise CheckpointError(f"{path}: the authors' .pth files do not record the activation; pass "
                               f"activation= ('relu' or 'quad' for the reference runs)")
@@ -360,7 +402,7 @@ def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
     if len(head) < 8:
         raise CheckpointError(f"{path}: file is empty or truncated ({len(head)} bytes)")
     if head[:2] == b"PK":
-        ck = _read_authors(path, activation, init_scale)
+        ck = _read_authors(path, activation, init_scale, force)
     else:
         ck = _read_modadd(path, activation, force)
     if p is not None and ck.model.cfg.p != p:

@@ -54,7 +54,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .checkpoint import Checkpoint, check_run_checkpoints, load_checkpoint
+from .checkpoint import Checkpoint, authors_activation, authors_folder_name, check_run_checkpoints, load_checkpoint
 from .data import Split, split_from_pairs
 from .errors import CheckpointError, ConfigError, InputError
 from .fourier import NeuronSpectrum, neuron_spectrum
@@ -64,8 +64,6 @@ __all__ = ["RunSeries", "load_run", "track"]
 
 _OWN_STEP = re.compile(r"^step_(\d+)\.safetensors$")
 _AUTHOR_STEP = re.compile(r"^(\d+)\.pth$")
-#: the authors' run-folder names: p_<p>_dmlp_<d_mlp>_<Activation>_<init>_...
-_AUTHOR_NAME = re.compile(r"^p_(\d+)_dmlp_(\d+)_([A-Za-z0-9^]+)_")
 
 
 @dataclass
@@ -334,20 +332,6 @@ def _final_metrics(obj: dict[str, Any]) -> pd.DataFrame | None:
     return df
 
 
-def authors_folder_name(path: str | os.PathLike) -> dict[str, Any] | None:
-    """``{"p", "d_mlp", "activation"}`` from an authors' folder name such as
-    ``p_23_dmlp_512_ReLU_random_scale_0.1_decay_2.0_08180102`` (``None`` if the name is not one;
-    ``activation`` is ``None`` when the name's token is not a known activation)."""
-    m = _AUTHOR_NAME.match(Path(path).name)
-    if not m:
-        return None
-    try:
-        act: str | None = canonical_activation(m.group(3))
-    except ConfigError:
-        act = None
-    return {"p": int(m.group(1)), "d_mlp": int(m.group(2)), "activation": act, "token": m.group(3)}
-
-
 def _authors_shape(path: Path) -> tuple[int, int]:
     """(p, d_mlp) of an authors' ``.pth`` from its W_out / W_in shapes (tensors memory-mapped)."""
     try:
@@ -367,13 +351,7 @@ def _authors_shape(path: Path) -> tuple[int, int]:
 
 def _load_authors(path: Path, activation: str | None, cache_size: int, force: bool) -> RunSeries:
     named = authors_folder_name(path.resolve())
-    if named is not None and named["activation"] is not None:
-        if activation is None:
-            activation = named["activation"]
-        elif activation != named["activation"] and not force:
-            raise CheckpointError(f"{path}: the folder name says activation {named['token']!r}; the given "
-                                  f"activation {activation!r} contradicts it (pass force=True / --force to "
-                                  f"use it anyway)")
+    activation = authors_activation(path, activation, force)
     if activation is None:
         raise CheckpointError(f"{path}: the authors' .pth files do not record the activation; pass "
                               f"activation= (--activation), e.g. 'relu' or 'quad' for the reference runs")
