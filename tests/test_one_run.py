@@ -98,3 +98,11 @@ def test_authors_folder_with_mixed_p(tmp_path):
     run = _authors_run(tmp_path / "mixed", odd_p=11)
     with pytest.raises(CheckpointError, match=r"1.pth: p = 11, but 0.pth has p = 7"):
         load_run(run, activation="quad")
+
+
+def test_authors_file_in_a_named_folder_gets_the_activation(tmp_path):
+    run = _authors_run(tmp_path / "p_7_dmlp_8_Quad_random_scale_0.1")
+    assert load_checkpoint(run / "2.pth").model.activation == "quad"
+    with pytest.raises(CheckpointError, match="folder name says activation 'Quad'"):
+        load_checkpoint(run / "2.pth", activation="relu")
+    assert load_checkpoint(run / "2.pth", activation="relu", force=True).model.activation == "relu"
