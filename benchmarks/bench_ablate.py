@@ -37,7 +37,6 @@ def main() -> int:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         whole = time.perf_counter() - t
 
-    import json
 
     import torch
 
@@ -53,7 +52,7 @@ def main() -> int:
     t = time.perf_counter()
     model = load_checkpoint(args.checkpoint, activation=args.activation).model
     suite = mj.run_ablation_suite(model)
-    json.dumps(suite.to_json())
+    suite.to_json()
     inproc = time.perf_counter() - t
 
     sp, tab = neuron_spectrum(model), activation_table(model)

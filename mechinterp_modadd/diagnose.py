@@ -28,14 +28,16 @@ Two ordered, module-level registries make the diagnosis open to new claims witho
   :mod:`mechinterp_modadd.pages.diagnosis` and are imported lazily, so a diagnosis without HTML
   never imports plotly. A section reads the diagnosis only (``model`` is passed for extensions).
 
-Example of an extension module (e.g. the majority-vote claim)::
+:data:`CLAIM_CHECKS` is the model-level part of the one claim registry,
+:mod:`mechinterp_modadd.analysis.claims` (where the paper's claims, ``majority_vote`` included,
+are registered with their result classes and thresholds). Example of an extension module::
 
     from mechinterp_modadd import diagnose as dg
 
     def _check(model, ctx):
-        return majority_vote(model, logits=ctx.logits)
+        return my_claim(ctx.spectrum, logits=ctx.logits)
 
-    dg.register_claim("majority_vote", _check)
+    dg.register_claim("my_claim", _check)
     dg.HTML_SECTIONS.append(lambda page, diagnosis, model: ...)
 
 JSON contract (other tools read it; names are stable)
@@ -75,9 +77,7 @@ from torch import Tensor
 
 from .analysis import views as _views
 from .analysis.base import ClaimResult, accuracy_and_loss, all_pair_logits, to_jsonable
-from .analysis.features import frequency_diversification, magnitude_homogeneity, single_frequency
-from .analysis.logits import flawed_indicator
-from .analysis.phases import phase_alignment, phase_symmetry
+from .analysis.claims import MODEL_CHECKS, register
 from .checkpoint import atomic_write_text
 from .errors import ConfigError
 from .fourier import NeuronSpectrum, neuron_spectrum
@@ -128,24 +128,15 @@ class DiagnosisContext:
 ClaimCheck = Callable[[Any, DiagnosisContext], ClaimResult]
 HtmlSection = Callable[[Any, "Diagnosis", Any], None]
 
-#: Ordered registry: claim name -> check(model, ctx). See the module docstring.
-CLAIM_CHECKS: dict[str, ClaimCheck] = {
-    "single_frequency": lambda model, ctx: single_frequency(ctx.spectrum),
-    "phase_alignment": lambda model, ctx: phase_alignment(ctx.spectrum),
-    "phase_symmetry": lambda model, ctx: phase_symmetry(ctx.spectrum),
-    "frequency_diversification": lambda model, ctx: frequency_diversification(ctx.spectrum),
-    "magnitude_homogeneity": lambda model, ctx: magnitude_homogeneity(ctx.spectrum),
-    "flawed_indicator": lambda model, ctx: flawed_indicator(ctx.logits, ctx.p),
-}
+#: Ordered registry: claim name -> check(model, ctx). It is the model-level part of the one claim
+#: registry, :data:`mechinterp_modadd.analysis.claims.MODEL_CHECKS` (the same dict object).
+CLAIM_CHECKS: dict[str, ClaimCheck] = MODEL_CHECKS
 
 
 def register_claim(name: str, check: ClaimCheck, *, replace: bool = False) -> None:
-    """Add ``check`` to :data:`CLAIM_CHECKS` under ``name`` (at the end of the order)."""
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ConfigError(f"claim names must be identifiers (they are JSON keys), got {name!r}")
-    if name in CLAIM_CHECKS and not replace:
-        raise ConfigError(f"claim {name!r} is already registered; pass replace=True to swap it")
-    CLAIM_CHECKS[name] = check
+    """Add ``check`` to :data:`CLAIM_CHECKS` under ``name`` (at the end of the order); see
+    :func:`mechinterp_modadd.analysis.claims.register` for claims with a result class and thresholds."""
+    register(name, check, level="model", replace=replace, checks=CLAIM_CHECKS)
 
 
 def _activation_name(model) -> str:
@@ -198,9 +189,9 @@ def run_diagnosis_ablation(model, spectrum: NeuronSpectrum | None = None) -> tup
 
 def ablation_document(suite, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON body of an ablation suite (schema ``ablate`` without its stamp): the keys of
-    :meth:`~mechinterp_modadd.analysis.majority.AblationSuite.to_json`, the suite's own
+    :meth:`~mechinterp_modadd.analysis.majority.AblationSuite.to_dict`, the suite's own
     ``majority_vote`` verdict and the ``settings`` it ran with."""
-    doc = dict(suite.to_json())
+    doc = suite.to_dict()
     doc["majority_vote"] = suite.claim.to_dict()
     doc["settings"] = to_jsonable(settings or {})
     return doc
@@ -424,7 +415,3 @@ def _page_section(name: str) -> HtmlSection:
 HTML_SECTIONS: list[HtmlSection] = [_page_section(n) for n in (
     "summary", "spectrum", "phases", "magnitudes", "logits", "ablation")]
 
-
-from .analysis.majority import diagnosis_check as _majority_vote_check  # noqa: E402
-
-register_claim("majority_vote", _majority_vote_check)

@@ -160,14 +160,15 @@ def run_dynamics(series, *, neuron: int | None = None, figures: bool = True, pro
     ``neuron`` picks the neuron of the frequency race (default: the largest alpha at k* at the last
     checkpoint).
     """
-    from .analysis.grokking import grokking_stages, progress_measures
-    from .analysis.lottery import frequency_race, lottery_from_series
+    from .analysis.claims import run_claims
+    from .analysis.grokking import progress_measures
+    from .analysis.lottery import frequency_race
     from .analysis.restricted import key_frequencies
     from .data import mirror_partitions
 
     measures = progress_measures(series, progress=progress)
-    stages = grokking_stages(measures)
-    lottery = lottery_from_series(series) if series.has_step0 else None
+    run = run_claims(series, measures)  # every registered run-level claim (analysis.claims)
+    stages, lottery = run["grokking_stages"], run["lottery_ticket"]
     final = series.spectrum(series.last_step)
     dyn = RunDynamics(run=str(series.path), source_format=series.source_format, final_step=series.final_step,
                       description=series.describe(), p=int(series.p), has_test=bool(series.has_test),

@@ -31,7 +31,7 @@ from mechinterp_modadd.model import ModAddMLP
 
 SHIPPED = DATA / "standard_p23" / "checkpoints" / "step_005000.safetensors"
 JSON_KEYS = {"random", "drop_group", "keep_group", "phase_biased", "activation_swap", "activation_swap_loss",
-             "noise_scaling"}
+             "noise_scaling", "majority_vote"}
 
 
 # ------------------------------------------------------------ experiments on a small model
@@ -47,8 +47,9 @@ def test_random_ablation_small_model(small_model):
     # seeded: same seed same numbers, another seed other draws
     assert random_ablation(small_model, draws=4, seed=0).to_frame().equals(df)
     assert not np.allclose(random_ablation(small_model, draws=4, seed=1).to_frame()["accuracy"], df["accuracy"])
-    j = r.to_json()
+    j = r.summary_records()
     assert set(j[0]) == {"keep", "accuracy_mean", "accuracy_min", "accuracy_max", "margin_mean"}
+    assert json.loads(r.to_json()) == r.to_dict() and set(r.to_dict()) == {"mode", "seed", "summary", "rows"}
     with pytest.raises(InputError):
         random_ablation(small_model, keep=(0.0,))
 
@@ -59,7 +60,8 @@ def test_frequency_groups_small_model(small_model):
     assert list(df["k"]) == list(range(1, 7)) and df["n"].sum() == 128
     assert r.min_drop_accuracy >= 0.99  # any one group can go
     assert r.max_keep_accuracy <= 0.6  # no group does it alone
-    assert set(r.to_json()) == {"drop_group", "keep_group"}
+    assert set(r.group_records()) == {"drop_group", "keep_group"}
+    assert json.loads(r.to_json()) == r.to_dict() and {"drop_group", "keep_group"} <= set(r.to_dict())
 
 
 def test_phase_biased_small_model(small_model):
@@ -70,7 +72,8 @@ def test_phase_biased_small_model(small_model):
     assert r.difference(2) > 0.3 and r.difference(1) > 0.1  # ReLU needs both orders
     assert abs(r.difference(4)) < 0.05
     assert phase_biased_ablation(small_model, draws=8, seed=0).to_frame().equals(df)
-    assert set(r.to_json()[0]) == {"order", "accuracy", "matched_random_accuracy"}
+    assert set(r.order_records()[0]) == {"order", "accuracy", "matched_random_accuracy"}
+    assert json.loads(r.to_json()) == r.to_dict()
 
 
 def test_activation_swap_small_model(small_model):
@@ -81,14 +84,16 @@ def test_activation_swap_small_model(small_model):
     for name in ("relu", "abs", "quad", "quartic"):
         assert r.accuracy(name) == 1.0
     assert r.accuracy("identity") < 0.15 and r.accuracy("cube") < 0.15
-    assert set(r.to_json()) == set(SWAP_ACTIVATIONS)
+    assert set(r.accuracies()) == set(SWAP_ACTIVATIONS) == set(r.to_dict()["accuracy"])
+    assert json.loads(r.to_json()) == r.to_dict()
 
 
 def test_noise_scaling_small_model(small_model):
     r = noise_scaling(small_model, draws=4)
     assert 0.85 < r.signal_exponent < 1.1
     assert r.noise_exponent < 0.5  # symmetric phases: noise grows slower than a random walk
-    assert set(r.to_json()) == {"signal_exponent", "noise_exponent"}
+    assert set(r.exponents()) == {"signal_exponent", "noise_exponent"}
+    assert json.loads(r.to_json()) == r.to_dict()
     assert (r.to_frame()["residual"] >= 0).all()
 
 
@@ -189,7 +194,7 @@ def test_reference_standard_relu(relu_suite):
     assert sw.accuracy("cube") == pytest.approx(0.036, abs=0.005)
     assert sw.accuracy("identity") < 0.1 and sw.accuracy("cube") < 0.1
     assert s.claim.holds, s.claim.reasons
-    assert set(s.to_json()) == JSON_KEYS
+    assert set(s.to_dict()) == JSON_KEYS and json.loads(s.to_json()) == s.to_dict()
 
 
 def test_reference_quad_single_freq():
@@ -260,3 +265,53 @@ def test_matched_random_subsets_keep_group_counts():
     # uniform inside a group: every member of group 0 is drawn sometimes, never always
     freq = masks[:, group == 0].double().mean(0)
     assert torch.all((freq > 0.2) & (freq < 0.8))
+
+
+# ------------------------------------------------------------ one number per claim (issue 12 item 4)
+QUAD_SHIPPED = DATA / "quad_random_p23" / "checkpoints" / "step_005000.safetensors"
+
+
+def _sentence(text: str) -> str:
+    """The majority_vote details sentence printed by `diagnose --details` or `ablate`."""
+    lines = [ln.strip() for ln in text.splitlines() if "random 50% keeps" in ln]
+    assert len(lines) == 1, text
+    return lines[0][lines[0].index("random 50% keeps"):].rstrip(")")
+
+
+def test_diagnose_and_ablate_print_the_same_majority_vote_numbers(tmp_path, capsys):
+    # the case of the issue: quad_random, where the random halves were 0.282 in one and 0.355 in the other
+    assert main(["diagnose", str(QUAD_SHIPPED), "--details", "--json", str(tmp_path / "d.json")]) == 0
+    diag = capsys.readouterr().out
+    assert main(["ablate", str(QUAD_SHIPPED), "--json", str(tmp_path / "a.json")]) == 0
+    abl = capsys.readouterr().out
+    assert _sentence(diag) == _sentence(abl)
+    d = json.loads((tmp_path / "d.json").read_text())["claims"]["majority_vote"]
+    a = json.loads((tmp_path / "a.json").read_text())
+    for key in ("half_accuracy", "half_accuracy_min", "best_single_group_accuracy", "phase_drop", "phase_drops",
+                "top_vote_share", "draws", "exact", "holds"):
+        assert d[key] == a["majority_vote"][key], key
+    half = next(r for r in a["random"] if r["keep"] == 0.5)
+    assert half["accuracy_mean"] == d["half_accuracy"]  # the curve's keep = 0.5 point is the claim's number
+    assert d["exact"] and d["thresholds"] == {"half_accuracy_min": 0.95, "single_group_max": 0.6,
+                                              "phase_drop_min": 0.1}
+
+
+def test_same_draws_whatever_else_is_measured(small_model):
+    # keep = 0.5 draws do not depend on the other fractions, matched draws of order 2 not on other orders
+    alone = random_ablation(small_model, (0.5,), draws=5, seed=3).to_frame()
+    curve = random_ablation(small_model, (1.0, 0.25, 0.5), draws=5, seed=3).to_frame()
+    assert np.array_equal(alone["accuracy"].to_numpy(), curve[curve["keep"] == 0.5]["accuracy"].to_numpy())
+    one = phase_biased_ablation(small_model, (2,), draws=6, seed=1).to_frame()
+    four = phase_biased_ablation(small_model, (1, 2, 3, 4), draws=6, seed=1).to_frame()
+    assert one["matched_random_accuracy"].iloc[0] == four.set_index("order").loc[2, "matched_random_accuracy"]
+
+
+def test_sampled_quick_check_names_itself_an_estimate():
+    m = idealised_network(37, 72)  # p = 37: 703 unordered pairs > 512, so the quick check samples
+    from mechinterp_modadd.analysis.majority import QUICK_CHECK
+
+    c = majority_vote(m, **QUICK_CHECK)
+    assert not c.exact and (c.n_pairs, c.n_pairs_total) == (512, 703)
+    assert c.details().startswith("estimated on a seeded sample of 512 of 703 unordered pairs")
+    exact = majority_vote(m)
+    assert exact.exact and "estimated" not in exact.details()

@@ -388,21 +388,22 @@ class ActivationTable:
         """
         if metrics not in ("all", "accuracy"):
             raise InputError(f"metrics must be 'all' or 'accuracy', got {metrics!r}")
-        w = self.weight / self.weight.sum()
+        # counts are small integers, so sums of them are exact and a full score is exactly 1
+        w, total = self.weight, float(self.weight.sum())
         y = self.labels
         B, P, _ = logits.shape
         correct = logits.gather(2, y.expand(B, P)[..., None])[..., 0]
         if metrics == "accuracy":
             top = logits.amax(2)
             unique = (logits >= top[..., None]).sum(2) == 1
-            acc = ((correct >= top) & unique).double() @ w
+            acc = (((correct >= top) & unique).double() @ w) / total
             nan = torch.full((B,), float("nan"), dtype=torch.float64)
             return EvalResult(accuracy=acc, loss=nan, margin=nan.clone())
         other = logits.scatter(2, y.expand(B, P)[..., None], float("-inf")).amax(2)
         margin = correct - other
-        acc = (margin > 0).double() @ w
-        loss = (torch.logsumexp(logits, 2) - correct) @ w
-        return EvalResult(accuracy=acc, loss=loss, margin=margin @ w)
+        acc = ((margin > 0).double() @ w) / total
+        loss = ((torch.logsumexp(logits, 2) - correct) @ w) / total
+        return EvalResult(accuracy=acc, loss=loss, margin=(margin @ w) / total)
 
     def evaluate(self, keep: Bool[Tensor, "B d_mlp"], mode: str = "zero",
                  hook_point: str = "mlp.hook_post", chunk: int | None = None, metrics: str = "all") -> EvalResult:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch import Tensor
 from ..data import all_pairs
 from ..forward import all_pair_logits
 
-__all__ = ["ClaimResult", "to_jsonable", "all_pair_logits", "accuracy_and_loss"]
+__all__ = ["Result", "Thresholds", "ClaimResult", "to_jsonable", "all_pair_logits", "accuracy_and_loss"]
 
 
 def to_jsonable(x: Any) -> Any:
@@ -38,20 +39,72 @@ def to_jsonable(x: Any) -> Any:
     return x
 
 
-@dataclass
-class ClaimResult:
-    """Base of every claim check: a boolean verdict ``holds`` plus the numbers behind it.
+class Result:
+    """The protocol every analysis result follows, with one meaning across classes:
 
-    Subclasses are dataclasses; they set ``claim`` (the JSON name), ``key_metric`` (the field
-    shown in one-line summaries) and document their threshold in the class docstring.
+    - ``to_dict()``: a ``dict`` of plain JSON values (numbers, strings, lists, dicts; NaN and inf
+      become ``None``) holding every number of the result;
+    - ``to_frame()``: its main table as a :class:`pandas.DataFrame`;
+    - ``to_json()``: the text of ``to_dict()`` as JSON (``allow_nan=False``).
+
+    Subclasses define ``to_dict`` and ``to_frame``; ``to_json`` comes from here.
     """
 
-    holds: bool
-    claim: ClassVar[str] = "claim"
-    key_metric: ClassVar[str] = ""
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__}.to_dict")
+
+    def to_frame(self) -> pd.DataFrame:
+        raise NotImplementedError(f"{type(self).__name__}.to_frame")
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """``to_dict()`` as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Base of the frozen dataclasses that hold one claim's thresholds (one per claim).
+
+    A claim function builds its thresholds object from its keyword arguments and stores it on its
+    result (``result.thresholds``), so every verdict carries the numbers it was judged by.
+    """
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(asdict(self))
+
+
+@dataclass
+class ClaimResult(Result):
+    """Base of every claim check: a boolean verdict ``holds`` plus the numbers behind it.
+
+    Subclasses are dataclasses; they set ``claim`` (the JSON name), ``key_metric`` (the field
+    shown in one-line summaries), ``level`` ("model" for one checkpoint, "run" for a training
+    run) and document their formula and thresholds in the class docstring. ``thresholds`` is the
+    claim's frozen :class:`Thresholds` dataclass; its fields read as attributes of the result too
+    (``result.min_fraction`` is ``result.thresholds.min_fraction``) and appear both flat and as
+    the ``thresholds`` object in :meth:`to_dict`.
+    """
+
+    holds: bool
+    thresholds: Thresholds | None = field(default=None, kw_only=True)
+    claim: ClassVar[str] = "claim"
+    key_metric: ClassVar[str] = ""
+    level: ClassVar[str] = "model"
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached when normal lookup fails: a threshold read through the result
+        th = self.__dict__.get("thresholds")
+        if th is not None and name in {f.name for f in fields(th)}:
+            return getattr(th, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = to_jsonable({f.name: getattr(self, f.name) for f in fields(self) if f.name != "thresholds"})
+        if self.thresholds is not None:
+            th = self.thresholds.to_dict()
+            d.update({k: v for k, v in th.items() if k not in d})
+            d["thresholds"] = th
+        return d
 
     def to_frame(self) -> pd.DataFrame:
         """One row: the scalar fields of the result."""

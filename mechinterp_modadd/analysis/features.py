@@ -20,9 +20,12 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..fourier import NeuronSpectrum, spectrum_of
-from .base import ClaimResult
+from .base import ClaimResult, Thresholds
 
 __all__ = [
+    "SingleFrequencyThresholds",
+    "FrequencyDiversificationThresholds",
+    "MagnitudeHomogeneityThresholds",
     "spectrum_of",
     "SingleFrequencyResult",
     "single_frequency",
@@ -47,6 +50,17 @@ def coefficient_of_variation(v: Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------ single frequency
+@dataclass(frozen=True)
+class SingleFrequencyThresholds(Thresholds):
+    """Thresholds of ``single_frequency``: a neuron is single-frequency when its family share is >=
+    ``family_threshold`` (harmonics up to ``max_harmonic``) and both layers agree on k*; the claim
+    holds when at least ``min_fraction`` of the neurons are."""
+
+    family_threshold: float = 0.8
+    min_fraction: float = 0.7
+    max_harmonic: int = 5
+
+
 @dataclass
 class SingleFrequencyResult(ClaimResult):
     """Claim (docs/science.md 3.1): each neuron's theta and xi carry one frequency, the same in both.
@@ -82,9 +96,6 @@ class SingleFrequencyResult(ClaimResult):
     mean_ipr_in: float = 0.0
     mean_ipr_out: float = 0.0
     n_neurons: int = 0
-    family_threshold: float = 0.8
-    min_fraction: float = 0.7
-    max_harmonic: int = 5
     claim: ClassVar[str] = "single_frequency"
     key_metric: ClassVar[str] = "fraction_single"
 
@@ -122,13 +133,17 @@ def single_frequency(model_or_spectrum, *, family_threshold: float = 0.8, min_fr
         mean_ipr_in=float(s.ipr_in.mean()),
         mean_ipr_out=float(s.ipr_out.mean()),
         n_neurons=s.d_mlp,
-        family_threshold=family_threshold,
-        min_fraction=min_fraction,
-        max_harmonic=max_harmonic,
-    )
+        thresholds=SingleFrequencyThresholds(family_threshold, min_fraction, max_harmonic))
 
 
 # ------------------------------------------------------------------- frequency diversification
+@dataclass(frozen=True)
+class FrequencyDiversificationThresholds(Thresholds):
+    """Thresholds of ``frequency_diversification``: every k covered and min_k n_k >= ``min_balance`` M / K."""
+
+    min_balance: float = 0.3
+
+
 @dataclass
 class FrequencyDiversificationResult(ClaimResult):
     """Claim (docs/science.md 3.4): every frequency k = 1..K has neurons, in roughly equal numbers.
@@ -154,7 +169,6 @@ class FrequencyDiversificationResult(ClaimResult):
     vote_share: list[float] = field(default_factory=list)
     vote_balance: float = 0.0
     missing: list[int] = field(default_factory=list)
-    min_balance: float = 0.3
     claim: ClassVar[str] = "frequency_diversification"
     key_metric: ClassVar[str] = "balance"
 
@@ -187,11 +201,17 @@ def frequency_diversification(model_or_spectrum, *, min_balance: float = 0.3) ->
         vote_share=vote_share.tolist(),
         vote_balance=float(vote_share.min() * K),
         missing=[k + 1 for k in range(K) if counts[k] == 0],
-        min_balance=min_balance,
-    )
+        thresholds=FrequencyDiversificationThresholds(min_balance))
 
 
 # ------------------------------------------------------------------------ magnitude homogeneity
+@dataclass(frozen=True)
+class MagnitudeHomogeneityThresholds(Thresholds):
+    """Thresholds of ``magnitude_homogeneity``: cv and cv_aligned of the vote weight <= ``max_cv``."""
+
+    max_cv: float = 0.5
+
+
 @dataclass
 class MagnitudeHomogeneityResult(ClaimResult):
     """Claim (docs/science.md 3.5): every neuron casts about the same vote.
@@ -220,7 +240,6 @@ class MagnitudeHomogeneityResult(ClaimResult):
     median_vote: float = 0.0
     max_over_median: float = 0.0
     top10_share: float = 0.0
-    max_cv: float = 0.5
     claim: ClassVar[str] = "magnitude_homogeneity"
     key_metric: ClassVar[str] = "cv"
 
@@ -250,5 +269,4 @@ def magnitude_homogeneity(model_or_spectrum, *, max_cv: float = 0.5) -> Magnitud
         median_vote=med,
         max_over_median=float(srt[0]) / med if med > 0 else math.inf,
         top10_share=float(srt[:n_top].sum()) / tot if tot > 0 else float("nan"),
-        max_cv=max_cv,
-    )
+        thresholds=MagnitudeHomogeneityThresholds(max_cv))

@@ -45,11 +45,11 @@ from ..data import Split, mirror_partitions
 from ..errors import InputError
 from ..forward import logits as forward_logits
 from ..fourier import neuron_spectrum
-from .base import ClaimResult, accuracy_and_loss
+from .base import ClaimResult, Thresholds, accuracy_and_loss
 from .restricted import key_frequencies, restricted_loss
 
 __all__ = ["PROGRESS_COLUMNS", "PARTITION_COLUMNS", "progress_measures", "measures_of_model",
-           "detect_stages", "Stages", "grokking_stages"]
+           "detect_stages", "Stages", "GrokkingStagesThresholds", "grokking_stages"]
 
 PARTITION_COLUMNS = ["test_mirrored_accuracy", "test_unseen_accuracy", "train_both_orders_accuracy",
                      "train_one_order_accuracy"]
@@ -140,6 +140,15 @@ def detect_stages(
     return int(steps[i1]), int(steps[i1 + 1 + later[0]])
 
 
+@dataclass(frozen=True)
+class GrokkingStagesThresholds(Thresholds):
+    """Thresholds of ``grokking_stages``: stage 1 ends when the train accuracy first reaches
+    ``train_threshold``, stage 2 when the test accuracy first reaches ``test_threshold`` after it."""
+
+    train_threshold: float = 0.95
+    test_threshold: float = 0.95
+
+
 @dataclass
 class Stages(ClaimResult):
     """The three grokking stages of a run, detected on its progress measures.
@@ -155,8 +164,6 @@ class Stages(ClaimResult):
     ipr_at_end1: float = math.nan
     ipr_at_end2: float = math.nan
     final_test_accuracy: float = math.nan
-    train_threshold: float = 0.95
-    test_threshold: float = 0.95
     claim: ClassVar[str] = "grokking_stages"
     key_metric: ClassVar[str] = "end_stage2"
 
@@ -189,4 +196,4 @@ def grokking_stages(measures: pd.DataFrame, *, train_threshold: float = 0.95,
                   test_accuracy_at_end1=at(e1, "test_accuracy"), test_accuracy_at_end2=at(e2, "test_accuracy"),
                   ipr_at_end1=at(e1, "ipr"), ipr_at_end2=at(e2, "ipr"),
                   final_test_accuracy=float(measures["test_accuracy"].iloc[-1]),
-                  train_threshold=train_threshold, test_threshold=test_threshold)
+                  thresholds=GrokkingStagesThresholds(train_threshold, test_threshold))

@@ -17,9 +17,9 @@ from torch import Tensor
 
 from ..data import all_pairs
 from ..errors import InputError
-from .base import ClaimResult, accuracy_and_loss, all_pair_logits
+from .base import ClaimResult, Thresholds, accuracy_and_loss, all_pair_logits
 
-__all__ = ["FlawedIndicatorResult", "flawed_indicator", "ghost_parts"]
+__all__ = ["FlawedIndicatorThresholds", "FlawedIndicatorResult", "flawed_indicator", "ghost_parts"]
 
 
 def ghost_parts(logits: Float[Tensor, "pp p"], p: int) -> dict[str, Tensor]:
@@ -46,6 +46,16 @@ def ghost_parts(logits: Float[Tensor, "pp p"], p: int) -> dict[str, Tensor]:
     e = eligible
     return {"correct": lc[e], "ghost": 0.5 * (l1 + l2)[e], "ghost_x": l1[e], "ghost_y": l2[e],
             "other": lo[e], "eligible": eligible}
+
+
+@dataclass(frozen=True)
+class FlawedIndicatorThresholds(Thresholds):
+    """Thresholds of ``flawed_indicator``: ``min_ratio`` <= ghost ratio <= ``max_ratio`` and the correct
+    logit above both ghosts on at least ``min_fraction_below`` of the pairs."""
+
+    min_ratio: float = 0.02
+    max_ratio: float = 0.75
+    min_fraction_below: float = 0.95
 
 
 @dataclass
@@ -79,9 +89,6 @@ class FlawedIndicatorResult(ClaimResult):
     fraction_ghosts_above_other: float = 0.0
     n_pairs: int = 0
     accuracy: float = 0.0
-    min_ratio: float = 0.02
-    max_ratio: float = 0.75
-    min_fraction_below: float = 0.95
     claim: ClassVar[str] = "flawed_indicator"
     key_metric: ClassVar[str] = "ghost_ratio"
 
@@ -126,7 +133,4 @@ def flawed_indicator(model_or_logits, p: int | None = None, *, min_ratio: float 
         fraction_ghosts_above_other=ghosts_up,
         n_pairs=int(g["eligible"].sum()),
         accuracy=acc,
-        min_ratio=min_ratio,
-        max_ratio=max_ratio,
-        min_fraction_below=min_fraction_below,
-    )
+        thresholds=FlawedIndicatorThresholds(min_ratio, max_ratio, min_fraction_below))

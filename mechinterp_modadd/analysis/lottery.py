@@ -37,11 +37,11 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..fourier import NeuronSpectrum, wrap
-from .base import ClaimResult
+from .base import ClaimResult, Thresholds
 from .ode import flow_race
 
 __all__ = ["FrequencyRace", "frequency_race", "LotteryResult", "lottery_predictors", "lottery_from_series",
-           "predict_winners", "PREDICTORS", "FLOW_THRESHOLD"]
+           "predict_winners", "PREDICTORS", "FLOW_THRESHOLD", "LotteryThresholds"]
 
 #: names of the four predictors, in table order
 PREDICTORS = ("argmin_abs_d0", "argmax_alpha0", "argmax_alpha_beta_cos_d0", "flow")
@@ -105,11 +105,19 @@ def predict_winners(initial: NeuronSpectrum, *, factor: float = 100.0, h: float 
     }
 
 
+@dataclass(frozen=True)
+class LotteryThresholds(Thresholds):
+    """Thresholds of ``lottery_ticket``: the flow predictor names the final frequency of at least
+    ``min_flow`` of the neurons."""
+
+    min_flow: float = FLOW_THRESHOLD
+
+
 @dataclass
 class LotteryResult(ClaimResult):
     """Success rates of the four winner predictors against the final dominant frequencies.
 
-    Holds when ``flow`` >= :data:`FLOW_THRESHOLD` (0.8). ``chance`` = 1/K.
+    Holds when ``flow`` >= ``min_flow`` = :data:`FLOW_THRESHOLD` (0.8). ``chance`` = 1/K.
     """
 
     n_neurons: int = 0
@@ -156,8 +164,9 @@ def lottery_predictors(initial: NeuronSpectrum, final: NeuronSpectrum, *, factor
     rates = {k: float((v == target).double().mean()) for k, v in pred.items()}
     frame = pd.DataFrame({"neuron": range(initial.d_mlp), "final_frequency": target.numpy(),
                           **{k: v.numpy() for k, v in pred.items()}})
-    return LotteryResult(holds=rates["flow"] >= FLOW_THRESHOLD, n_neurons=initial.d_mlp, K=initial.K,
-                         chance=1.0 / initial.K, predictions=frame, **rates)
+    th = LotteryThresholds()
+    return LotteryResult(holds=rates["flow"] >= th.min_flow, n_neurons=initial.d_mlp, K=initial.K,
+                         chance=1.0 / initial.K, predictions=frame, thresholds=th, **rates)
 
 
 def lottery_from_series(series: Any, *, factor: float = 100.0, h: float = 0.01) -> LotteryResult:

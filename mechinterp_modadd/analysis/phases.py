@@ -17,10 +17,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import ClaimResult
+from .base import ClaimResult, Thresholds
 from .features import spectrum_of
 
 __all__ = [
+    "PhaseAlignmentThresholds",
+    "PhaseSymmetryThresholds",
     "PhaseAlignmentResult",
     "phase_alignment",
     "PhaseSymmetryResult",
@@ -32,6 +34,16 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------ phase alignment
+@dataclass(frozen=True)
+class PhaseAlignmentThresholds(Thresholds):
+    """Thresholds of ``phase_alignment``: mean |sin D| <= ``max_mean_abs_sin`` and at least
+    ``min_fraction`` of the neurons with |D| < ``aligned_radius`` (radians)."""
+
+    aligned_radius: float = 0.3
+    max_mean_abs_sin: float = 0.25
+    min_fraction: float = 0.7
+
+
 @dataclass
 class PhaseAlignmentResult(ClaimResult):
     """Claim (docs/science.md 3.2): psi_m = 2 phi_m (mod 2 pi) for every neuron.
@@ -51,9 +63,6 @@ class PhaseAlignmentResult(ClaimResult):
     mean_abs_d: float = 0.0
     fraction_aligned: float = 0.0
     median_abs_d: float = 0.0
-    aligned_radius: float = 0.3
-    max_mean_abs_sin: float = 0.25
-    min_fraction: float = 0.7
     claim: ClassVar[str] = "phase_alignment"
     key_metric: ClassVar[str] = "mean_abs_sin_d"
 
@@ -77,10 +86,7 @@ def phase_alignment(model_or_spectrum, *, aligned_radius: float = 0.3, max_mean_
         mean_abs_d=float(ad.mean()),
         fraction_aligned=frac,
         median_abs_d=float(ad.median()),
-        aligned_radius=aligned_radius,
-        max_mean_abs_sin=max_mean_abs_sin,
-        min_fraction=min_fraction,
-    )
+        thresholds=PhaseAlignmentThresholds(aligned_radius, max_mean_abs_sin, min_fraction))
 
 
 # ------------------------------------------------------------------------------- phase symmetry
@@ -128,6 +134,13 @@ def phase_moments(
     return n, mom
 
 
+@dataclass(frozen=True)
+class PhaseSymmetryThresholds(Thresholds):
+    """Thresholds of ``phase_symmetry``: Bonferroni-corrected Rayleigh p >= ``alpha`` (family-wise level)."""
+
+    alpha: float = 0.01
+
+
 @dataclass
 class PhaseSymmetryResult(ClaimResult):
     """Claim (docs/science.md 3.3): within each frequency group the phases are spread out.
@@ -156,7 +169,6 @@ class PhaseSymmetryResult(ClaimResult):
     min_p_value: float = 1.0
     corrected_p: float = 1.0
     n_tests: int = 0
-    alpha: float = 0.01
     claim: ClassVar[str] = "phase_symmetry"
     key_metric: ClassVar[str] = "corrected_p"
 
@@ -212,5 +224,4 @@ def phase_symmetry(model_or_spectrum, *, orders: Sequence[int] = (1, 2, 3, 4),
         min_p_value=min_p,
         corrected_p=corrected,
         n_tests=n_tests,
-        alpha=alpha,
-    )
+        thresholds=PhaseSymmetryThresholds(alpha))

@@ -49,7 +49,7 @@ from torch import Tensor
 from ..data import all_pairs
 from ..errors import InputError
 from ..fourier import NeuronSpectrum
-from .base import ClaimResult
+from .base import ClaimResult, Thresholds
 
 __all__ = ["key_frequencies", "key_direction_part", "restricted_excluded_logits", "RestrictedLoss",
            "restricted_loss"]
@@ -121,6 +121,15 @@ def _ce(logits: Tensor, y: Tensor, mask: Tensor | None) -> float:
     return float(torch.nn.functional.cross_entropy(logits, y))
 
 
+@dataclass(frozen=True)
+class RestrictedLossThresholds(Thresholds):
+    """Thresholds of ``restricted_loss``: restricted loss <= full loss + ``max_excess`` (nats, log 2)
+    and < ``max_fraction_of_log_p`` * log p; the excluded loss must exceed the training loss."""
+
+    max_excess: float = math.log(2)
+    max_fraction_of_log_p: float = 0.5
+
+
 @dataclass
 class RestrictedLoss(ClaimResult):
     """Full, restricted and excluded loss of one model (definitions in the module docstring).
@@ -152,6 +161,7 @@ def restricted_loss(logits: Float[Tensor, "pairs p"], p: int, keys: Sequence[int
     y = (pairs[:, 0] + pairs[:, 1]) % p
     full, train = _ce(L, y, None), _ce(L, y, train_mask)
     rl, el = _ce(R, y, None), _ce(E, y, train_mask)
-    holds = rl <= full + math.log(2) and rl < math.log(p) / 2 and el > train
+    th = RestrictedLossThresholds()
+    holds = rl <= full + th.max_excess and rl < math.log(p) * th.max_fraction_of_log_p and el > train
     return RestrictedLoss(holds=bool(holds), full_loss=full, train_loss=train, restricted_loss=rl,
-                          excluded_loss=el, log_p=math.log(p), keys=_check_keys(p, keys))
+                          excluded_loss=el, log_p=math.log(p), keys=_check_keys(p, keys), thresholds=th)

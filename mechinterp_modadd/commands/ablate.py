@@ -16,7 +16,6 @@ accuracy), ``activation_swap_loss`` (name -> loss, as in the printed table), ``n
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..cli import command
 
