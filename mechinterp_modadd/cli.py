@@ -6,7 +6,7 @@ Sub-commands register themselves in :data:`COMMANDS` through :func:`command`; ea
 Light-import rule: building the parser must import neither torch nor transformer-lens, so that
 ``modadd --help``, ``modadd CMD --help``, ``modadd --version`` and argument errors answer at once.
 A command module (``mechinterp_modadd/commands/NAME.py``, listed in :data:`COMMAND_MODULES`) may
-import at module level only the standard library, :mod:`mechinterp_modadd.cli`,
+import at module level only the standard library, :mod:`mechinterp_modadd.commands.registry`,
 :mod:`mechinterp_modadd.errors` and :mod:`mechinterp_modadd.constants`; its ``configure(parser)``
 takes choices from :mod:`mechinterp_modadd.constants`; everything heavy is imported inside its
 ``run(args)``. ``tests/test_cli.py`` checks ``sys.modules`` in a fresh interpreter.
@@ -16,30 +16,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from .commands import COMMAND_MODULES
+from .commands.registry import COMMANDS, command
 from .constants import PRESET_NAMES, version
 from .errors import ModAddError
 from .memory import add_max_memory_argument, memory_budget
 
-__all__ = ["main", "build_parser", "command", "COMMANDS"]
-
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {}
-
-
-def command(name: str, help: str):
-    """Register ``configure(parser)`` / ``run(args)`` for the sub-command ``name``."""
-
-    def deco(configure: Callable[[argparse.ArgumentParser], None]):
-        def with_run(run: Callable[[argparse.Namespace], int]):
-            COMMANDS[name] = (configure, run, help)
-            return run
-
-        return with_run
-
-    return deco
-
+__all__ = ["main", "build_parser", "command", "COMMANDS", "COMMAND_MODULES"]
 
 # ------------------------------------------------------------------------------ shared flags
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -239,20 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-#: Modules of ``mechinterp_modadd.commands`` whose sub-commands register on import (one a file,
-#: so that each command's options live beside its code).
-COMMAND_MODULES: list[str] = ["diagnose", "ablate", "track", "report", "explore", "sweep"]
-
-
 #: Sub-commands that take ``--max-memory`` (the analyses stream within it; train checks its step).
 BUDGETED_COMMANDS: tuple[str, ...] = ("diagnose", "ablate", "track", "report", "train")
 
 
 def _load_plugins() -> None:
-    import importlib
+    """Register the sub-commands of :mod:`mechinterp_modadd.commands` (:func:`~mechinterp_modadd.commands.load`)."""
+    from . import commands
 
-    for mod in COMMAND_MODULES:
-        importlib.import_module(f"mechinterp_modadd.commands.{mod}")
+    commands.load()
 
 
 #: Options naming an output *file* of each sub-command: checked before any work starts (parent a

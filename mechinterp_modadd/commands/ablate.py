@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import command
+from .registry import command
 
 #: up to this p the experiments run on one torch thread (restored afterwards)
 SINGLE_THREAD_MAX_P = 64

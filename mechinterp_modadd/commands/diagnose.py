@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import command
 from ..errors import CheckpointError
+from .registry import command
 
 #: The shipped default checkpoint, relative to the repository root (or the working directory).
 DEFAULT_CHECKPOINT = Path("data") / "standard_p23" / "checkpoints" / "step_005000.safetensors"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..cli import command
+from .registry import command
 
 
 def _configure(ap: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from ..cli import command
+from .registry import command
 
 
 def _configure(ap: argparse.ArgumentParser) -> None:

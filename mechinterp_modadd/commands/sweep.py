@@ -13,8 +13,8 @@ import argparse
 import sys
 import time
 
-from ..cli import command
 from ..errors import ConfigError
+from .registry import command
 
 
 def _configure(ap: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli import command
+from .registry import command
 
 
 def _configure(ap: argparse.ArgumentParser) -> None:
