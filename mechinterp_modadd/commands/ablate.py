@@ -16,6 +16,7 @@ accuracy), ``activation_swap_loss`` (name -> loss, as in the printed table), ``n
 from __future__ import annotations
 
 import argparse
+import json
 
 from .registry import command
 
