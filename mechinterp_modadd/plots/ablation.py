@@ -55,7 +55,8 @@ def random_ablation_figure(result: RandomAblationResult) -> go.Figure:
     fig.add_hline(y=HALF_ACCURACY_MIN, line=dict(color=_GREY, dash="dash"),
                   annotation_text=f"{HALF_ACCURACY_MIN}", annotation_position="bottom right")
     return _layout(fig, f"Random ablation ({result.mode}-ablation, {result.rows['draw'].nunique()} draws)",
-                   xaxis=log_axis(s["keep"], title="fraction of neurons kept"),
+                   xaxis=dict(type="log", title="fraction of neurons kept", tickvals=list(s["keep"]),
+                              ticktext=[f"{v:g}" for v in s["keep"]]),
                    yaxis=dict(title="accuracy on all pairs", range=[0, 1.05]),
                    yaxis2=dict(title="margin (correct - best other)", overlaying="y", side="right",
                                showgrid=False))
