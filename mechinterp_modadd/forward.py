@@ -7,9 +7,11 @@ place that needs logits or hidden activations on many pairs calls this module:
 - :func:`weights64` is the single float64 copy of the weights (on CPU, whatever the model's
   dtype and device) that the analyses read;
 - :func:`pair_chunks` streams over pairs in chunks sized from a memory budget ``max_memory``
-  (bytes; default :data:`DEFAULT_MAX_MEMORY` = 1 GiB), so that large p and wide layers stay within
-  memory: at p = 199 and d_mlp = 38,329 the hidden activations over all 39,601 pairs are 12 GB
-  in float64, one chunk of them is what the budget allows;
+  (bytes or a size such as ``"2G"``; default: the budget of
+  :func:`mechinterp_modadd.memory.current_budget`, which ``--max-memory`` sets), a chunk taking at
+  most :data:`CHUNK_SHARE` of it, so that large p and wide layers stay within memory: at p = 199
+  and d_mlp = 38,329 the hidden activations over all 39,601 pairs are 12 GB in float64, one chunk
+  of them is what the budget allows;
 - :func:`hidden` gives pre- and post-activations, :func:`logits` the logits, both in float64 and
   optionally with neuron scales applied *without editing weights*: the post-activation of neuron
   m becomes ``fill[m] + scale[m] * (post[m] - fill[m])`` (scale 0 with fill 0 zero-ablates, scale 1
@@ -26,8 +28,6 @@ scaled post; the logits of B interventions), see :func:`bytes_per_pair`.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -37,9 +37,10 @@ from torch import Tensor
 
 from .data import all_pairs, check_pairs
 from .errors import InputError
+from .memory import current_budget
 
 __all__ = [
-    "DEFAULT_MAX_MEMORY",
+    "CHUNK_SHARE",
     "Weights64",
     "weights64",
     "unordered_pairs",
@@ -51,33 +52,11 @@ __all__ = [
     "logits",
     "all_pair_logits",
     "input_logits",
-    "parse_memory",
 ]
 
-#: Default memory budget (bytes) of one chunk of a streamed forward pass: 1 GiB.
-DEFAULT_MAX_MEMORY: int = 1 << 30
-
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
-          "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40,
-          "TIB": 1 << 40}
-
-
-def parse_memory(text: str | int | float) -> int:
-    """Bytes from ``"2G"``, ``"512MB"``, ``"1.5GiB"`` or a plain number of bytes (binary units).
-
-    Raises :class:`InputError` naming the value when it is not a positive size.
-    """
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
-        if m is None or m.group(2).upper() not in _UNITS:
-            raise InputError(f"memory size {text!r}: expected a number with an optional unit "
-                             f"(B, K, M, G, T; e.g. 2G or 512MB)")
-        value = float(m.group(1)) * _UNITS[m.group(2).upper()]
-    if not math.isfinite(value) or value < 1:
-        raise InputError(f"memory size {text!r}: expected a positive size in bytes")
-    return int(value)
+#: Share of the memory budget one chunk of a streamed pass may take (the rest is for its output
+#: and the caller's arrays).
+CHUNK_SHARE: float = 0.25
 
 
 # ----------------------------------------------------------------------------------- weights
@@ -167,10 +146,18 @@ def bytes_per_pair(d_mlp: int, p: int, batch: int = 1) -> int:
     return 8 * (3 * d_mlp + 2 * batch * p)
 
 
-def chunk_size(n_items: int, item_bytes: int, max_memory: int | None = None) -> int:
-    """How many items of ``item_bytes`` fit in ``max_memory`` (at least 1, at most ``n_items``)."""
-    budget = DEFAULT_MAX_MEMORY if max_memory is None else parse_memory(max_memory)
-    return max(1, min(max(n_items, 1), budget // max(1, item_bytes)))
+def chunk_size(n_items: int, item_bytes: int, max_memory: int | str | None = None) -> int:
+    """How many items of ``item_bytes`` fit in :data:`CHUNK_SHARE` of the budget ``max_memory``
+    (bytes, or a size text such as ``"2G"``; None: :func:`~mechinterp_modadd.memory.current_budget`,
+    what ``--max-memory`` sets); at least 1, at most ``n_items``."""
+    if isinstance(max_memory, (int, float)) and not isinstance(max_memory, bool):
+        # an explicit number of bytes from library code (no floor: tests force tiny chunks with it)
+        if not max_memory >= 1:
+            raise InputError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
+        budget = max_memory
+    else:
+        budget = current_budget(max_memory)
+    return max(1, min(max(n_items, 1), int(budget * CHUNK_SHARE // max(1, item_bytes))))
 
 
 def pair_chunks(n_pairs: int, d_mlp: int, p: int, *, batch: int = 1,

@@ -9,15 +9,16 @@ from mechinterp_modadd.analysis.ablation import ablated, neuron_means
 from mechinterp_modadd.data import all_pairs
 from mechinterp_modadd.errors import InputError
 from mechinterp_modadd.forward import (
+    CHUNK_SHARE,
     Weights64,
     all_pair_logits,
     bytes_per_pair,
+    chunk_size,
     hidden,
     input_logits,
     logits,
     pair_chunks,
     pair_inputs,
-    parse_memory,
     unordered_pairs,
     weights64,
 )
@@ -33,10 +34,11 @@ def test_logits_equal_the_model_and_do_not_depend_on_the_chunking(model64):
     p = 11
     ref = model64(all_pairs(p))
     whole = logits(model64)
-    tiny = logits(model64, max_memory=5 * bytes_per_pair(24, p))  # 5 pairs a chunk: 25 chunks
-    assert len(list(pair_chunks(p * p, 24, p, max_memory=5 * bytes_per_pair(24, p)))) == 25
+    five = 5 * bytes_per_pair(24, p) / CHUNK_SHARE  # a budget of 5 pairs a chunk: 25 chunks
+    tiny = logits(model64, max_memory=five)
+    assert len(list(pair_chunks(p * p, 24, p, max_memory=five))) == 25
     assert torch.allclose(whole, ref, atol=1e-12) and torch.equal(whole, tiny)
-    pre, post = hidden(model64, max_memory=7 * bytes_per_pair(24, p))
+    pre, post = hidden(model64, max_memory=7 * bytes_per_pair(24, p) / CHUNK_SHARE)
     assert torch.allclose(post @ model64.W_out.T, ref, atol=1e-12)
     assert torch.equal(post, torch.relu(pre))
 
@@ -59,7 +61,8 @@ def test_scales_equal_hook_ablation_without_editing_weights(model64, mode):
     keep = torch.rand(3, 24, generator=g) < 0.5
     before = {k: v.clone() for k, v in model64.state_dict().items()}
     fill = neuron_means(model64) if mode == "mean" else None
-    batched = logits(model64, scale=keep.double(), fill=fill, max_memory=9 * bytes_per_pair(24 * 3, 11, 3))
+    nine = 9 * bytes_per_pair(24 * 3, 11, 3) / CHUNK_SHARE  # 9 pairs a chunk
+    batched = logits(model64, scale=keep.double(), fill=fill, max_memory=nine)
     assert batched.shape == (3, 121, 11)
     for b in range(3):
         with ablated(model64, ~keep[b], mode=mode):
@@ -93,15 +96,17 @@ def test_input_logits_is_the_trainers_differentiable_pass():
     assert m.W_in.grad is not None
 
 
-@pytest.mark.parametrize("text,value", [("2G", 2 << 30), ("512MB", 512 << 20), ("1.5k", 1536), (4096, 4096)])
-def test_parse_memory(text, value):
-    assert parse_memory(text) == value
+def test_chunks_follow_the_memory_budget(model64):
+    from mechinterp_modadd.memory import memory_budget
 
-
-@pytest.mark.parametrize("bad", ["", "two G", "3 parsecs", "0", -5])
-def test_parse_memory_rejects_bad_sizes(bad):
-    with pytest.raises(InputError, match="memory size"):
-        parse_memory(bad)
+    per = bytes_per_pair(24, 11)
+    assert chunk_size(121, per, 10 * per / CHUNK_SHARE) == 10
+    with memory_budget("100MB"):  # what --max-memory sets: a chunk of 1 MB items holds 25 of them
+        assert chunk_size(10**6, 10**6) == 25
+        assert len(list(pair_chunks(100, 10**6 // 24, 1))) == 4
+    assert chunk_size(121, per, "1G") == 121 and chunk_size(121, 10**12, "1G") == 1
+    with pytest.raises(InputError, match="max_memory"):
+        chunk_size(121, per, 0)
 
 
 def test_bad_pairs_are_named(model64):

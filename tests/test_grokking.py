@@ -24,7 +24,7 @@ from mechinterp_modadd.analysis.idealised import idealised_network
 from mechinterp_modadd.cli import main
 from mechinterp_modadd.data import mirror_partitions, random_split
 from mechinterp_modadd.errors import InputError
-from mechinterp_modadd.forward import bytes_per_pair
+from mechinterp_modadd.forward import CHUNK_SHARE, bytes_per_pair
 from mechinterp_modadd.model import ModAddMLP, ModelConfig
 from mechinterp_modadd.series import load_run
 from mechinterp_modadd.training import preset, train
@@ -76,7 +76,7 @@ def test_measures_on_idealised_and_full_data():
 
 def test_float64_logits_match_the_model():
     model = ModAddMLP(ModelConfig(p=11, d_mlp=40, activation="relu"), seed=2)
-    a = _logits64(model, max_memory=17 * bytes_per_pair(40, 11))  # 17 pairs a chunk
+    a = _logits64(model, max_memory=17 * bytes_per_pair(40, 11) / CHUNK_SHARE)  # 17 pairs a chunk
     b = all_pair_logits(model)
     assert torch.allclose(a, b, atol=1e-5)
 
