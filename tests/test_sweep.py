@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -113,6 +114,12 @@ def test_local_sweep_writes_complete_runs_and_the_table(tiny_local):
     df = pd.read_csv(out / "results.csv")
     assert len(df) == 8 and table.n_complete == 8
     assert (out / "results.parquet").is_file()
+    from mechinterp_modadd.schemas import validate
+
+    doc = json.loads((out / "results.json").read_text())
+    validate(doc, "sweep")
+    assert doc["n_complete"] == 8 and [r["name"] for r in doc["rows"]] == list(df["name"])
+    assert doc["rows"][0]["grok_step"] is None and isinstance(doc["rows"][0]["end_stage1"], (int, type(None)))
     for col in ("final_test_accuracy", "grok_step", "end_stage1", "restricted_loss", "excluded_loss",
                 "single_frequency.verdict", "majority_vote.half_accuracy", "lottery.flow", "lottery.chance"):
         assert col in df

@@ -91,13 +91,15 @@ class SweepTable:
         return self.frame.copy()
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON document of schema ``sweep`` (``mechinterp_modadd/schemas/sweep.schema.json``)."""
+        from ..schemas import stamp
         from .base import to_jsonable
 
-        return {"spec": self.spec, "n_planned": self.n_planned, "n_complete": self.n_complete,
-                "rows": to_jsonable(self.frame.astype(object).where(self.frame.notna(), None))}
+        return stamp({"spec": self.spec, "n_planned": self.n_planned, "n_complete": self.n_complete,
+                      "rows": to_jsonable(self.frame.astype(object).where(self.frame.notna(), None))}, "sweep")
 
     def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,7 @@ Only this module imports Ray, and only inside :func:`_ray_execute`. The sweep fo
     DIR/sweep.json        the normalised spec (a rerun with a different spec is refused)
     DIR/runs/<name>/      one ordinary run folder per finished run, with sweep_row.json
     DIR/results.csv       one row per run, in spec order (and results.parquet with pyarrow)
+    DIR/results.json      the same table as JSON (schema ``sweep``)
 """
 
 from __future__ import annotations
@@ -80,10 +81,12 @@ def collect_table(spec: SweepSpec, out: Path) -> Any:
 
 
 def write_results(table: Any, out: Path) -> list[Path]:
-    """``results.csv`` (and ``results.parquet`` when pyarrow is importable), written atomically."""
+    """``results.csv``, ``results.json`` (schema ``sweep``) and ``results.parquet`` (when pyarrow is
+    importable), each written atomically."""
     from ..checkpoint import atomic_write_bytes, atomic_write_text
 
-    written = [atomic_write_text(out / "results.csv", table.to_frame().to_csv(index=False))]
+    written = [atomic_write_text(out / "results.csv", table.to_frame().to_csv(index=False)),
+               atomic_write_text(out / "results.json", table.to_json() + "\n")]
     try:
         import io
 
