@@ -215,7 +215,10 @@ def test_cli_authors_checkpoint_needs_activation(capsys):
 
 
 def test_cli_activation_swap(capsys):
-    assert main(["diagnose", str(SHIPPED), "--activation", "identity"]) == 0
+    # the checkpoint records relu: a different --activation is refused unless --force says it is meant
+    assert main(["diagnose", str(SHIPPED), "--activation", "identity"]) == 2
+    assert "records activation 'relu'" in capsys.readouterr().err
+    assert main(["diagnose", str(SHIPPED), "--activation", "identity", "--force"]) == 0
     out = capsys.readouterr().out
     assert "activation identity" in out
     assert "flawed_indicator" in out
