@@ -382,7 +382,7 @@ def _read_authors(path: Path, activation: str | None, init_scale: float | None,
 
 def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
                     p: int | None = None, init_scale: float | None = None,
-                    force: bool = False) -> Checkpoint:
+                    force: bool = False, device: str | torch.device | None = None) -> Checkpoint:
     """Load a checkpoint in the own format or the paper authors' ``.pth`` format.
 
     Args:
@@ -390,6 +390,8 @@ def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
         activation: required for the authors' files (they do not record it). Own files record
             it: an equal value is accepted, a different one is refused unless ``force``.
         p: if given, the checkpoint's modulus must equal it (:class:`CheckpointError` otherwise).
+        device: where to put the model (``"auto"``, ``"cpu"``, ``"cuda"``; default the CPU). The
+            file is read and checked on the CPU, then the weights are moved.
         force: swap a recorded activation for ``activation`` (e.g. ``"abs"``) without retraining.
     """
     path = Path(path)
@@ -407,4 +409,8 @@ def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
         ck = _read_modadd(path, activation, force)
     if p is not None and ck.model.cfg.p != p:
         raise CheckpointError(f"{path}: p mismatch: checkpoint has p = {ck.model.cfg.p}, expected p = {p}")
+    if device is not None:
+        from .runtime import resolve_device
+
+        ck.model.to(resolve_device(device))
     return ck

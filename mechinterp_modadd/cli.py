@@ -50,7 +50,9 @@ def _positive_int(text: str) -> int:
 def add_runtime_flags(ap: argparse.ArgumentParser) -> None:
     """``--device`` and ``--threads``, offered by every command (added by :func:`build_parser`)."""
     ap.add_argument("--device", type=_device_arg, default="auto", metavar="{auto,cpu,cuda}",
-                    help="where to compute: auto (CUDA when available, the default), cpu or cuda")
+                    help="where to train: auto (CUDA when available, the default), cpu or cuda; the "
+                         "analyses compute in float64 on the CPU on every device, so their numbers and "
+                         "verdicts do not depend on it")
     ap.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                     help="CPU threads for torch (default: chosen from the problem size and the idle "
                          "cores; an OMP_NUM_THREADS setting or an earlier torch.set_num_threads is respected)")
@@ -257,6 +259,19 @@ def _os_error_line(e: OSError) -> str:
     return f"{' -> '.join(names)}: {what}" if names else _one_line(str(e)) or what
 
 
+def _runtime(args: argparse.Namespace):
+    """Check ``--device`` (CUDA asked for but absent: one-line error) and apply ``--threads`` for
+    the whole command (torch's thread count is restored afterwards)."""
+    import contextlib
+
+    if getattr(args, "device", None) is None and getattr(args, "threads", None) is None:
+        return contextlib.nullcontext()
+    from .runtime import requested_threads, resolve_device
+
+    resolve_device(getattr(args, "device", "auto"))
+    return requested_threads(getattr(args, "threads", None))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``modadd``. Errors a user can cause (bad flags, files, metadata, runs, OSError) print one
     line ``modadd CMD: error: ...`` on stderr and return 2; ``--debug`` re-raises with the traceback.
@@ -282,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         outs = dict.fromkeys((*OUTPUT_FILE_OPTIONS.get(args.command, ()), *COMMON_OUTPUT_FILES))
         check_output_files({f"--{o}": getattr(args, o, None) for o in outs},
                            inputs=[getattr(args, o) for o in INPUT_OPTIONS if getattr(args, o, None)])
-        with memory_budget(getattr(args, "max_memory", None)):
+        with memory_budget(getattr(args, "max_memory", None)), _runtime(args):
             return COMMANDS[args.command][1](args)
     except ModAddError as e:
         if debug:

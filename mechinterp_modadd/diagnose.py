@@ -379,12 +379,21 @@ def diagnose(model, *, claims: Sequence[str] | None = None, source: str | os.Pat
     and so is the figure data of the page (:func:`build_views`). ``ablation=True`` also runs the
     ablation suite (:func:`run_diagnosis_ablation`) that the page and the JSON show. ``source``
     (e.g. the checkpoint path) is recorded in the output.
+
+    Device and threads: the checks compute in float64 on the CPU whatever device ``model`` lives on
+    (a CUDA model is copied to the CPU first, :func:`~mechinterp_modadd.runtime.cpu_model`), so the
+    numbers and verdicts are the same on every device; torch threads follow the model's size
+    (:func:`~mechinterp_modadd.runtime.analysis_scope`; one thread at p = 23) unless ``--threads``
+    or the user's ``torch.set_num_threads`` says otherwise.
     """
+    from .runtime import analysis_scope, cpu_model
+
+    model = cpu_model(model)
     names = list(CLAIM_CHECKS) if claims is None else list(claims)
     unknown = [n for n in names if n not in CLAIM_CHECKS]
     if unknown:
         raise ConfigError(f"unknown claims {unknown}; registered: {', '.join(CLAIM_CHECKS)}")
-    with torch.no_grad():
+    with torch.no_grad(), analysis_scope(model):
         ctx = build_context(model)
         results = {n: CLAIM_CHECKS[n](model, ctx) for n in names}
         views = build_views(model, ctx)

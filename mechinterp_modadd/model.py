@@ -212,11 +212,15 @@ class ModAddMLP(HookedRootModule):
         cfg: the :class:`ModelConfig`.
         seed: seed of the initialisation (a private generator; the global RNG is untouched).
             ``None`` leaves the weights at zero (for loading).
+        device: where the weights live (``"auto"``, ``"cpu"``, ``"cuda"``; default the CPU). The
+            weights are drawn on the CPU and then moved, so a seed gives the same weights on every
+            device.
     """
 
     _cfg: ModelConfig
 
-    def __init__(self, cfg: ModelConfig | HookedConfig, seed: int | None = 0) -> None:
+    def __init__(self, cfg: ModelConfig | HookedConfig, seed: int | None = 0,
+                 device: str | torch.device | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.embed = _Embed(cfg) if cfg.embedding == "learned" else None
@@ -228,6 +232,10 @@ class ModAddMLP(HookedRootModule):
         if seed is not None:
             self.init_weights(seed)
         self.setup()
+        if device is not None:
+            from .runtime import resolve_device
+
+            self.to(resolve_device(device))
 
     # ------------------------------------------------------------------- TransformerLens surface
     @property

@@ -20,6 +20,7 @@ the environment variables ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, or an earli
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from collections.abc import Iterator
 
@@ -28,13 +29,16 @@ import torch
 from .errors import ConfigError
 
 __all__ = ["resolve_device", "auto_threads", "thread_scope", "user_threads", "busy_cores",
-           "SMALL_WORK_FLOP"]
+           "SMALL_WORK_FLOP", "requested_threads", "analysis_scope", "cpu_model", "step_flop"]
 
 #: Work per step (floating-point operations) below which one thread is used: at 2 threads the
 #: fork/join barriers of ~20 small kernels per step cost more than the halved arithmetic.
 #: Measured on a 2-core machine: p = 23, d_mlp = 512 (3.3e7 flop per step) runs as fast on one
 #: thread as on two; p = 97, d_mlp = 1024 (4.6e9 flop) is 1.8x faster on two.
 SMALL_WORK_FLOP = 2.0e8
+
+#: a thread count asked for explicitly (``--threads``) for the code inside :func:`requested_threads`
+_REQUESTED: contextvars.ContextVar[int | None] = contextvars.ContextVar("modadd_threads", default=None)
 
 #: torch's intra-op thread count when this module was first imported; a different count later
 #: means somebody called torch.set_num_threads.
@@ -112,6 +116,9 @@ def auto_threads(work_flop: float, threads: int | None = None, *, device: torch.
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ConfigError(f"threads must be a positive integer, got {threads!r}")
         return threads
+    asked = _REQUESTED.get()
+    if asked is not None:
+        return asked
     mine = user_threads()
     if mine is not None:
         return mine
@@ -135,6 +142,42 @@ def thread_scope(n: int) -> Iterator[int]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def requested_threads(n: int | None) -> Iterator[int | None]:
+    """Inside the block, :func:`auto_threads` returns ``n`` (what ``--threads N`` sets); ``None``
+    leaves the automatic choice in place."""
+    if n is None:
+        yield None
+        return
+    token = _REQUESTED.set(auto_threads(0.0, n))  # validates n
+    try:
+        with thread_scope(n):
+            yield n
+    finally:
+        _REQUESTED.reset(token)
+
+
+def analysis_scope(model) -> contextlib.AbstractContextManager[int]:
+    """Threads for an analysis of ``model``: :func:`auto_threads` of a forward and backward over
+    all pairs (:func:`step_flop`), applied by :func:`thread_scope` (restored on exit)."""
+    cfg = model.cfg
+    return thread_scope(auto_threads(step_flop(cfg.p, cfg.d_mlp)))
+
+
+def cpu_model(model):
+    """``model`` itself when its weights are on the CPU, else a CPU copy.
+
+    The analyses compute in float64 on the CPU on every device (their numbers and verdicts are
+    then identical wherever the model was trained or loaded); entry points call this first.
+    """
+    w = next(iter(model.parameters()), None)
+    if w is None or w.device.type == "cpu":
+        return model
+    import copy
+
+    return copy.deepcopy(model).to("cpu")
 
 
 def step_flop(p: int, d_mlp: int, runs: int = 1) -> float:

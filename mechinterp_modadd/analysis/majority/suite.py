@@ -75,7 +75,12 @@ def run_ablation_suite(model, *, seed: int = 0, draws: int = 10, phase_draws: in
     then None). ``max_pairs`` evaluates the ablations on a seeded sample of unordered pairs
     (estimates, for large p; the activation swap always uses all pairs). ``spectrum``: the model's
     spectrum when already computed (else computed here, once). With the default draws
-    the verdict's numbers equal those of ``diagnose`` (same seeded draws, see :mod:`.selectors`)."""
+    the verdict's numbers equal those of ``diagnose`` (same seeded draws, see :mod:`.selectors`).
+    A model on a GPU is copied to the CPU first: the suite computes on the CPU (float64 where it
+    says so) on every device, so its numbers are the same wherever the model lives."""
+    from ...runtime import cpu_model
+
+    model = cpu_model(model)
     keep = list(keep)
     if not any(math.isclose(f, 0.5) for f in keep):
         keep.append(0.5)
