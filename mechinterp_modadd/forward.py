@@ -225,6 +225,14 @@ def _has_hooks(hp) -> bool:
     return bool(getattr(hp, "_forward_hooks", None))
 
 
+def _any_hooks(model) -> bool:
+    """Whether any hook point of ``model`` (None: no model) has a forward hook attached."""
+    if model is None:
+        return False
+    points = (model.hook_embed, model.mlp.hook_pre, model.mlp.hook_post, model.hook_logits)
+    return any(_has_hooks(h) for h in points)
+
+
 def _chunk_logits(w: Weights64, pr: Tensor, scale: Tensor | None, fill: Tensor | None, model) -> Tensor:
     """Logits of one chunk of pairs; through the model's hook points when ``model`` is given."""
     if model is not None and _has_hooks(model.hook_embed):
@@ -270,11 +278,22 @@ def logits(model_or_weights, pairs: Int[Tensor, "P 2"] | None = None, *,
     model = model_or_weights if hooks else None
     scale = _check_vector("scale", scale, w.d_mlp)
     fill = _check_vector("fill", fill, w.d_mlp)
+    all_p = pairs is None
     pairs = _pairs(pairs, w.p)
     n = pairs.shape[0]
     batch = 1 if scale is None or scale.ndim == 1 else scale.shape[0]
     shape = (n, w.p) if batch == 1 and (scale is None or scale.ndim == 1) else (batch, n, w.p)
     out = torch.empty(shape, dtype=torch.float64)
+    if all_p and not _any_hooks(model) and \
+            chunk_size(n, bytes_per_pair(w.d_mlp * batch, w.p, batch), max_memory) < n:
+        # more than one chunk: compute the p(p+1)/2 unordered pairs only and mirror them, since
+        # theta[x] + theta[y] is the same float sum in either order (half the work at large p)
+        up, _ = unordered_pairs(w.p)
+        half = logits(w, up, scale=scale, fill=fill, max_memory=max_memory)
+        x, y = up[:, 0], up[:, 1]
+        out[..., x * w.p + y, :] = half
+        out[..., y * w.p + x, :] = half
+        return out
     for sl in pair_chunks(n, w.d_mlp * batch, w.p, batch=batch, max_memory=max_memory):
         out[..., sl, :] = _chunk_logits(w, pairs[sl], scale, fill, model)
     return out

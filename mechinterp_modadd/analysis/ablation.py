@@ -299,6 +299,15 @@ class ActivationTable:
     W_out: Float[Tensor, "p d_mlp"]
     act_fn: Callable[[Tensor], Tensor]
     exact: bool
+    seed: int = 0
+
+    @property
+    def sample(self):  # -> PairSample (imported lazily: sampling imports nothing from here)
+        """Which pairs the table holds (:class:`~mechinterp_modadd.analysis.sampling.PairSample`):
+        sample size, population, effective size and the 95 % interval of an accuracy."""
+        from .sampling import PairSample
+
+        return PairSample.of_table(self, self.seed)
 
     @property
     def d_mlp(self) -> int:
@@ -445,4 +454,5 @@ def activation_table(model, *, activation=None, max_pairs: int | None = None, se
     w = weights64(model, activation=activation)
     pre, post = hidden(w, pairs)  # [P, M] each
     return ActivationTable(p=p, pairs=pairs, weight=weight, labels=(pairs[:, 0] + pairs[:, 1]) % p,
-                           pre=pre, post=post, W_out=w.W_out, act_fn=w.act_fn, exact=exact)
+                           pre=pre, post=post, W_out=w.W_out, act_fn=w.act_fn, exact=exact,
+                           seed=int(seed))

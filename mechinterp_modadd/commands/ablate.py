@@ -56,20 +56,25 @@ def _run(args: argparse.Namespace) -> int:
         # (p = 23: 0.3 s on one thread against 2-4 s on two threads of a loaded 2-core machine)
         torch.set_num_threads(1)
     try:
-        suite = run_ablation_suite(model, seed=args.seed)
+        suite = run_ablation_suite(model, seed=args.seed, progress=model.cfg.p > SINGLE_THREAD_MAX_P)
     finally:
         torch.set_num_threads(threads)
     act = model.activation if isinstance(model.activation, str) else "custom"
     print(f"{args.checkpoint}: p = {model.cfg.p}, d_mlp = {model.cfg.d_mlp}, activation {act}")
+    if suite.sample is not None and not suite.sample.exact:
+        print(f"pairs: {suite.sample.describe()} (ci_low, ci_high; the whole set would not fit the memory "
+              f"budget and time limit)")
     print("\nRandom ablation (keep a fraction of neurons, zero-ablate the rest)")
     print(_table(suite.random.summary()))
     print("\nFrequency groups (drop one group / keep only one group)")
     print(_table(suite.groups.to_frame()[["k", "n", "drop_accuracy", "keep_accuracy"]]))
     print("\nPhase-biased halves against size-matched random halves")
-    print(_table(suite.phase_biased.to_frame()[["order", "n_kept", "accuracy", "matched_random_accuracy",
-                                                "difference"]]))
+    ph = suite.phase_biased.to_frame()
+    print(_table(ph[[c for c in ("order", "n_kept", "accuracy", "ci_low", "ci_high", "matched_random_accuracy",
+                                 "matched_ci_low", "matched_ci_high", "difference") if c in ph]]))
     print("\nActivation swap at test time")
-    print(_table(suite.activation_swap.to_frame()[["activation", "accuracy", "loss"]], "{:.4g}"))
+    sw = suite.activation_swap.to_frame()
+    print(_table(sw[[c for c in ("activation", "accuracy", "ci_low", "ci_high", "loss") if c in sw]], "{:.4g}"))
     ns = suite.noise_scaling
     print(f"\nNoise scaling: coherent ~ n^{ns.signal_exponent:.3f}, residual ~ n^{ns.noise_exponent:.3f}")
     c = suite.claim
