@@ -49,36 +49,37 @@ def structured_model(p: int, d_mlp: int, seed: int = 0, activation: str = "relu"
     return model
 
 
-def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[int, float, float, str]:
-    """Run ``cmd``; return (exit code, wall seconds, peak RSS bytes of the child, its output)."""
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[int, float, float, float, str]:
+    """Run ``cmd``; return (exit code, wall seconds, peak RSS bytes of the child, its CPU seconds
+    (user + system), its output)."""
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = proc.communicate()
     wall = time.perf_counter() - t
     # ru_maxrss of RUSAGE_CHILDREN is the largest peak among waited-for children: run one command
     # per measurement process so that it is this child's peak (see main)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024.0
-    return proc.returncode, wall, peak, out
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return proc.returncode, wall, ru.ru_maxrss * 1024.0, ru.ru_utime + ru.ru_stime, out
 
 
 def _measure_one(argv: list[str]) -> int:
     """Child mode: run one command and print 'rc wall peak' on the last line (own RUSAGE_CHILDREN)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    rc, wall, peak, out = run_measured(argv, env)
+    rc, wall, peak, cpu, out = run_measured(argv, env)
     sys.stdout.write(out)
-    print(f"@@measured {rc} {wall:.3f} {peak:.0f}")
+    print(f"@@measured {rc} {wall:.3f} {peak:.0f} {cpu:.3f}")
     return 0
 
 
-def measure(cmd: list[str]) -> tuple[int, float, float, str]:
+def measure(cmd: list[str]) -> tuple[int, float, float, float, str]:
     """Measure ``cmd`` in a fresh helper process, so ru_maxrss covers that one command only."""
     res = subprocess.run([sys.executable, __file__, "--measure-one", "--", *cmd], capture_output=True, text=True)
     lines = res.stdout.rstrip().splitlines()
     if not lines or not lines[-1].startswith("@@measured "):
-        return 1, float("nan"), float("nan"), res.stdout + res.stderr
-    _, rc, wall, peak = lines[-1].split()
-    return int(rc), float(wall), float(peak), "\n".join(lines[:-1])
+        return 1, float("nan"), float("nan"), float("nan"), res.stdout + res.stderr
+    _, rc, wall, peak, cpu = lines[-1].split()
+    return int(rc), float(wall), float(peak), float(cpu), "\n".join(lines[:-1])
 
 
 def main() -> int:
@@ -122,23 +123,27 @@ def main() -> int:
         if args.only and name != args.only:
             continue
         load0 = os.getloadavg()
-        rc, wall, peak, text = measure(cmd)
+        rc, wall, peak, cpu, text = measure(cmd)
         load1 = os.getloadavg()
-        results[name] = (rc, wall, peak)
+        results[name] = (rc, wall, peak, cpu)
         print(f"\n===== modadd {name} (exit {rc}) =====")
         print(text.rstrip())
-        print(f"----- {name}: wall {wall:.1f} s, peak RSS {peak / 1e9:.2f} GB "
+        print(f"----- {name}: wall {wall:.1f} s, CPU {cpu:.1f} s, peak RSS {peak / 1e9:.2f} GB "
               f"(load average before {load0[0]:.2f}, after {load1[0]:.2f}, 1-min)")
-    print("\nsummary (targets: peak <= 4 GB each, <= 600 s together)")
+    print("\nsummary (targets: peak <= 4 GB each, <= 600 s together; CPU s / 2 cores is the wall time an "
+          "otherwise idle 2-core machine would need, roughly)")
     total = 0.0
     ok = True
-    for name, (rc, wall, peak) in results.items():
+    cpu_total = 0.0
+    for name, (rc, wall, peak, cpu) in results.items():
         fine = rc == 0 and peak <= PEAK_LIMIT_BYTES
         ok &= fine
         total += wall
-        print(f"  {name:<8}  exit {rc}  wall {wall:7.1f} s  peak {peak / 1e9:5.2f} GB  "
+        cpu_total += cpu
+        print(f"  {name:<8}  exit {rc}  wall {wall:7.1f} s  CPU {cpu:7.1f} s  peak {peak / 1e9:5.2f} GB  "
               f"{'within' if fine else 'OVER'} the memory target")
-    print(f"  together  {total:.1f} s  {'within' if total <= TIME_LIMIT_S else 'OVER'} the 10-minute target "
+    print(f"  together  wall {total:.1f} s ({'within' if total <= TIME_LIMIT_S else 'OVER'} the 10-minute target), "
+          f"CPU {cpu_total:.1f} s "
           f"(1-min load average now {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
     if tmp_ctx is not None:
         tmp_ctx.cleanup()

@@ -11,6 +11,12 @@ accuracy), ``activation_swap_loss`` (name -> loss, as in the printed table), ``n
 ``settings``, ``p``, ``d_mlp``, ``activation``, ``source``. Schema ``ablate``
 (``mechinterp_modadd/schemas/ablate.schema.json``), stamped with ``schema`` and
 ``mechinterp_modadd_version``. The page and the JSON render the same suite, computed once.
+
+Large p: the experiments stream within ``--max-memory`` (default 3 GiB). When all p(p+1)/2 unordered
+pairs would not fit the budget or the operation limit (e.g. p = 199 at the default width), they run
+on a seeded sample of pairs: the output then says so, the tables gain ``ci_low`` / ``ci_high``
+columns (95 % Wilson intervals) and the JSON gains ``sampling`` (sample size, population, seed),
+``accuracy_ci`` in the entries and ``activation_swap_ci``.
 """
 
 from __future__ import annotations
