@@ -156,5 +156,6 @@ def test_estimate_skips_timing_for_short_runs():
     est = estimate_training(preset("standard", p=13, steps=10))
     assert not est.timed and est.total_seconds < 1
     timed = estimate_training(preset("standard", p=7, d_mlp=16, steps=3), force_timing=True)
-    assert timed.timed and timed.seconds_per_step > 0 and timed.total_seconds == pytest.approx(3 * timed.seconds_per_step)
+    assert timed.timed and timed.seconds_per_step > 0
+    assert timed.total_seconds == pytest.approx(3 * timed.seconds_per_step)
     assert step_bytes(199, 38329) > 10e9

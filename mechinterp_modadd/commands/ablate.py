@@ -89,7 +89,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  - {r}")
     # every output is built before any is written: a failure leaves no partial set of files
     doc = {"p": model.cfg.p, "d_mlp": model.cfg.d_mlp, "activation": act, "source": str(args.checkpoint),
-           **ablation_document(suite, {"seed": args.seed, "max_pairs": None, "noise_scaling": True})}
+           **ablation_document(suite, {"seed": args.seed, "noise_scaling": True,
+                                       "max_pairs": None if suite.sample.exact else suite.sample.n_pairs})}
     text = json.dumps(stamp(doc, "ablate"), indent=1, allow_nan=False) + "\n" if args.json else None
     page = None
     if args.html:
