@@ -88,12 +88,12 @@ def test_pair_count_rule():
 
 def test_sampled_suite_reports_size_and_intervals(small_model):
     exact = run_ablation_suite(small_model, draws=3, phase_draws=3, noise=False)
-    assert exact.sample.exact and "sampling" not in exact.to_json()  # small p: output as before
-    assert "ci_low" not in exact.random.summary() and "accuracy_ci" not in exact.to_json()["random"][0]
-    assert exact.claim.n_pairs is None and exact.claim.half_accuracy_ci is None
+    assert exact.sample.exact and "sampling" not in exact.to_dict()  # small p: output as before
+    assert "ci_low" not in exact.random.summary() and "accuracy_ci" not in exact.to_dict()["random"][0]
+    assert exact.claim.exact and exact.claim.half_accuracy_ci is None
     sub = run_ablation_suite(small_model, draws=3, phase_draws=3, noise=False, max_pairs=40)
     assert not sub.sample.exact and sub.sample.n_pairs == 40 and sub.sample.population == 13 * 14 // 2
-    doc = json.loads(json.dumps(sub.to_json(), allow_nan=False))
+    doc = json.loads(json.dumps(sub.to_dict(), allow_nan=False))
     assert doc["sampling"]["n_pairs"] == 40 and doc["sampling"]["exact"] is False
     for entry in doc["random"] + doc["phase_biased"] + doc["keep_group"]:
         lo, hi = entry["accuracy_ci"]
@@ -103,7 +103,7 @@ def test_sampled_suite_reports_size_and_intervals(small_model):
     assert (s["ci_low"] <= s["accuracy_mean"]).all() and (s["accuracy_mean"] <= s["ci_high"]).all()
     c = sub.claim
     assert c.n_pairs == 40 and c.half_accuracy_ci[0] <= c.half_accuracy <= c.half_accuracy_ci[1]
-    assert "sample of 40 unordered pairs" in c.details()
+    assert "sample of 40 of 91 unordered pairs, random-50% 95% CI" in c.details()
     assert c.to_dict()["half_accuracy_ci"] == c.half_accuracy_ci
     # same seed, same keep masks: the exact random-half accuracy lies inside the sampled interval
     assert c.half_accuracy_ci[0] <= exact.claim.half_accuracy <= c.half_accuracy_ci[1]

@@ -86,6 +86,7 @@ class MajorityVoteResult(ClaimResult):
     exact: bool = True
     n_pairs: int = 0
     n_pairs_total: int = 0
+    half_accuracy_ci: list[float] | None = None
     reasons: list[str] = field(default_factory=list)
 
     claim: ClassVar[str] = "majority_vote"
@@ -94,8 +95,10 @@ class MajorityVoteResult(ClaimResult):
     def details(self) -> str:
         """One line with the three criteria (estimates are named as such, with their sample size)."""
         th = self.thresholds or MajorityVoteThresholds()
+        ci = "" if self.half_accuracy_ci is None else \
+            f", random-50% 95% CI [{self.half_accuracy_ci[0]:.3f}, {self.half_accuracy_ci[1]:.3f}]"
         est = "" if self.exact else (f"estimated on a seeded sample of {self.n_pairs} of {self.n_pairs_total} "
-                                     f"unordered pairs: ")
+                                     f"unordered pairs{ci}: ")
         return (f"{est}random 50% keeps {self.half_accuracy:.3f} (mean of {self.draws} draws; need >= "
                 f"{th.half_accuracy_min}); best single group k={self.best_single_group} alone "
                 f"{self.best_single_group_accuracy:.3f} (need <= {th.single_group_max}); phase-biased half loses "
@@ -148,7 +151,9 @@ def majority_vote_from(random: RandomAblationResult, groups: FrequencyGroupResul
         half_accuracy_min=float(halves["accuracy"].min()), best_single_group_accuracy=best,
         best_single_group=groups.best_keep_group, phase_drop=drop, phase_drop_order=int(order),
         phase_drops=drops, top_vote_share=share, draws=int(len(halves)), exact=exact, n_pairs=int(n_pairs),
-        n_pairs_total=int(n_pairs_total), reasons=reasons, thresholds=th)
+        n_pairs_total=int(n_pairs_total), reasons=reasons, thresholds=th,
+        half_accuracy_ci=None if exact or random.sample is None or random.sample.exact
+        else [float(v) for v in random.sample.interval(half)])
 
 
 @torch.no_grad()

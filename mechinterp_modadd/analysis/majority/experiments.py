@@ -21,6 +21,7 @@ from ...errors import InputError
 from ...fourier import NeuronSpectrum, neuron_spectrum
 from ..ablation import ActivationTable, activation_table, frequency_groups, half_circle_selection
 from ..base import Result, to_jsonable
+from ..sampling import PairSample
 from .selectors import generator, random_subsets, random_within_groups
 
 __all__ = ["DEFAULT_KEEP_FRACTIONS", "RandomAblationResult", "FrequencyGroupResult", "PhaseBiasedResult",
@@ -44,6 +45,23 @@ def table_of(model, table: ActivationTable | None) -> ActivationTable:
 
 
 # ================================================================ random ablation curve
+def with_ci(df: pd.DataFrame, col: str, sample: PairSample | None, prefix: str = "") -> pd.DataFrame:
+    """Add ``{prefix}ci_low`` / ``{prefix}ci_high`` (95 % interval of ``col``) when ``sample`` is a sample."""
+    if sample is None or sample.exact or df.empty:
+        return df
+    lo, hi = sample.interval(torch.tensor(df[col].to_numpy(dtype=float)))
+    df[f"{prefix}ci_low"], df[f"{prefix}ci_high"] = lo.numpy(), hi.numpy()
+    return df
+
+
+def json_ci(entries: list[dict[str, Any]], frame: pd.DataFrame, key: str, prefix: str = "") -> list[dict[str, Any]]:
+    """Put [ci_low, ci_high] of ``frame`` under ``key`` in each entry, when the frame has them."""
+    if f"{prefix}ci_low" in frame:
+        for entry, lo, hi in zip(entries, frame[f"{prefix}ci_low"], frame[f"{prefix}ci_high"], strict=True):
+            entry[key] = [float(lo), float(hi)]
+    return entries
+
+
 @dataclass
 class RandomAblationResult(Result):
     """Random ablation curve: keep ``round(f * d_mlp)`` uniformly random neurons (zero-ablate or
@@ -56,12 +74,14 @@ class RandomAblationResult(Result):
     rows: pd.DataFrame
     mode: str
     seed: int
+    sample: PairSample | None = None
 
     def to_frame(self) -> pd.DataFrame:
         return self.rows.copy()
 
     def summary(self) -> pd.DataFrame:
-        """Per keep fraction: accuracy mean/min/max, loss mean, margin mean."""
+        """Per keep fraction: accuracy mean/min/max, loss mean, margin mean; on a sample of pairs
+        also ``ci_low`` / ``ci_high``, the 95 % interval of accuracy_mean."""
         g = self.rows.groupby("keep", sort=False)
         out = pd.DataFrame({
             "keep": list(g.groups.keys()),
@@ -72,7 +92,7 @@ class RandomAblationResult(Result):
             "loss_mean": g["loss"].mean().to_numpy(),
             "margin_mean": g["margin"].mean().to_numpy(),
         })
-        return out
+        return with_ci(out, "accuracy_mean", self.sample)
 
     def accuracy_at(self, keep: float) -> float:
         """Mean accuracy at keep fraction ``keep``."""
@@ -84,7 +104,8 @@ class RandomAblationResult(Result):
     def summary_records(self) -> list[dict[str, Any]]:
         """The ``random`` list of the ``modadd ablate`` JSON: keep, accuracy mean/min/max, margin mean."""
         cols = ["keep", "accuracy_mean", "accuracy_min", "accuracy_max", "margin_mean"]
-        return to_jsonable(self.summary()[cols].to_dict(orient="records"))
+        s = self.summary()
+        return json_ci(to_jsonable(s[cols].to_dict(orient="records")), s, "accuracy_ci")
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable({"mode": self.mode, "seed": self.seed, "summary": self.summary(), "rows": self.rows})
@@ -118,7 +139,7 @@ def random_ablation(model, keep: Sequence[float] = DEFAULT_KEEP_FRACTIONS, *, dr
         "loss": ev.loss.numpy(),
         "margin": ev.margin.numpy(),
     })
-    return RandomAblationResult(rows=rows, mode=mode, seed=seed)
+    return RandomAblationResult(rows=rows, mode=mode, seed=seed, sample=tab.sample)
 
 
 # ================================================================ frequency groups
@@ -131,6 +152,7 @@ class FrequencyGroupResult(Result):
 
     rows: pd.DataFrame
     mode: str
+    sample: PairSample | None = None
 
     def to_frame(self) -> pd.DataFrame:
         return self.rows.copy()
@@ -156,10 +178,16 @@ class FrequencyGroupResult(Result):
         return {"mode": self.mode, **self.group_records(), "rows": to_jsonable(self.rows)}
 
     def group_records(self) -> dict[str, list[dict[str, Any]]]:
-        return {
+        out = {
             "drop_group": [{"k": int(r.k), "accuracy": float(r.drop_accuracy)} for r in self.rows.itertuples()],
             "keep_group": [{"k": int(r.k), "accuracy": float(r.keep_accuracy)} for r in self.rows.itertuples()],
         }
+        if self.sample is not None and not self.sample.exact:
+            for key, col in (("drop_group", "drop_accuracy"), ("keep_group", "keep_accuracy")):
+                lo, hi = self.sample.interval(torch.tensor(self.rows[col].to_numpy(dtype=float)))
+                for entry, a, b in zip(out[key], lo.tolist(), hi.tolist(), strict=True):
+                    entry["accuracy_ci"] = [a, b]
+        return out
 
 
 def frequency_group_ablation(model, *, mode: str = "zero", hook_point: str = "mlp.hook_post",
@@ -191,7 +219,7 @@ def frequency_group_ablation(model, *, mode: str = "zero", hook_point: str = "ml
         "keep_loss": ev.loss[K:].numpy(),
         "keep_margin": ev.margin[K:].numpy(),
     })
-    return FrequencyGroupResult(rows=rows, mode=mode)
+    return FrequencyGroupResult(rows=rows, mode=mode, sample=tab.sample)
 
 
 # ================================================================ phase-biased ablation
@@ -212,17 +240,23 @@ class PhaseBiasedResult(Result):
     draws: int
     seed: int
     mode: str
+    sample: PairSample | None = None
 
     def to_frame(self) -> pd.DataFrame:
-        return self.rows.copy()
+        """The rows; on a sample of pairs also ``ci_low`` / ``ci_high`` (95 % interval of the
+        phase-biased accuracy) and ``matched_ci_low`` / ``matched_ci_high``."""
+        out = with_ci(self.rows.copy(), "accuracy", self.sample)
+        return with_ci(out, "matched_random_accuracy", self.sample, prefix="matched_")
 
     def difference(self, order: int) -> float:
         return lookup(self.rows, "order", order, "difference")
 
     def order_records(self) -> list[dict[str, Any]]:
         """The ``phase_biased`` list of the ``modadd ablate`` JSON: order, accuracy, matched random."""
-        return [{"order": int(r.order), "accuracy": float(r.accuracy),
-                 "matched_random_accuracy": float(r.matched_random_accuracy)} for r in self.rows.itertuples()]
+        out = [{"order": int(r.order), "accuracy": float(r.accuracy),
+                "matched_random_accuracy": float(r.matched_random_accuracy)} for r in self.rows.itertuples()]
+        f = self.to_frame()
+        return json_ci(json_ci(out, f, "accuracy_ci"), f, "matched_random_accuracy_ci", prefix="matched_")
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable({"draws": self.draws, "seed": self.seed, "mode": self.mode, "rows": self.rows})
@@ -261,7 +295,7 @@ def phase_biased_ablation(model, orders: Sequence[int] = (1, 2, 3, 4), *, draws:
         "matched_random_max": acc[:, 1:].amax(1).numpy(),
     })
     rows["difference"] = rows["matched_random_accuracy"] - rows["accuracy"]
-    return PhaseBiasedResult(rows=rows, draws=draws, seed=seed, mode=mode)
+    return PhaseBiasedResult(rows=rows, draws=draws, seed=seed, mode=mode, sample=tab.sample)
 
 
 # ================================================================ activation swap

@@ -25,7 +25,8 @@ from ..ablation import (
     zero_ablation_hook,
 )
 from ..base import Result, to_jsonable
-from .experiments import lookup
+from ..sampling import PairSample
+from .experiments import lookup, with_ci
 
 __all__ = ["SWAP_ACTIVATIONS", "ActivationSwapResult", "activation_swap", "ablated", "ablation_hooks",
            "mean_ablation_hook", "swapped_activation", "zero_ablation_hook"]
@@ -42,9 +43,18 @@ class ActivationSwapResult(Result):
 
     rows: pd.DataFrame
     original: str
+    sample: PairSample | None = None
 
     def to_frame(self) -> pd.DataFrame:
-        return self.rows.copy()
+        """The rows; on a sample of pairs also ``ci_low`` / ``ci_high`` of the accuracy."""
+        return with_ci(self.rows.copy(), "accuracy", self.sample)
+
+    def intervals(self) -> dict[str, list[float]] | None:
+        """Name -> 95 % interval of the accuracy, or None when all pairs were used."""
+        if self.sample is None or self.sample.exact:
+            return None
+        f = self.to_frame()
+        return {str(r.activation): [float(r.ci_low), float(r.ci_high)] for r in f.itertuples()}
 
     def accuracy(self, name: str) -> float:
         return lookup(self.rows, "activation", name, "accuracy")
@@ -65,18 +75,23 @@ class ActivationSwapResult(Result):
                             "even": {str(r.activation): bool(r.even) for r in self.rows.itertuples()}})
 
 
-def activation_swap(model, activations: Sequence[str] = SWAP_ACTIVATIONS) -> ActivationSwapResult:
+def activation_swap(model, activations: Sequence[str] = SWAP_ACTIVATIONS, *, max_pairs: int | None = None,
+                    seed: int = 0) -> ActivationSwapResult:
     """Accuracy and loss on all pairs with sigma replaced by each activation (the model is not
-    modified: the swapped sigma is applied to a float64 copy of the weights)."""
+    modified: the swapped sigma is applied to a float64 copy of the weights), or on a seeded sample
+    of ``max_pairs`` unordered pairs (the result then carries the sample and its intervals)."""
     tab_rows = []
     original = model.activation
+    sample = None
     for name in activations:
-        tab = activation_table(model, activation=name)
+        tab = activation_table(model, activation=name, max_pairs=max_pairs, seed=seed)
         ev = tab.evaluate(torch.ones(1, tab.d_mlp, dtype=torch.bool))
+        sample = tab.sample
+        del tab  # one table at a time
         tab_rows.append({"activation": name, "accuracy": float(ev.accuracy[0]), "loss": float(ev.loss[0]),
                          "even": _is_even(name)})
     return ActivationSwapResult(rows=pd.DataFrame(tab_rows),
-                                original=original if isinstance(original, str) else repr(original))
+                                original=original if isinstance(original, str) else repr(original), sample=sample)
 
 
 def _is_even(name: str) -> bool:

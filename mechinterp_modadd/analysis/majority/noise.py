@@ -20,8 +20,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ...errors import InputError
-from ...forward import hidden, weights64
+from ...forward import Weights64, hidden, unordered_pairs, weights64
 from ...fourier import NeuronSpectrum, neuron_spectrum
+from ...memory import current_budget
 from ..ablation import frequency_groups
 from ..base import Result, to_jsonable
 from .selectors import generator, random_subsets
@@ -56,14 +57,71 @@ class VoteSplit:
     residual: Float[Tensor, "B G"]
 
 
-def _post_all_pairs(model) -> Tensor:
-    """float64 post-activations [p^2, M] on all pairs (:func:`mechinterp_modadd.forward.hidden`)."""
-    return hidden(model)[1]
+def _group_post(w: Weights64, idx: Tensor, pairs: Tensor | None = None) -> Tensor:
+    """float64 post-activations [P, n] of the neurons ``idx`` only (default: all p^2 pairs), through
+    :func:`mechinterp_modadd.forward.hidden` on the sub-network of those neurons."""
+    sub = Weights64(theta=w.theta[idx], W_out=w.W_out[:, idx], W_in=w.W_in[idx], W_E=w.W_E, act_fn=w.act_fn)
+    return hidden(sub, pairs)[1]
 
 
-def _group_parts(post: Tensor, W_out: Tensor, idx: Tensor, p: int, k: int) -> tuple[Tensor, Tensor]:
-    """Per-neuron coherent coefficients C [n, 6] and residual votes R [n, p^3] of group idx."""
-    votes = (post[:, idx].T[:, :, None] * W_out[:, idx].T[:, None, :]).reshape(len(idx), -1)  # [n, p^3]
+def _explicit_fits(n: int, p: int, max_memory: int | None = None) -> bool:
+    """Whether one group's explicit votes (n p^3 float64 values, about 3 copies) fit in half the budget."""
+    return 3 * 8 * n * p**3 <= current_budget(max_memory) // 2
+
+
+def _group_gram(w: Weights64, idx: Tensor, p: int, k: int) -> tuple[Tensor, Tensor]:
+    """Coherent coefficients C [n, 6] and the Gram matrix of the residual votes G_R [n, n] of group
+    idx without forming the [n, p^3] votes (for large p).
+
+    v_m(x, y, j) = post_m(x, y) xi_m[j] factorises, so <v_m, v_m'> = <post_m, post_m'> <xi_m, xi_m'>
+    (sums over the p^2 pairs, computed on the unordered pairs with multiplicities), and each basis
+    function cos/sin(a(x, y) - w j) splits by cos(a - b) = cos a cos b + sin a sin b into pair sums
+    times the Fourier coefficients of xi_m at k. Then G_R = G_v - C C^T (R = votes - C basis with
+    an orthonormal basis); residual norms come from masks^T G_R masks, clamped at 0, so they carry
+    a rounding floor of about 1e-8 of the total vote instead of the 1e-15 of the explicit path.
+    """
+    pairs, weight = unordered_pairs(p)
+    post = _group_post(w, idx, pairs)  # [P, n]
+    xi = w.W_out[:, idx]  # [p, n]
+    wk = 2 * math.pi * k / p
+    j = torch.arange(p, dtype=torch.float64)
+    cw, sw = torch.cos(wk * j) @ xi, torch.sin(wk * j) @ xi  # [n]
+    x, y = pairs[:, 0].double(), pairs[:, 1].double()
+    wp = post * weight[:, None]  # [P, n]: sums over ordered pairs
+    a1, b1 = torch.cos(wk * (x + y)) @ wp, torch.sin(wk * (x + y)) @ wp
+    a2 = 0.5 * (torch.cos(2 * wk * x) + torch.cos(2 * wk * y)) @ wp  # post is symmetric: the 2x and
+    b2 = 0.5 * (torch.sin(2 * wk * x) + torch.sin(2 * wk * y)) @ wp  # 2y terms share coefficients
+    c_xy, s_xy = a1 * cw + b1 * sw, b1 * cw - a1 * sw
+    c_2, s_2 = a2 * cw + b2 * sw, b2 * cw - a2 * sw
+    C = torch.stack([c_xy, s_xy, c_2, s_2, c_2, s_2], 1) / math.sqrt(p**3 / 2)
+    G = (post.T @ wp) * (xi.T @ xi)
+    return C, G - C @ C.T
+
+
+def _gram_norms(C: Tensor, GR: Tensor, masks: Tensor, n_entries: int) -> tuple[Tensor, Tensor]:
+    masks = masks.double()
+    coh = (masks @ C).norm(dim=1) / math.sqrt(n_entries)
+    res = ((masks @ GR) * masks).sum(1).clamp_min(0).sqrt()
+    return coh, res / math.sqrt(n_entries)
+
+
+def _group_split(w: Weights64, idx: Tensor, p: int, k: int, masks: Tensor,
+                 max_memory: int | None = None) -> tuple[Tensor, Tensor]:
+    """Coherent and residual RMS of the summed votes of group idx under each mask [B, n]: the
+    explicit path when one group's votes fit in memory, else the Gram path (:func:`_group_gram`)."""
+    if _explicit_fits(len(idx), p, max_memory):
+        C, R = _group_parts(_group_post(w, idx), w.W_out, idx, p, k, post_is_group=True)
+        return _split_norms(C, R, masks)
+    C, GR = _group_gram(w, idx, p, k)
+    return _gram_norms(C, GR, masks, p**3)
+
+
+def _group_parts(post: Tensor, W_out: Tensor, idx: Tensor, p: int, k: int, *,
+                 post_is_group: bool = False) -> tuple[Tensor, Tensor]:
+    """Per-neuron coherent coefficients C [n, 6] and residual votes R [n, p^3] of group idx
+    (``post`` holds all neurons, or only the group's when ``post_is_group``)."""
+    gp = post if post_is_group else post[:, idx]
+    votes = (gp.T[:, :, None] * W_out[:, idx].T[:, None, :]).reshape(len(idx), -1)  # [n, p^3]
     basis = _coherent_basis(p, k)
     C = votes @ basis.T
     R = votes - C @ basis
@@ -80,23 +138,23 @@ def _split_norms(C: Tensor, R: Tensor, masks: Tensor, chunk_elems: int = 1 << 23
 
 
 @torch.no_grad()
-def vote_split(model, keep: Tensor, *, spectrum: NeuronSpectrum | None = None) -> VoteSplit:
+def vote_split(model, keep: Tensor, *, spectrum: NeuronSpectrum | None = None,
+               max_memory: int | None = None) -> VoteSplit:
     """For each keep mask [B, d_mlp] and frequency group k, the summed vote of the kept neurons
     of that group, V(x, y, j) = sum_m post_m(x, y) W_out[j, m], split into its projection on the
     coherent subspace (:func:`_coherent_basis`: the correct peak and the two ghosts) and the
     residual. Computed explicitly (not by a difference of squared norms), so an exact
-    cancellation shows up at ~1e-15."""
+    cancellation shows up at ~1e-15, when one group's votes (n_k p^3 values) fit in the memory
+    budget; otherwise through their Gram matrix (see ``_group_gram``), with a rounding floor."""
     sp = neuron_spectrum(model) if spectrum is None else spectrum
     keep = torch.as_tensor(keep)
     keep = keep[None] if keep.ndim == 1 else keep
-    post = _post_all_pairs(model)
-    W_out = weights64(model).W_out
+    w = weights64(model)
     groups = {k: idx for k, idx in frequency_groups(sp).items() if len(idx)}
     coh = torch.zeros(keep.shape[0], len(groups), dtype=torch.float64)
     res = torch.zeros_like(coh)
     for i, (k, idx) in enumerate(groups.items()):
-        C, R = _group_parts(post, W_out, idx, model.cfg.p, k)
-        coh[:, i], res[:, i] = _split_norms(C, R, keep[:, idx])
+        coh[:, i], res[:, i] = _group_split(w, idx, model.cfg.p, k, keep[:, idx], max_memory)
     return VoteSplit(ks=list(groups), coherent=coh, residual=res)
 
 
@@ -152,7 +210,8 @@ def _default_sizes(n_max: int, n_points: int = 10) -> list[int]:
 
 @torch.no_grad()
 def noise_scaling(model, sizes: Sequence[int] | None = None, *, draws: int = 10, seed: int = 0,
-                  spectrum: NeuronSpectrum | None = None, progress: bool = False) -> NoiseScalingResult:
+                  spectrum: NeuronSpectrum | None = None, progress: bool = False,
+                  max_memory: int | None = None) -> NoiseScalingResult:
     """Coherent and residual norms of group votes for subsets of n neurons, and the fitted exponents.
 
     The vote of neuron m is v_m(x, y, j) = post_m(x, y) W_out[j, m] (its whole contribution to
@@ -165,7 +224,9 @@ def noise_scaling(model, sizes: Sequence[int] | None = None, *, draws: int = 10,
 
     ``sizes`` default: about 10 geometric steps from 1 to the median non-empty group size; at each
     size n, ``draws`` seeded subsets per group with at least n neurons. Memory: one group's votes,
-    n_k p^3 float64 values, at a time.
+    n_k p^3 float64 values, at a time; when that exceeds half the memory budget (``max_memory``
+    or ``--max-memory``; e.g. p = 199 at the default width: 24 GB), the norms come from the
+    group's Gram matrix instead (exact up to a rounding floor of ~1e-8 of the total vote).
     """
     if draws < 1:
         raise InputError(f"draws must be >= 1, got {draws}")
@@ -178,17 +239,15 @@ def noise_scaling(model, sizes: Sequence[int] | None = None, *, draws: int = 10,
     sizes = sorted({int(n) for n in sizes})
     if not sizes or sizes[0] < 1:
         raise InputError(f"sizes must be positive integers, got {sizes}")
-    post = _post_all_pairs(model)
-    W_out = weights64(model).W_out
+    w = weights64(model)
     g = generator(seed)
     recs: list[dict[str, Any]] = []
     for k, idx in tqdm(groups.items(), desc="noise scaling", disable=not progress):
-        C, R = _group_parts(post, W_out, idx, p, k)
         ns = [n for n in sizes if n <= len(idx)]
         if not ns:
             continue
         masks = torch.cat([random_subsets(draws, len(idx), n, g) for n in ns])
-        coh, res = _split_norms(C, R, masks)
+        coh, res = _group_split(w, idx, p, k, masks, max_memory)
         for i, n in enumerate(ns):
             for d in range(draws):
                 recs.append({"k": k, "n": n, "draw": d, "coherent": float(coh[i * draws + d]),
