@@ -13,7 +13,7 @@ from mechinterp_modadd.analysis.majority import noise_scaling, run_ablation_suit
 from mechinterp_modadd.analysis.sampling import PairSample, ablation_pair_count, wilson_interval
 from mechinterp_modadd.cli import main
 from mechinterp_modadd.errors import InputError
-from mechinterp_modadd.forward import bytes_per_pair, chunk_size, logits
+from mechinterp_modadd.forward import CHUNK_SHARE, bytes_per_pair, chunk_size, logits
 from mechinterp_modadd.memory import (
     DEFAULT_MAX_MEMORY,
     current_budget,
@@ -41,8 +41,8 @@ def test_budget_context_sets_and_restores():
     with memory_budget("100MB") as b:
         assert b == current_budget() == 100 << 20
         assert rows_per_chunk(1 << 20) == 100
-        # forward's chunks follow the budget (a third of it) when no max_memory is given
-        assert chunk_size(10**9, 1 << 20) == int((100 << 20) / 3) // (1 << 20)
+        # forward's chunks follow the budget (CHUNK_SHARE of it) when no max_memory is given
+        assert chunk_size(10**9, 1 << 20) == int((100 << 20) * CHUNK_SHARE // (1 << 20))
     assert current_budget() == DEFAULT_MAX_MEMORY
     assert current_budget("1GB") == 1 << 30
 
