@@ -10,9 +10,9 @@ the model itself come on top (about 0.3-0.5 GB), so the default of 3 GiB keeps a
 under 4 GB of resident memory.
 
 Parsing (:func:`parse_memory`): a number with an optional unit, case-insensitive, with or without a
-space, in binary units: ``B``; ``K``, ``KB``, ``KiB`` (1024); ``M``, ``MB``, ``MiB``; ``G``, ``GB``,
-``GiB``; ``T``, ``TB``, ``TiB``. ``"4GB"`` = 4 GiB, ``"500MB"`` = 500 MiB, ``"1.5G"``; a plain number
-is bytes.
+space: ``B``, ``KB``/``MB``/``GB``/``TB`` (powers of 1000), ``K``/``M``/``G``/``T`` and
+``KiB``/``MiB``/``GiB``/``TiB`` (powers of 1024). ``"4GB"`` = 4e9 bytes, ``"500MB"`` = 5e8, ``"2G"`` =
+2 GiB, ``"1.5GiB"``; a plain number is bytes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import math
 import re
 from collections.abc import Iterator
 
-from .errors import InputError
+from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_MAX_MEMORY",
@@ -39,38 +39,41 @@ __all__ = [
 
 #: default budget of the analyses' large temporaries: 3 GiB (the process stays under 4 GB)
 DEFAULT_MAX_MEMORY: int = 3 * 2**30
-#: smallest budget the command line accepts (below it even one row of a large model would not fit)
-MIN_MEMORY: int = 50 * 2**20
+#: smallest budget accepted (below it even one row of a large model would not fit)
+MIN_MEMORY: int = 50 * 10**6
 
-_UNITS = {"": 1, "B": 1}
-for _i, _letter in enumerate("KMGT", start=1):
-    for _suffix in ("", "B", "IB"):
-        _UNITS[_letter + _suffix] = 1 << (10 * _i)
-_PATTERN = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*")
+_UNITS = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 _BUDGET: contextvars.ContextVar[int | None] = contextvars.ContextVar("modadd_memory_budget", default=None)
 
 
-def parse_memory(value: str | int | float, what: str = "memory size") -> int:
-    """Bytes from ``"4GB"``, ``"500MB"``, ``"2GiB"``, ``"1.5G"`` or a number of bytes (binary units,
-    see the module docstring). Raises :class:`InputError` starting with ``what`` and the value on
-    anything else, or on a size that is not positive."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+def parse_memory(value: str | int | float, what: str = "--max-memory") -> int:
+    """Bytes from ``"4GB"``, ``"500MB"``, ``"2GiB"``, ``"1.5G"`` or a number of bytes (see the module
+    docstring for the units). Raises :class:`ConfigError` naming ``what`` on anything else or on a
+    budget below :data:`MIN_MEMORY` (50 MB)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what}: expected a size such as 4GB or 500MB, got {value!r}")
+    if isinstance(value, (int, float)):
         n = float(value)
     else:
-        m = _PATTERN.fullmatch(str(value))
-        if m is None or m.group(2).upper() not in _UNITS:
-            raise InputError(f"{what} {value!r}: expected a number with an optional unit "
-                             f"(B, K, M, G, T, also KB/KiB...; e.g. 4GB or 500MB)")
-        n = float(m.group(1)) * _UNITS[m.group(2).upper()]
-    if not math.isfinite(n) or n < 1:
-        raise InputError(f"{what} {value!r}: expected a positive size in bytes")
+        m = _PATTERN.match(str(value))
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ConfigError(f"{what}: expected a size such as 4GB, 500MB or 2GiB, got {value!r}")
+        n = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not math.isfinite(n) or n < MIN_MEMORY:
+        raise ConfigError(f"{what}: the memory budget must be at least {format_bytes(MIN_MEMORY)}, got {value!r}")
     return int(n)
 
 
 def format_bytes(n: float) -> str:
-    """``1.50 GiB`` style (binary units, as :func:`parse_memory` reads them)."""
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    """``1.50 GB`` style (powers of 1000)."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if abs(n) >= size:
             return f"{n / size:.2f} {unit}"
     return f"{int(n)} B"
@@ -92,7 +95,7 @@ def memory_budget(max_memory: int | str | None) -> Iterator[int]:
     if max_memory is None:
         yield current_budget()
         return
-    token = _BUDGET.set(parse_memory(max_memory, "max_memory"))
+    token = _BUDGET.set(parse_memory(max_memory))
     try:
         yield _BUDGET.get()
     finally:
@@ -110,12 +113,9 @@ def rows_per_chunk(bytes_per_row: float, *, budget: int | None = None, share: fl
 
 def _argparse_memory(text: str) -> int:
     try:
-        n = parse_memory(text, "")
-    except InputError as e:
-        raise argparse.ArgumentTypeError(str(e).strip()) from None
-    if n < MIN_MEMORY:
-        raise argparse.ArgumentTypeError(f"{text!r}: the memory budget must be at least {format_bytes(MIN_MEMORY)}")
-    return n
+        return parse_memory(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--max-memory: ")) from None
 
 
 def add_max_memory_argument(ap: argparse.ArgumentParser, *, training: bool = False) -> None:
