@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -301,6 +303,14 @@ def test_diagnose_and_ablate_print_the_same_majority_vote_numbers(which, tmp_pat
     assert half["accuracy_mean"] == pytest.approx(d["half_accuracy"], rel=1e-12, abs=0)
     assert d["exact"] and d["thresholds"] == {"half_accuracy_min": 0.95, "single_group_max": 0.6,
                                               "phase_drop_min": 0.1}
+    # modadd report shows the same claim: in its diagnosis and in its ablation suite
+    assert main(["report", *args, "--out", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json")]) == 0
+    capsys.readouterr()
+    r = json.loads((tmp_path / "r.json").read_text())["diagnosis"]
+    for claim in (r["claims"]["majority_vote"], r["ablation"]["majority_vote"]):
+        assert all(claim[key] == d[key] for key in ("half_accuracy", "best_single_group_accuracy", "phase_drop"))
+    page = html.unescape(re.sub(r"<[^>]+>", "", (tmp_path / "r.html").read_text()))
+    assert _sentence(diag) in page
 
 
 def test_same_draws_whatever_else_is_measured(small_model):
