@@ -118,7 +118,7 @@ def test_chunks_fit_the_memory_budget():
             s = chunk_size(p, d_mlp, 4096, dev, budget, 5001)
             assert 1 <= s < 4096 and s * chunk_bytes(p, d_mlp, 5001) <= budget
     assert chunk_size(23, 512, 4096, gpu_like, 10**12, 5001) == 4096  # no cache cap off the CPU
-    assert chunk_size(23, 512, 4096, cpu, 10**12, 5001) <= 32  # the CPU cap: activations in cache
+    assert chunk_size(23, 512, 4096, cpu, 10**12, 5001) <= 64  # the CPU cap: activations in cache
     with pytest.raises(ConfigError, match="max_memory"):
         chunk_size(97, 1024, 4096, cpu, 50 * 10**6, 5001)
 
