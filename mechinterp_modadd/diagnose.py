@@ -285,6 +285,12 @@ class Diagnosis:
             lines.append(f"{row.claim:<{w}}  {row.metric:<{wm}}  {format_value(row.value):>9}  {row.verdict}")
             if details and row.details:
                 lines.append(f"{'':<{w}}    {row.details}")
+        for name, r in self.claims.items():  # estimates on a sample of pairs (large p) say so
+            if getattr(r, "exact", True) is False and getattr(r, "n_pairs", 0):
+                ci = getattr(r, f"{r.key_metric}_ci", None)
+                ci = "" if ci is None else f"; {r.key_metric} 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]"
+                lines.append(f"{name}: estimated on a seeded sample of {r.n_pairs} of "
+                             f"{getattr(r, 'n_pairs_total', '?')} unordered pairs{ci}")
         return "\n".join(lines)
 
     def neurons_dict(self) -> dict[str, list]:

@@ -163,3 +163,21 @@ def test_estimate_skips_timing_for_short_runs():
     assert timed.timed and timed.seconds_per_step > 0
     assert timed.total_seconds == pytest.approx(3 * timed.seconds_per_step)
     assert step_bytes(199, 38329) > 10e9
+
+
+def test_diagnose_table_names_a_sampled_estimate(small_model):
+    import math
+
+    from mechinterp_modadd.diagnose import diagnose
+
+    assert "sample" not in diagnose(small_model).to_text()  # p = 13: exact, table as before
+    p, M = 37, 444
+    k = (torch.arange(M) % 18 + 1).double()[:, None]
+    phi = 2 * math.pi * torch.rand(M, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    w = 2 * math.pi * k * torch.arange(p, dtype=torch.float64)[None, :] / p
+    m = ModAddMLP(ModelConfig(p=p, d_mlp=M), seed=None)
+    with torch.no_grad():
+        m.mlp.W_in.copy_(torch.cos(w + phi).float())
+        m.mlp.W_out.copy_(torch.cos(w + 2 * phi).float().T)
+    text = diagnose(m).to_text()
+    assert "majority_vote: estimated on a seeded sample of 512 of 703 unordered pairs; half_accuracy 95% CI [" in text
