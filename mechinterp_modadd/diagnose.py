@@ -177,12 +177,18 @@ def run_diagnosis_ablation(model, spectrum: NeuronSpectrum | None = None) -> tup
     """The ablation suite of a diagnosis page (seed 0) and its settings.
 
     For p > :data:`ABLATION_EXACT_MAX_P` the accuracies are estimated on a seeded sample of 2048
-    unordered pairs and the noise scaling (memory ~ n_k p^3) is skipped.
+    unordered pairs (fewer where :func:`~mechinterp_modadd.analysis.sampling.ablation_pair_count`
+    says the memory budget or the operation limit asks for it) and the noise scaling (memory
+    ~ n_k p^3) is skipped.
     """
     from .analysis.majority import run_ablation_suite
+    from .analysis.sampling import ablation_pair_count
 
     large = model.cfg.p > ABLATION_EXACT_MAX_P
-    settings = {"seed": 0, "max_pairs": 2048 if large else None, "noise_scaling": not large}
+    # at most 2048 pairs, fewer where the memory budget or the operation limit asks (e.g. p = 199)
+    n_auto = ablation_pair_count(model.cfg.p, model.cfg.d_mlp, 6 * 10 + 4 * 21 + 2 + 8)
+    settings = {"seed": 0, "max_pairs": (2048 if n_auto is None else min(2048, n_auto)) if large else None,
+                "noise_scaling": not large}
     suite = run_ablation_suite(model, noise=not large, max_pairs=settings["max_pairs"], spectrum=spectrum)
     return suite, settings
 
