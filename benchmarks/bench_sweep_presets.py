@@ -2,7 +2,10 @@
 
 For every distinct run shape of a preset it times a short single run (one thread, the way a sweep
 batch trains) and one run's analyses, then projects: (sum over runs of steps x ms/step + analysis
-seconds) / workers. All times come from this run; on a busy machine they overestimate.
+seconds) / workers. All times come from this run; on a busy machine they overestimate. Runs with
+an early stop (the grokking preset) are projected at their whole step budget: an upper bound, since
+the runs that grok end soon after; measure the preset itself (``/usr/bin/time modadd sweep``) for
+its real wall time.
 
     python benchmarks/bench_sweep_presets.py [--workers 2] [--preset lottery grokking primes]
 """

@@ -96,6 +96,10 @@ def _configure_train(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=_int_values, nargs="+", default=None,
                     help="seed(s): 0, or 0 1 2, or a range 0-31" + many)
     ap.add_argument("--save-every", type=int, default=1000, help="checkpoint interval in steps")
+    ap.add_argument("--stop-accuracy", type=_float_value, default=None,
+                    help="early stop: end a run once train and test accuracy held >= this for --stop-window "
+                    "steps (checked at multiples of the window; default: train every step)")
+    ap.add_argument("--stop-window", type=int, default=None, help="early-stop window in steps (default 1000)")
     ap.add_argument("--checkpoint-steps", default=None, type=_step_list,
                     help="extra checkpoint steps, comma separated (e.g. 100,200,500)")
     ap.add_argument("--out", default=None, help="run folder (default runs/<preset>_p<p>_seed<seed>); with "
@@ -123,7 +127,8 @@ def _run_train(args: argparse.Namespace) -> int:
         "init_scale": args.init_scale or [None],
     }
     cfgs = [preset(args.preset, p=args.p, d_mlp=args.d_mlp, steps=args.steps, activation=args.activation,
-                   save_every=args.save_every, **dict(zip(grid, values, strict=True)))
+                   save_every=args.save_every, stop_accuracy=args.stop_accuracy, stop_window=args.stop_window,
+                   **dict(zip(grid, values, strict=True)))
             for values in itertools.product(*grid.values())]
     max_memory = getattr(args, "max_memory", None)
     _announce_training(cfgs[0], max_memory)
@@ -136,10 +141,12 @@ def _run_train(args: argparse.Namespace) -> int:
                          progress=not args.quiet, resume=args.resume, break_lock=args.break_lock)
         dt = time.perf_counter() - t0
         tab = res.table
-        steps = int(tab["steps_done"].max())
+        steps, done = int(tab["steps_done"].max()), int(tab["steps_done"].sum())
+        stopped = int((tab["steps_done"] < cfgs[0].steps).sum())
         print(f"{len(cfgs)} runs in {out} (summary: {out / 'runs.csv'})")
         print(f"train acc: min {tab['train_accuracy'].min():.4f} mean {tab['train_accuracy'].mean():.4f}; "
-              f"{steps} steps each ({dt:.1f} s, {len(cfgs) * steps / max(dt, 1e-9):,.0f} run-steps/s)")
+              + (f"up to {steps} steps, {stopped} runs stopped early" if stopped else f"{steps} steps each")
+              + f" ({dt:.1f} s, {done / max(dt, 1e-9):,.0f} run-steps/s)")
         for _, row in tab[tab["status"] != "ok"].iterrows():
             print(f"  {row['folder']}: {row['status']}")
         return 0

@@ -208,3 +208,52 @@ def test_cuda_batch_matches_cpu_batch(tmp_path):
     c = train_many(cfgs, tmp_path / "c", progress=False, device="cpu")
     for a, b in zip(g.runs, c.runs, strict=True):
         _losses_close(pd.read_csv(a / "metrics.csv")["train_loss"], pd.read_csv(b / "metrics.csv")["train_loss"], 1e-5)
+
+
+# ------------------------------------------------------------------------------ early stop
+def test_stop_rule_on_constructed_metrics():
+    from mechinterp_modadd.training.trainer import stop_rule_met
+
+    cfg = preset("grokking", p=11, d_mlp=8, steps=1000, stop_accuracy=0.99, stop_window=100)
+    tr = np.ones(1001)
+    te = np.full(1001, 0.5)
+    te[150:] = 1.0
+    assert not stop_rule_met(cfg, tr, te, 200)  # step 149 is still below: the window 100..200 fails
+    assert stop_rule_met(cfg, tr, te, 300)
+    assert not stop_rule_met(cfg, tr, te, 250)  # not a multiple of the window
+    assert not stop_rule_met(cfg.replace(stop_accuracy=None), tr, te, 300)  # off by default
+    tr[260] = 0.98
+    assert not stop_rule_met(cfg, tr, te, 300)  # train accuracy counts too
+    assert stop_rule_met(cfg, np.ones(1001), np.full(1001, np.nan), 100)  # no test set: train alone
+    with pytest.raises(ConfigError, match="stop_accuracy"):
+        cfg.replace(stop_accuracy=1.5)
+    with pytest.raises(ConfigError, match="stop_window"):
+        cfg.replace(stop_window=0)
+
+
+def test_early_stop_is_the_same_in_a_batch_as_alone(tmp_path):
+    from mechinterp_modadd.training.trainer import stop_rule_met
+
+    base = preset("grokking", p=11, d_mlp=64, steps=1000, save_every=1000, lr=1e-2, weight_decay=2.0,
+                  train_fraction=0.9, stop_accuracy=0.75, stop_window=100)
+    cfgs = [base.replace(seed=s) for s in range(4)] + [base.replace(seed=9, stop_accuracy=None)]
+    res = train_many(cfgs, tmp_path / "batch", progress=False)
+    done = list(res.table["steps_done"])
+    assert done[4] == 1000  # no early stop: the whole budget
+    assert any(d < 1000 for d in done) and any(d == 1000 for d in done[:4])  # the rule both fires and not
+    for cfg, folder, d in zip(cfgs, res.runs, done, strict=True):
+        m = pd.read_csv(folder / "metrics.csv")
+        assert int(m["step"].iloc[-1]) == d
+        assert (folder / "checkpoints" / f"step_{d:06d}.safetensors").is_file()  # the stop step is saved
+        tr, te = m["train_accuracy"].to_numpy(), m["test_accuracy"].to_numpy()
+        fired = [t for t in range(0, d + 1, 100) if stop_rule_met(cfg, tr, te, t)]
+        assert fired == ([d] if d < 1000 else [])  # it stopped at the first step the rule allowed
+        alone = train(cfg, tmp_path / ("alone_" + folder.name), progress=False, device="cpu")
+        assert len(alone.metrics) == d + 1
+        _losses_close(m["train_loss"], alone.metrics["train_loss"], 1e-6)
+    # resuming a batch (or one run) whose runs stopped trains nothing more
+    again = train_many(cfgs, tmp_path / "batch", progress=False, resume=True)
+    assert list(again.table["steps_done"]) == done
+    stopped = done.index(min(done))
+    more = train(cfgs[stopped], res.runs[stopped], resume=True, progress=False)
+    assert int(more.metrics["step"].iloc[-1]) == done[stopped]

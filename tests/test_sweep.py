@@ -56,8 +56,13 @@ def test_spec_expands_the_grid_in_order_and_groups_by_shape():
     assert [r.config.seed for r in spec.runs[:4]] == [0, 1, 0, 1]
     assert len({r.name for r in spec.runs}) == 8
     batches = group_batches(spec.runs, max_batch=3)
-    assert [len(b) for b in batches] == [3, 1, 3, 1]
+    assert [len(b) for b in batches] == [2, 2, 2, 2]  # two batches per shape, dealt round-robin
+    assert [r.name for r in batches[0]] == [spec.runs[0].name, spec.runs[2].name]
     assert all(len({r.shape for r in b}) == 1 for b in batches)
+    assert sorted(r.name for b in batches for r in b) == sorted(r.name for r in spec.runs)
+    # as many batches as a multiple of the workers (here 3 per shape), never more than the runs
+    assert [len(b) for b in group_batches(spec.runs, max_batch=16, workers=3)] == [2, 1, 1, 2, 1, 1]
+    assert len(group_batches(spec.runs, max_batch=16, workers=8)) == 8
     assert parse_spec(spec.to_toml()).to_dict() == spec.to_dict()  # --print-spec round trip
     rule = parse_spec('[grid]\np = 29\nd_mlp = "rule"')
     assert rule.runs[0].config.model_config().d_mlp == math.ceil(512 * 29 * 29 / 529)
@@ -71,6 +76,8 @@ def test_spec_expands_the_grid_in_order_and_groups_by_shape():
     ("name = 'x'", "grid: missing [grid]"),
     ("[grid]\np = 6", "grid.p: p must be odd"),
     ("[grid]\ntrain_fraction = 1.5", "grid.train_fraction: must be in (0, 1]"),
+    ("[grid]\nstop_accuracy = 0", "grid.stop_accuracy: must be in (0, 1]"),
+    ("[grid]\nstop_window = 0", "grid.stop_window: must be >= 1"),
     ("[grid]\npreset = 'nope'", "grid.preset: unknown preset"),
     ("[grid]\nseed = '5-2'", "grid.seed: empty range"),
     ("[grid]\np = 3\ntrain_fraction = 0.01", "impossible combination (p = 3, train_fraction = 0.01)"),
@@ -99,6 +106,19 @@ def test_cli_bad_inputs_exit_2(tmp_path, capsys):
     assert "unknown sweep preset 'nope'" in err
     assert main(["sweep", "--preset", "grokking", "--print-spec"]) == 0
     assert "weight_decay = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0]" in capsys.readouterr().out
+    # --set replaces grid keys of a preset or a spec file (values in TOML); bad ones are one line, exit 2
+    assert main(["sweep", "--preset", "grokking", "--set", "steps=50000", "--set", 'seed="0-9"', "--print-spec"]) == 0
+    out = capsys.readouterr().out
+    assert "steps = [50000]" in out and "seed = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in out
+    (tmp_path / "t.toml").write_text(TINY)
+    assert main(["sweep", str(tmp_path / "t.toml"), "--set", "p=[11]", "--print-spec"]) == 0
+    assert "p = [11]" in capsys.readouterr().out
+    for bad, needle in [("steps", "expected KEY=VALUE"), ("steps=fifty", "is not a TOML value"),
+                        ("colour=1", "grid.colour: unknown key"), ("steps=0", "grid.steps: must be >= 1")]:
+        assert main(["sweep", "--preset", "grokking", "--set", bad, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
 
 
 # ------------------------------------------------------------------------- running and resume
@@ -225,6 +245,25 @@ def test_grokking_phase_on_constructed_rows_and_a_tiny_grid(tmp_path):
     assert len(ph) == 4 and (ph["n_seeds"] == 2).all()
     assert main(["report", str(tmp_path / "grok"), "--out", str(tmp_path / "grok.html")]) == 0
     assert "the paper" in (tmp_path / "grok.html").read_text()
+    assert (table.frame["steps_done"] == 40).all()  # the preset's stop window (500) never comes up
+
+
+def test_early_stop_in_a_sweep(tmp_path):
+    # a threshold these tiny runs reach: the runs that hold it for 20 steps end there, the others run on
+    spec = preset_spec("grokking", p=[5], weight_decay=[0.0, 2.0], train_fraction=[0.6, 0.8], seed="0-1",
+                       steps=[400], save_every=[400], lr=[1e-2], stop_window=[20], stop_accuracy=[0.5])
+    table = run_sweep(spec, tmp_path / "stop", executor="local", progress=False)
+    df = table.frame
+    early = df[df["steps_done"] < 400]
+    assert 0 < len(early) < len(df)
+    assert (early["steps_done"] % 20 == 0).all()
+    assert (early["final_test_accuracy"] >= 0.5).all() and (early["final_train_accuracy"] >= 0.5).all()
+    for r in early.itertuples():
+        m = pd.read_csv(tmp_path / "stop" / "runs" / r.name / "metrics.csv")
+        assert int(m["step"].iloc[-1]) == r.steps_done
+    assert main(["report", str(tmp_path / "stop"), "--out", str(tmp_path / "stop.html")]) == 0
+    assert "ends early once its train and test accuracy held &gt;= 0.5 for 20 steps" in \
+        (tmp_path / "stop.html").read_text()
 
 
 def test_primes_preset_aggregation_on_a_tiny_grid(tmp_path):
@@ -234,3 +273,38 @@ def test_primes_preset_aggregation_on_a_tiny_grid(tmp_path):
     assert list(s["p"]) == [3, 5] and "single_frequency.holds" in s and "train_seconds" in s
     assert s["single_frequency.holds"].between(0, 1).all()
     assert main(["report", str(tmp_path / "pr"), "--out", str(tmp_path / "pr.html")]) == 0
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_ray_worker_is_retried_and_gives_the_same_table(tmp_path):
+    """Kill the Ray worker process that is training a batch (its pid is in the batch folder's lock):
+    Ray retries the task, the retry starts the batch afresh, and the sweep ends in the same command
+    with the same table as an uninterrupted in-process sweep."""
+    pytest.importorskip("ray")
+    text = TINY.replace("steps = 40", "steps = 4000").replace("save_every = 20", "save_every = 2000")
+    ref = run_sweep(parse_spec(text, "long.toml"), tmp_path / "ref", executor="local", progress=False)
+    spec_file = tmp_path / "long.toml"
+    spec_file.write_text(text)
+    out = tmp_path / "ray"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "mechinterp_modadd", "sweep", str(spec_file), "--out", str(out), "--workers", "2",
+           "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.time() + 300
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        for lock in (out / ".work").glob("*/.modadd.lock") if (out / ".work").is_dir() else []:
+            try:
+                pid = json.loads(lock.read_text())["pid"]
+            except (OSError, ValueError, KeyError):
+                continue  # being written or already removed
+            if pid != proc.pid:
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+                break
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=600)
+    assert killed is not None, "no batch was caught training (the sweep ended first)"
+    assert proc.returncode == 0, err[-2000:]
+    assert ref.n_complete == 8
+    _same_table(pd.read_csv(out / "results.csv"), pd.read_csv(tmp_path / "ref" / "results.csv"))

@@ -3,7 +3,9 @@ three research pages (lottery statistics over seeds, the grokking phase diagram,
 
 Columns of a row (written by :mod:`mechinterp_modadd.sweeps`): the run's ``name`` and config
 (``preset``, ``p``, ``d_mlp``, ``activation``, ``init``, ``optimizer``, ``seed``, ``lr``,
-``weight_decay``, ``train_fraction``, ``init_scale``, ``steps``, ``save_every``); the last step's
+``weight_decay``, ``train_fraction``, ``init_scale``, ``steps``, ``save_every``, ``stop_accuracy``,
+``stop_window``); ``steps_done`` (the last step trained: ``steps``, or earlier when the early stop
+of :class:`~mechinterp_modadd.training.TrainConfig` ended the run); the last step's
 ``final_train_loss``, ``final_train_accuracy``, ``final_test_loss``, ``final_test_accuracy``,
 ``final_param_norm``; from the per-step metrics, ``fit_step`` (first step with train accuracy
 >= 0.95), ``grok_step`` / ``grok_step_99`` (first step with test accuracy >= 0.95 / 0.99; empty
@@ -43,7 +45,7 @@ __all__ = ["SweepTable", "CONFIG_COLUMNS", "STEP_COLUMNS", "lottery_summary", "g
            "bootstrap_mean_ci", "run_region", "REGIONS", "COMPREHENSION_RATIO", "PAPER_POINT"]
 
 CONFIG_COLUMNS = ["name", "preset", "p", "d_mlp", "activation", "init", "optimizer", "seed", "lr", "weight_decay",
-                  "train_fraction", "init_scale", "steps", "save_every"]
+                  "train_fraction", "init_scale", "steps", "save_every", "stop_accuracy", "stop_window"]
 STEP_COLUMNS = ["fit_step", "grok_step", "grok_step_99", "end_stage1", "end_stage2"]
 REGIONS = ("grokking", "comprehension", "memorisation only", "confusion")
 COMPREHENSION_RATIO = 2.0

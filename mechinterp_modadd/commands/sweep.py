@@ -28,6 +28,9 @@ def _configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="training device")
     ap.add_argument("--workers", type=int, default=None, metavar="N",
                     help="CPUs of the private local Ray (default: all of this machine's)")
+    ap.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", dest="overrides",
+                    help="replace a grid key of the spec or preset, VALUE in TOML (repeatable), e.g. "
+                    "--set steps=50000 --set 'seed=\"0-9\"' --set 'p=[5, 7]'")
     ap.add_argument("--print-spec", action="store_true", help="print the spec as TOML (edit it, pass it back) "
                                                               "and exit")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -39,9 +42,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("give exactly one of SPEC.toml and --preset NAME")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    from ..sweeps import load_spec, preset_spec, run_sweep
+    from ..sweeps import load_spec, parse_set, preset_spec, run_sweep
 
-    spec = load_spec(args.spec) if args.spec else preset_spec(args.preset)
+    over = parse_set(args.overrides)
+    spec = load_spec(args.spec, over) if args.spec else preset_spec(args.preset, **over)
     if args.print_spec:
         sys.stdout.write(spec.to_toml())
         return 0

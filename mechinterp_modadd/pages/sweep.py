@@ -41,9 +41,16 @@ def build_sweep_page(path: str | os.PathLike) -> HtmlReport:
         page.table(s)
     elif kind == "grokking":
         ph = agg.grokking_phase(table)
+        fr = table.frame
+        if "stop_accuracy" in fr and fr["stop_accuracy"].notna().any():
+            thr, win = fr["stop_accuracy"].dropna().iloc[0], int(fr["stop_window"].dropna().iloc[0])
+            stop = (f"a run ends early once its train and test accuracy held >= {thr:g} for {win:,} steps, "
+                    f"so its final numbers are those of the stop step")
+        else:
+            stop = "no early stop"
         page.heading("Grokking phase diagram: weight decay x train fraction")
         page.text(f"Steps to grok = first step with test accuracy >= 0.95 (median over the seeds that got there; "
-                  f"blank: none did within {int(table.frame['steps'].max())} steps; no early stop). Regions, per "
+                  f"blank: none did within {int(fr['steps'].max()):,} steps; {stop}). Regions, per "
                   f"run: confusion (X: train accuracy never reaches 0.95), memorisation only (M: train does, test "
                   f"never does), comprehension from the start (C: test reaches 0.95 within "
                   f"{agg.COMPREHENSION_RATIO:g} x the step at which train did), grokking (G: later); a cell shows "

@@ -9,7 +9,7 @@ optional extra (``pip install -e '.[sweep]'``) imported only inside the Ray exec
 
 from .executors import collect_table, group_batches, run_sweep
 from .presets import SWEEP_PRESETS, preset_spec
-from .spec import RunPlan, SpecError, SweepSpec, load_spec, parse_spec, spec_from_dict
+from .spec import RunPlan, SpecError, SweepSpec, load_spec, parse_set, parse_spec, spec_from_dict
 
 __all__ = ["run_sweep", "group_batches", "collect_table", "SWEEP_PRESETS", "preset_spec", "RunPlan", "SpecError",
-           "SweepSpec", "load_spec", "parse_spec", "spec_from_dict"]
+           "SweepSpec", "load_spec", "parse_set", "parse_spec", "spec_from_dict"]

@@ -36,15 +36,20 @@ SPEC_FILE = "sweep.json"
 MAX_BATCH = {"ray": 16, "local": 64, "cuda": 1024}
 
 
-def group_batches(runs: Sequence[RunPlan], max_batch: int = 16) -> list[list[RunPlan]]:
-    """Runs of equal :attr:`RunPlan.shape` (p, d_mlp, activation, optimizer, init, steps, save_every),
-    in spec order, cut into batches of at most ``max_batch`` runs."""
+def group_batches(runs: Sequence[RunPlan], max_batch: int = 16, workers: int = 1) -> list[list[RunPlan]]:
+    """Runs of equal :attr:`RunPlan.shape` (p, d_mlp, activation, optimizer, init, steps, save_every,
+    stop window) cut into batches of at most ``max_batch`` runs, as many batches as a multiple of
+    ``workers`` where the runs allow it, and dealt round-robin (batch i takes runs i, i + k, ...,
+    each batch in spec order): every batch then holds a like mix of the grid, so with early stops
+    the workers finish together instead of one batch of slow cells running on alone at the end."""
     groups: dict[tuple, list[RunPlan]] = {}
     for r in runs:
         groups.setdefault(r.shape, []).append(r)
     out = []
     for g in groups.values():
-        out += [g[i:i + max_batch] for i in range(0, len(g), max_batch)]
+        k = -(-len(g) // max_batch)
+        k = min(len(g), -(-k // max(1, workers)) * max(1, workers))
+        out += [g[i::k] for i in range(k)]
     return out
 
 
@@ -112,7 +117,9 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, executor: str = "ray",
     dev = resolve_device(device)
     _prepare(spec, out)
     missing = [r for r in spec.runs if not is_complete(out, r.name)]
-    batches = group_batches(missing, MAX_BATCH["cuda" if dev == "cuda" else executor])
+    n_workers = 1 if executor == "local" or dev == "cuda" else \
+        (workers or max(1, (os.cpu_count() or 1) // spec.threads))
+    batches = group_batches(missing, MAX_BATCH["cuda" if dev == "cuda" else executor], n_workers)
     bar = tqdm(total=len(spec.runs), initial=len(spec.runs) - len(missing), disable=not progress, unit="run",
                desc="sweep")
     try:

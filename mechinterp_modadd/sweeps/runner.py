@@ -120,9 +120,11 @@ def analyse_run(run_dir: Path, plan: Any, analyses: Sequence[str]) -> dict[str, 
                            "activation": cfg.activation, "init": cfg.init, "optimizer": cfg.optimizer,
                            "seed": cfg.seed, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
                            "train_fraction": cfg.train_fraction, "init_scale": cfg.init_scale, "steps": cfg.steps,
-                           "save_every": cfg.save_every}
+                           "save_every": cfg.save_every, "stop_accuracy": cfg.stop_accuracy,
+                           "stop_window": cfg.stop_window}
     m = pd.read_csv(run_dir / "metrics.csv")
     last = m.iloc[-1]
+    row["steps_done"] = int(last["step"])  # < steps when the early stop ended the run
     for c in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "param_norm"):
         row[f"final_{c}"] = float(last[c])
     has_test = cfg.train_fraction < 1.0

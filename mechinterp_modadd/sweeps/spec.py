@@ -19,6 +19,8 @@ Format (every key optional except ``grid``; unknown keys are refused)::
     init_scale = [0.1]
     steps = 5000
     save_every = 1000
+    stop_accuracy = 0.99               # optional early stop (TrainConfig): end a run once train and test
+    stop_window = 1000                 # accuracy held >= 0.99 over the last 1000 steps (checked every 1000)
 
 Analyses: ``diagnose`` (every registered claim on the final checkpoint: key number and verdict),
 ``lottery`` (the four winner predictors, step 0 against the final checkpoint) and ``progress``
@@ -54,10 +56,10 @@ ANALYSES = ("diagnose", "lottery", "progress")
 PAGES = ("lottery", "grokking", "primes")
 #: grid axes, in the order runs are expanded (the last varies fastest)
 GRID_KEYS = ("preset", "p", "d_mlp", "activation", "init_scale", "lr", "weight_decay", "train_fraction", "steps",
-             "save_every", "seed")
+             "save_every", "stop_accuracy", "stop_window", "seed")
 _TOP_KEYS = ("name", "page", "analyses", "threads", "grid")
-_FLOAT_KEYS = ("lr", "weight_decay", "train_fraction", "init_scale")
-_INT_KEYS = ("p", "steps", "save_every", "seed")
+_FLOAT_KEYS = ("lr", "weight_decay", "train_fraction", "init_scale", "stop_accuracy")
+_INT_KEYS = ("p", "steps", "save_every", "stop_window", "seed")
 
 
 class SpecError(ModAddError, ValueError):
@@ -76,7 +78,7 @@ class RunPlan:
     def shape(self) -> tuple:
         """Runs with equal shapes can be trained together by the batched trainer."""
         c = self.config
-        return (c.p, c.model_config().d_mlp, c.activation, c.optimizer, c.init, c.steps, c.save_every)
+        return (c.p, c.model_config().d_mlp, c.activation, c.optimizer, c.init, c.steps, c.save_every, c.stop_window)
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ def _check_value(source: str, key: str, v: Any) -> Any:
     if key in _INT_KEYS:
         if isinstance(v, bool) or not isinstance(v, int):
             raise _fail(source, where, f"expected an integer, got {v!r}")
-        lo = {"p": 3, "steps": 1, "save_every": 1, "seed": 0}[key]
+        lo = {"p": 3, "steps": 1, "save_every": 1, "stop_window": 1, "seed": 0}[key]
         if v < lo:
             raise _fail(source, where, f"must be >= {lo}, got {v}")
         if key == "p" and v % 2 == 0:
@@ -175,7 +177,7 @@ def _check_value(source: str, key: str, v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise _fail(source, where, f"expected a number, got {v!r}")
         v = float(v)
-        if key == "train_fraction" and not 0 < v <= 1:
+        if key in ("train_fraction", "stop_accuracy") and not 0 < v <= 1:
             raise _fail(source, where, f"must be in (0, 1], got {v}")
         if key in ("lr", "init_scale") and v <= 0:
             raise _fail(source, where, f"must be > 0, got {v}")
@@ -249,7 +251,10 @@ def _expand(spec: SweepSpec) -> list[RunPlan]:
             if n_train < 1 or n_train >= cfg.p * cfg.p:
                 raise _fail(spec.source, "grid", f"impossible combination (p = {cfg.p}, train_fraction = "
                             f"{cfg.train_fraction}): the split would leave no train or no test pairs")
-        blob = json.dumps(cfg.to_dict(), sort_keys=True)
+        d = cfg.to_dict()
+        if cfg.stop_accuracy is None:  # runs without an early stop keep the names they had before it existed
+            del d["stop_accuracy"], d["stop_window"]
+        blob = json.dumps(d, sort_keys=True)
         tag = hashlib.sha256(blob.encode()).hexdigest()[:8]
         runs.append(RunPlan(name=f"{values['preset']}_p{cfg.p}_seed{cfg.seed}_{tag}", config=cfg, values=values))
     return runs
@@ -265,23 +270,43 @@ def _check_page(spec: SweepSpec, runs: list[RunPlan]) -> None:
         raise _fail(src, "page", "the grokking page needs runs with train_fraction < 1 (a test set)")
 
 
-def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
-    """Parse TOML text into a :class:`SweepSpec`."""
+def parse_spec(text: str, source: str = "<spec>", overrides: dict[str, Any] | None = None) -> SweepSpec:
+    """Parse TOML text into a :class:`SweepSpec`; ``overrides`` replace grid keys (see :func:`parse_set`)."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{source}: not valid TOML ({e})") from None
+    if overrides:
+        grid = doc.get("grid")
+        doc["grid"] = {**(grid if isinstance(grid, dict) else {}), **overrides}
     return spec_from_dict(doc, source)
 
 
-def load_spec(path: str | os.PathLike) -> SweepSpec:
-    """Read and parse a TOML spec file."""
+def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> SweepSpec:
+    """Read and parse a TOML spec file (``overrides``: grid keys to replace)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as e:
         raise SpecError(f"{path}: cannot read the sweep spec ({e.strerror})") from None
-    return parse_spec(text, str(path))
+    return parse_spec(text, str(path), overrides)
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options as grid overrides; VALUE is a TOML value (``steps=50000``,
+    ``seed="0-9"``, ``p=[5, 7]``). Keys are checked with the rest of the spec."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected KEY=VALUE with a grid key, e.g. steps=50000")
+        try:
+            out[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise SpecError(f"--set {item!r}: {value!r} is not a TOML value (numbers, \"strings\", "
+                            f"[lists])") from None
+    return out
 
 
 def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
@@ -75,6 +76,8 @@ from .trainer import (
     _prepare_resume,
     _resume_bytes,
     checkpoint_path,
+    stop_rule_met,
+    stopped_early,
 )
 
 __all__ = ["train_many", "ManyResult", "RUNS_CSV_COLUMNS", "run_name", "chunk_size"]
@@ -158,14 +161,15 @@ def _check_configs(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
 def chunk_bytes(p: int, d_mlp: int, steps_buffered: int) -> int:
     """Bytes one run of a chunk holds at once (an upper estimate).
 
-    Weight-sized float32 tensors, 14 of [d_mlp, p]: on the device W_in, W_out, their gradients and
-    two Adam moments each (8); the run's own copy of weights and moments for checkpoints (6).
+    Weight-sized float32 tensors, 15 of [d_mlp, p]: on the device W_in, W_out, their gradients and
+    two Adam moments each (8), a gradient buffer (1); the run's own copy of weights and moments for
+    checkpoints (6).
     Per step: pre, post and their gradients ([n, d_mlp] float32, 4 of them); logits,
     log-probabilities, their gradients and temporaries (8 of [n, p] at 8 bytes); per-pair weights
     (4 of [n] float64). Metric rows: 6 float64 per step on the device and 7 on the host.
     """
     n = p * (p + 1) // 2
-    return 14 * 4 * d_mlp * p + 4 * 4 * n * d_mlp + 8 * 8 * n * p + 4 * 8 * n + 13 * 8 * steps_buffered
+    return 15 * 4 * d_mlp * p + 4 * 4 * n * d_mlp + 8 * 8 * n * p + 4 * 8 * n + 13 * 8 * steps_buffered
 
 
 def chunk_size(p: int, d_mlp: int, n_runs: int, device: torch.device, max_memory: int | None,
@@ -236,6 +240,17 @@ def _finished_row(run: _Run) -> None:
     run.final["steps_done"] = int(last["step"])
 
 
+def _stopped(run: _Run) -> bool:
+    """A run folder met on resume that its early stop already ended (its metrics say so)."""
+    if run.cfg.stop_accuracy is None:
+        return False
+    path = run.folder / "metrics.csv"
+    try:
+        return stopped_early(run.cfg, pd.read_csv(path).iloc[: run.start + 1])
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as e:
+        raise RunFolderError(f"{path}: unreadable metrics ({e})") from None
+
+
 def _prepare(run: _Run, rf: RunFolder | None) -> None:
     """Fresh weights (and a new folder's config.json and split.json), or the validated saved state
     of a run folder when resuming, exactly as :func:`~.trainer.train` does."""
@@ -292,7 +307,9 @@ class _Stack:
         self.n_train = n_tr.clamp(min=1.0).to(device)
         self.n_test = n_te.clamp(min=1.0).to(device)
         self.has_test = (n_te > 0).to(device)
-        self.W_in = torch.stack([r.model.mlp.W_in.detach() for r in runs]).to(device)
+        # W_in is [S, M, p] to the code but stored as [S, p, M] (a transposed view), like its
+        # gradient and Adam moments: the products below then run in their fast orientation
+        self.W_in = _narrow_last(torch.stack([r.model.mlp.W_in.detach() for r in runs]).to(device))
         self.W_out = torch.stack([r.model.mlp.W_out.detach() for r in runs]).to(device)
         self.g_in = self.g_out = torch.empty(0)
         self._buf: dict[str, Tensor] | None = None
@@ -315,8 +332,30 @@ class _Stack:
                     else:
                         ea.append(torch.zeros_like(W[0], device="cpu"))
                         es.append(torch.zeros_like(W[0], device="cpu"))
-                self.exp_avg.append(torch.stack(ea).to(device))
-                self.exp_avg_sq.append(torch.stack(es).to(device))
+                lay = _narrow_last if j == 0 else (lambda t: t)
+                self.exp_avg.append(lay(torch.stack(ea).to(device)))
+                self.exp_avg_sq.append(lay(torch.stack(es).to(device)))
+
+    def keep(self, idx: list[int]) -> None:
+        """Keep only the runs at positions ``idx`` (the others stopped); buffers are rebuilt."""
+        ix = torch.tensor(idx, dtype=torch.long, device=self.device)
+
+        def sel(t: Tensor, narrow: bool = False) -> Tensor:
+            if narrow:  # keep the transposed storage of W_in-shaped tensors
+                return t.transpose(1, 2).index_select(0, ix).transpose(1, 2)
+            return t.index_select(0, ix)
+
+        self.runs = [self.runs[i] for i in idx]
+        self.S = len(idx)
+        self.W_in, self.W_out = sel(self.W_in, True), sel(self.W_out)
+        self.exp_avg = [sel(e, j == 0) for j, e in enumerate(self.exp_avg)]
+        self.exp_avg_sq = [sel(e, j == 0) for j, e in enumerate(self.exp_avg_sq)]
+        self.w_train, self.w_test = sel(self.w_train), sel(self.w_test)
+        self.n_train, self.n_test, self.has_test = sel(self.n_train), sel(self.n_test), sel(self.has_test)
+        self.wd = sel(self.wd)
+        if self.g_in.numel():  # this step's gradients (copied out of the buffers dropped next)
+            self.g_in, self.g_out = sel(self.g_in, True), sel(self.g_out)
+        self._buf = None
 
     # -------------------------------------------------------------------------------- step
     def lr_table(self, start: int, stop: int) -> Tensor:
@@ -329,39 +368,51 @@ class _Stack:
         """Gradients of every run's training loss (into ``g_in``, ``g_out``) and the [S, 5] metrics.
 
         The backward pass is written out with the products the single-run trainer's autograd
-        performs, in the same orientation (dW_out = dlogits^T @ post, dW_in = dpre^T @ X), so a run
-        inside a batch gets the same bits as alone wherever the batched GEMM sums like the single
-        one (checked on this machine: every run of a batch at p = 11 and p = 23). The loss head
-        (float64 log-softmax, weighted mean) and the activation's derivative go through autograd
-        on small leaves, exactly as in :class:`~.trainer.FullBatchObjective`.
+        performs (dW_out = dlogits^T @ post, d post = dlogits @ W_out, dW_in = dpre^T @ X), each
+        evaluated in whichever orientation the CPU BLAS runs fastest: products with a narrow
+        p-column output are computed transposed (logits^T = W_out @ post^T, dW_in^T = X^T @ dpre),
+        which is about twice as fast at p = 23 and, on MKL, the same bits (each output element is
+        the same dot product; checked on this machine, every run of a batch at p = 11 and p = 23
+        equal to the same run alone). The loss head (float64 log-softmax, weighted mean) and the
+        activation's derivative go through autograd on small leaves, exactly as in
+        :class:`~.trainer.FullBatchObjective`.
         """
         relu = self.act is torch.relu  # the registry entry of "relu"
         S, n, M, p = self.S, self.n, self.W_in.shape[1], self.p
         if self._buf is None:  # reused every step: no large allocation (and page faults) per step
             self._buf = {"hidden": self.W_in.new_empty(S, n, M), "dhidden": self.W_in.new_empty(S, n, M),
-                         "logits": self.W_in.new_empty(S, n, p), "g_in": self.W_in.new_empty(S, M, p),
-                         "g_out": self.W_in.new_empty(S, p, M), "X": self.X.expand(S, n, p)}
+                         "logits_t": self.W_in.new_empty(S, p, n), "logits": self.W_in.new_empty(S, n, p),
+                         "g_in_t": self.W_in.new_empty(S, p, M), "g_in": self.W_in.new_empty(S, M, p),
+                         "g_out": self.W_in.new_empty(S, p, M), "X": self.X.expand(S, n, p),
+                         "X_t": self.X.t().expand(S, p, n)}
         buf = self._buf
+        fast_fwd, fast_bwd = transposed_products(S, n, M, p, self.device.type)
+        W_in_t = self.W_in.transpose(1, 2)  # contiguous [S, p, M]
         if relu:  # relu's derivative is written out below; no graph needed
             with torch.no_grad():
-                pre = torch.bmm(buf["X"], self.W_in.transpose(1, 2), out=buf["hidden"])  # [S, n, M]
+                pre = torch.bmm(buf["X"], W_in_t, out=buf["hidden"])  # [S, n, M]
                 post = pre.relu_()  # in place: relu's backward needs only post > 0
         else:
             with torch.no_grad():
-                pre = torch.matmul(self.X, self.W_in.transpose(1, 2))  # [S, n, M]
+                pre = torch.matmul(self.X, W_in_t)  # [S, n, M]
             pre.requires_grad_(True)
             with torch.enable_grad():
                 post = self.act(pre)
         with torch.no_grad():
-            logits = torch.bmm(post.detach(), self.W_out.transpose(1, 2), out=buf["logits"])  # [S, n, p]
-        logits = logits.detach().requires_grad_(True)  # a fresh leaf on the reused buffer
+            if fast_fwd:
+                logits = torch.bmm(self.W_out, post.detach().transpose(1, 2), out=buf["logits_t"]).transpose(1, 2)
+            else:
+                logits = torch.bmm(post.detach(), self.W_out.transpose(1, 2), out=buf["logits"])  # [S, n, p]
+            # float64 copy in [S, n, p] layout: the leaf of the loss head (float32 -> float64 is exact)
+            z = logits.to(torch.float64, memory_format=torch.contiguous_format)
+        z.requires_grad_(True)
         with torch.enable_grad():
-            logp = torch.log_softmax(logits.double(), dim=-1)
+            logp = torch.log_softmax(z, dim=-1)
             nll = -logp.gather(2, self.labels.expand(self.S, self.n)[..., None])[..., 0]  # [S, n]
             train_loss = (nll * self.w_train).sum(1) / self.n_train
             train_loss.sum().backward()
         with torch.no_grad():
-            dlogits = logits.grad
+            dlogits = z.grad.float()  # what autograd's float32 -> float64 copy hands back
             self.g_out = torch.bmm(dlogits.transpose(1, 2), post.detach(), out=buf["g_out"])  # [S, p, M]
             dpost = torch.bmm(dlogits, self.W_out, out=buf["dhidden"])  # [S, n, M]
         if relu:  # autograd's threshold_backward: the gradient where the output is > 0, else 0
@@ -369,18 +420,21 @@ class _Stack:
         else:
             (dpre,) = torch.autograd.grad(post, pre, dpost)
         with torch.no_grad():
-            self.g_in = torch.bmm(dpre.transpose(1, 2), buf["X"], out=buf["g_in"])  # [S, M, p]
-            correct = (logits.argmax(dim=-1) == self.labels).double()
+            if fast_bwd:
+                self.g_in = torch.bmm(buf["X_t"], dpre, out=buf["g_in_t"]).transpose(1, 2)  # [S, M, p] view
+            else:  # into the same transposed storage as W_in
+                self.g_in = buf["g_in_t"].transpose(1, 2)
+                torch.bmm(dpre.transpose(1, 2), buf["X"], out=buf["g_in"])
+                self.g_in.copy_(buf["g_in"])
+            correct = (z.detach().argmax(dim=-1) == self.labels).double()
             nll = nll.detach()
             nan = torch.full_like(nll[:, 0], float("nan"))
-            w_in, w_out = self.W_in.double(), self.W_out.double()
-            norm = ((w_in * w_in).sum((1, 2)) + (w_out * w_out).sum((1, 2))).sqrt()
             return torch.stack([
                 train_loss.detach(),
                 torch.where(self.has_test, (nll * self.w_test).sum(1) / self.n_test, nan),
                 (correct * self.w_train).sum(1) / self.n_train,
                 torch.where(self.has_test, (correct * self.w_test).sum(1) / self.n_test, nan),
-                norm,
+                param_norms(self.W_in, self.W_out),
             ], dim=1)
 
     @torch.no_grad()
@@ -422,9 +476,46 @@ class _Stack:
             if self.optimizer == "adamw" and self.step_count > 0:
                 for j, q in enumerate(params):
                     r.opt.state[q] = {"step": torch.tensor(float(self.step_count)),
-                                      "exp_avg": ea[j][i].clone(), "exp_avg_sq": es[j][i].clone()}
+                                      "exp_avg": ea[j][i].clone(memory_format=torch.contiguous_format),
+                                      "exp_avg_sq": es[j][i].clone(memory_format=torch.contiguous_format)}
             for g in r.opt.param_groups:
                 g["lr"] = _lr_at(r.cfg, max(t - 1, 0))
+
+
+@functools.lru_cache(maxsize=64)
+def transposed_products(S: int, n: int, M: int, p: int, device: str) -> tuple[bool, bool]:
+    """Whether to run the two narrow-output products transposed (logits^T = W_out @ post^T and
+    dW_in^T = X^T @ dpre): on a CPU only, and only where a probe on random data of this shape gives
+    bit for bit what the single-run trainer's products give (``post @ W_out^T``, ``dpre^T @ X``).
+    A BLAS sums in an order fixed by shape, not data, so one probe decides; MKL agrees at the
+    sizes that matter (p = 23, d_mlp = 512 and up) but not at toy sizes (p = 11, d_mlp = 32)."""
+    if device != "cpu":
+        return False, False
+    g = torch.Generator().manual_seed(0)
+    X = (torch.rand(n, p, generator=g) < 2 / p).float()
+    W_out = torch.randn(S, p, M, generator=g)
+    post = torch.rand(S, n, M, generator=g)
+    dpre = torch.randn(S, n, M, generator=g)
+    fwd = torch.equal(torch.bmm(W_out, post.transpose(1, 2)).transpose(1, 2),
+                      torch.stack([post[s] @ W_out[s].t() for s in range(S)]))
+    bwd = torch.equal(torch.bmm(X.t().expand(S, p, n), dpre).transpose(1, 2),
+                      torch.stack([dpre[s].t() @ X for s in range(S)]))
+    return fwd, bwd
+
+
+def _narrow_last(t: Tensor) -> Tensor:
+    """``t`` [S, M, p] as a view of a contiguous [S, p, M] copy (same values, transposed storage)."""
+    return t.transpose(1, 2).contiguous().transpose(1, 2)
+
+
+def param_norms(W_in: Tensor, W_out: Tensor) -> Tensor:
+    """[S] float64 L2 norms of each run's (W_in, W_out): ``torch.linalg.vector_norm`` accumulates
+    the float32 weights in float64 without a float64 copy of them (what the single-run trainer
+    computes too, so a run's param_norm column is the same inside a batch as alone)."""
+    dims = (1, 2)
+    a = torch.linalg.vector_norm(W_in, dim=dims, dtype=torch.float64)
+    b = torch.linalg.vector_norm(W_out, dim=dims, dtype=torch.float64)
+    return (a * a + b * b).sqrt()
 
 
 def _save(run: _Run, t: int) -> None:
@@ -441,8 +532,15 @@ def _save(run: _Run, t: int) -> None:
 
 def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds: float = 1.0,
                  extra: frozenset[int] = frozenset()) -> None:
+    """Train one chunk (runs sharing steps, save_every, betas, start step and stop window).
+
+    Runs that meet their early stop (:func:`~.trainer.stop_rule_met`, checked at multiples of the
+    shared ``stop_window``) get their last checkpoint at that step and leave the stack, so the
+    remaining runs train at the cost of a smaller batch.
+    """
     cfg0 = runs[0].cfg
     steps, save_every, start = cfg0.steps, cfg0.save_every, runs[0].start
+    window = cfg0.stop_window if any(r.cfg.stop_accuracy is not None for r in runs) else 0
     st = _Stack(runs, device)
     n_rows = steps + 1
     buf = torch.empty(n_rows - start, st.S, 6, dtype=torch.float64, device=device)
@@ -456,7 +554,7 @@ def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds
         if upto < flushed:
             return
         host = buf[flushed - start: upto + 1 - start].cpu().numpy()  # [k, S, 6]
-        for i, r in enumerate(runs):
+        for i, r in enumerate(st.runs):
             for c, col in enumerate(("train_loss", "test_loss", "train_accuracy", "test_accuracy",
                                      "param_norm", "lr")):
                 r.rows[col][flushed: upto + 1] = host[:, i, c]
@@ -470,19 +568,35 @@ def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds
 
     for t in range(start, n_rows):
         buf[t - start, :, :5] = st.step_grads()
-        if t % save_every == 0 or t == steps or t in extra:
+        check = bool(window) and t > 0 and t % window == 0
+        if check:
+            flush(t)
+        stopping = [i for i, r in enumerate(st.runs) if check and alive[i]
+                    and stop_rule_met(r.cfg, r.rows["train_accuracy"], r.rows["test_accuracy"], t)]
+        if t % save_every == 0 or t == steps or t in extra or stopping:
             flush(t)
             st.to_runs(t)
-            for i, r in enumerate(runs):
-                if alive[i] and r.folder is not None:
+            for i, r in enumerate(st.runs):
+                if alive[i] and r.folder is not None and (i in stopping or t % save_every == 0 or t == steps
+                                                          or t in extra):
                     _save(r, t)
         elif time.perf_counter() - last_flush > flush_seconds:
             flush(t)
+        if stopping:
+            for i in stopping:
+                st.runs[i].start = t
+                bar.update(steps - t)
+            keep = [i for i in range(st.S) if i not in stopping]
+            if not keep:
+                return
+            st.keep(keep)
+            buf = buf[:, keep].contiguous()
+            alive = alive[keep]
         if t == steps:
             break
         st.update(buf[t - start, :, 5])
     flush(steps)
-    for r in runs:
+    for r in st.runs:
         r.start = steps
 
 
@@ -517,7 +631,7 @@ def train_on_device(cfg: TrainConfig, out_dir: str | os.PathLike | None, *, devi
                 _train_chunk([run], device, bar, extra=frozenset(checkpoint_steps or ()))
     if run.status != "ok":
         raise ConfigError(f"training {run.status}: the train loss is not finite; lower the learning rate")
-    metrics = _metrics_frame(run.rows, cfg.steps)
+    metrics = _metrics_frame(run.rows, run.start)  # run.start: the last step (the stop step if it stopped)
     model = run.model.to(device).eval()
     split = random_split(cfg.p, cfg.train_fraction, cfg.effective_split_seed)
     return TrainResult(model=model, metrics=metrics, config=cfg, split=split, run_dir=folder)
@@ -626,14 +740,14 @@ def _train_groups(runs: list[_Run], dev: torch.device, max_memory: int | None, t
     p, d_mlp = runs[0].cfg.p, runs[0].cfg.model_config().d_mlp
     groups: dict[tuple, list[_Run]] = {}
     for r in runs:
-        if r.resuming and r.start >= r.cfg.steps:
+        if r.resuming and (r.start >= r.cfg.steps or _stopped(r)):
             _finished_row(r)
             continue
-        groups.setdefault((r.cfg.steps, r.cfg.save_every, r.cfg.betas, r.start), []).append(r)
+        groups.setdefault((r.cfg.steps, r.cfg.save_every, r.cfg.betas, r.start, r.cfg.stop_window), []).append(r)
     todo = sum(r.cfg.steps - r.start for g in groups.values() for r in g)
     with tqdm(total=todo, disable=not progress, desc=f"train {len(runs)} runs p={p}", unit="run-step",
               unit_scale=True, mininterval=0.5) as bar:
-        for (steps, _, _, start), group in groups.items():
+        for (steps, _, _, start, _), group in groups.items():
             size = chunk_size(p, d_mlp, len(group), dev, max_memory, steps + 1 - start)
             size = -(-len(group) // -(-len(group) // size))  # equal chunks: 32 runs at most 21 -> 16 + 16
             n_threads = auto_threads(step_flop(p, d_mlp, size), threads, device=dev)

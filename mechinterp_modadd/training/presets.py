@@ -19,6 +19,13 @@ class TrainConfig:
 
     ``split_seed`` (default: ``seed``) seeds the train/test split with its own generator.
     ``warmup_steps`` is a linear learning-rate warm-up: lr_t = lr * min(1, (t + 1) / warmup).
+
+    Early stop (off by default): with ``stop_accuracy`` set, the run ends at the first step t that
+    is a positive multiple of ``stop_window`` at which train accuracy and test accuracy (train only
+    when there is no test set) were >= ``stop_accuracy`` at every step t - stop_window .. t. Step
+    t is then the run's last row and last checkpoint; ``steps`` stays the budget. Checking only at
+    multiples of the window makes the stop step a function of the metrics alone (the same in a
+    batch as alone, and on a GPU without a host read per step). See :func:`~.trainer.stop_rule_met`.
     """
 
     p: int = 23
@@ -39,6 +46,8 @@ class TrainConfig:
     split_seed: int | None = None
     save_every: int = 1000
     preset: str | None = None
+    stop_accuracy: float | None = None
+    stop_window: int = 1000
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "sgd"):
@@ -55,6 +64,12 @@ class TrainConfig:
             raise ConfigError(f"save_every must be a positive integer, got {self.save_every!r}")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction!r}")
+        if self.stop_accuracy is not None and not (
+                isinstance(self.stop_accuracy, (int, float)) and not isinstance(self.stop_accuracy, bool)
+                and 0.0 < self.stop_accuracy <= 1.0):
+            raise ConfigError(f"stop_accuracy must be None or in (0, 1], got {self.stop_accuracy!r}")
+        if isinstance(self.stop_window, bool) or not isinstance(self.stop_window, int) or self.stop_window < 1:
+            raise ConfigError(f"stop_window must be a positive integer, got {self.stop_window!r}")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))

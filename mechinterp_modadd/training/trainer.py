@@ -109,6 +109,39 @@ class TrainResult:
     run_dir: Path | None = None
 
 
+def stop_rule_met(cfg: TrainConfig, train_accuracy: np.ndarray, test_accuracy: np.ndarray, t: int) -> bool:
+    """Whether ``cfg``'s early stop ends the run at step ``t`` (see :class:`TrainConfig`).
+
+    ``train_accuracy``/``test_accuracy`` are the per-step rows (index = step; a run without a test
+    set has NaN test accuracy and is judged on train accuracy alone).
+    """
+    w = cfg.stop_window
+    if cfg.stop_accuracy is None or t <= 0 or t % w or t < w or t >= len(train_accuracy):
+        return False
+    thr = cfg.stop_accuracy
+    tr = np.asarray(train_accuracy[t - w: t + 1], dtype=np.float64)
+    te = np.asarray(test_accuracy[t - w: t + 1], dtype=np.float64)
+    if not np.all(tr >= thr):
+        return False
+    return bool(np.all(np.isnan(te)) or np.all(te >= thr))
+
+
+def stopped_early(cfg: TrainConfig, metrics: pd.DataFrame) -> bool:
+    """Whether a run folder's ``metrics.csv`` ends where ``cfg``'s early stop ended the run."""
+    if cfg.stop_accuracy is None or metrics.empty:
+        return False
+    t = int(metrics["step"].iloc[-1])
+    return t < cfg.steps and stop_rule_met(cfg, metrics["train_accuracy"].to_numpy(np.float64),
+                                           metrics["test_accuracy"].to_numpy(np.float64), t)
+
+
+def param_norm(params) -> Tensor:
+    """float64 L2 norm of all parameters: ``torch.linalg.vector_norm`` accumulates float32 weights
+    in float64 without materialising a float64 copy (the batched trainer uses the same formula)."""
+    sq = [torch.linalg.vector_norm(q, dtype=torch.float64) ** 2 for q in params]
+    return torch.stack(sq).sum().sqrt()
+
+
 def _make_optimizer(cfg: TrainConfig, model: ModAddMLP) -> torch.optim.Optimizer:
     params = [p for _, p in model.named_parameters()]
     if cfg.optimizer == "adamw":
@@ -269,7 +302,7 @@ def _train(cfg: TrainConfig, run_dir: Path | None, folder: RunFolder | None, pro
         opt.zero_grad(set_to_none=True)
         loss, m = objective(model)
         with torch.no_grad():
-            norm = torch.sqrt(sum((q.double() ** 2).sum() for q in model.parameters()))
+            norm = param_norm(model.parameters())
         for k, v in m.items():
             rows[k][t] = v
         rows["param_norm"][t] = float(norm)
@@ -277,9 +310,11 @@ def _train(cfg: TrainConfig, run_dir: Path | None, folder: RunFolder | None, pro
         if not np.isfinite(m["train_loss"]):
             raise ConfigError(f"training diverged at step {t}: train loss is {m['train_loss']}; "
                               f"lower the learning rate")
-        if run_dir is not None and (t % cfg.save_every == 0 or t == cfg.steps or t in extra):
+        stop = stop_rule_met(cfg, rows["train_accuracy"], rows["test_accuracy"], t)
+        if run_dir is not None and (t % cfg.save_every == 0 or t == cfg.steps or t in extra or stop):
             _save_step(run_dir, model, opt, t, rows, m, norm, run_id)
-        if t == cfg.steps:
+        if t == cfg.steps or stop:
+            n = t + 1
             break
         loss.backward()
         lr = _lr_at(cfg, t)
@@ -292,7 +327,7 @@ def _train(cfg: TrainConfig, run_dir: Path | None, folder: RunFolder | None, pro
                             test=f"{m['test_accuracy']:.3f}", refresh=False)
     bar.close()
     model.eval()
-    metrics = pd.DataFrame(rows)
+    metrics = _metrics_frame(rows, n - 1)
     metrics["step"] = metrics["step"].astype(int)
     return TrainResult(model=model, metrics=metrics, config=cfg, split=split, run_dir=run_dir)
 
