@@ -257,3 +257,15 @@ def test_early_stop_is_the_same_in_a_batch_as_alone(tmp_path):
     stopped = done.index(min(done))
     more = train(cfgs[stopped], res.runs[stopped], resume=True, progress=False)
     assert int(more.metrics["step"].iloc[-1]) == done[stopped]
+
+
+def test_train_cli_early_stop(tmp_path, capsys):
+    out = tmp_path / "grid"
+    assert main(["train", "--preset", "grokking", "--p", "11", "--d-mlp", "64", "--lr", "0.01", "--weight-decay", "2",
+                 "--train-fraction", "0.9", "--steps", "1000", "--seed", "0-3", "--stop-accuracy", "0.75",
+                 "--stop-window", "100", "--quiet", "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    tab = pd.read_csv(out / "runs.csv")
+    n_stopped = int((tab["steps_done"] < 1000).sum())
+    assert 0 < n_stopped < 4 and f"{n_stopped} runs stopped early" in printed
+    assert (tab["config.stop_accuracy"] == 0.75).all() and (tab["config.stop_window"] == 100).all()
