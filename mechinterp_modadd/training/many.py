@@ -162,7 +162,7 @@ def chunk_bytes(p: int, d_mlp: int, steps_buffered: int) -> int:
     """Bytes one run of a chunk holds at once (an upper estimate).
 
     Weight-sized float32 tensors, 15 of [d_mlp, p]: on the device W_in, W_out, their gradients and
-    two Adam moments each (8), a gradient buffer (1); the run's own copy of weights and moments for
+    two Adam moments each (8), one as margin (1); the run's own copy of weights and moments for
     checkpoints (6).
     Per step: pre, post and their gradients ([n, d_mlp] float32, 4 of them); logits,
     log-probabilities, their gradients and temporaries (8 of [n, p] at 8 bytes); per-pair weights
@@ -313,6 +313,7 @@ class _Stack:
         self.W_out = torch.stack([r.model.mlp.W_out.detach() for r in runs]).to(device)
         self.g_in = self.g_out = torch.empty(0)
         self._buf: dict[str, Tensor] | None = None
+        self._fast = (False, False)  # orientation of the two narrow products (transposed_products)
         self.act = get_activation(cfg0.activation)
         col = (S, 1, 1)
         self.wd = torch.tensor([r.cfg.weight_decay for r in runs], dtype=torch.float64).reshape(col).to(device)
@@ -380,13 +381,15 @@ class _Stack:
         relu = self.act is torch.relu  # the registry entry of "relu"
         S, n, M, p = self.S, self.n, self.W_in.shape[1], self.p
         if self._buf is None:  # reused every step: no large allocation (and page faults) per step
-            self._buf = {"hidden": self.W_in.new_empty(S, n, M), "dhidden": self.W_in.new_empty(S, n, M),
-                         "logits_t": self.W_in.new_empty(S, p, n), "logits": self.W_in.new_empty(S, n, p),
-                         "g_in_t": self.W_in.new_empty(S, p, M), "g_in": self.W_in.new_empty(S, M, p),
-                         "g_out": self.W_in.new_empty(S, p, M), "X": self.X.expand(S, n, p),
-                         "X_t": self.X.t().expand(S, p, n)}
+            fast_fwd, fast_bwd = transposed_products(S, n, M, p, self.device.type)
+            new = self.W_in.new_empty
+            self._buf = {"hidden": new(S, n, M), "dhidden": new(S, n, M), "g_out": new(S, p, M),
+                         "logits": new(S, p, n) if fast_fwd else new(S, n, p),
+                         "g_in": new(S, p, M) if fast_bwd else new(S, M, p),
+                         "X": self.X.expand(S, n, p), "X_t": self.X.t().expand(S, p, n)}
+            self._fast = (fast_fwd, fast_bwd)
         buf = self._buf
-        fast_fwd, fast_bwd = transposed_products(S, n, M, p, self.device.type)
+        fast_fwd, fast_bwd = self._fast
         W_in_t = self.W_in.transpose(1, 2)  # contiguous [S, p, M]
         if relu:  # relu's derivative is written out below; no graph needed
             with torch.no_grad():
@@ -400,7 +403,7 @@ class _Stack:
                 post = self.act(pre)
         with torch.no_grad():
             if fast_fwd:
-                logits = torch.bmm(self.W_out, post.detach().transpose(1, 2), out=buf["logits_t"]).transpose(1, 2)
+                logits = torch.bmm(self.W_out, post.detach().transpose(1, 2), out=buf["logits"]).transpose(1, 2)
             else:
                 logits = torch.bmm(post.detach(), self.W_out.transpose(1, 2), out=buf["logits"])  # [S, n, p]
             # float64 copy in [S, n, p] layout: the leaf of the loss head (float32 -> float64 is exact)
@@ -421,11 +424,9 @@ class _Stack:
             (dpre,) = torch.autograd.grad(post, pre, dpost)
         with torch.no_grad():
             if fast_bwd:
-                self.g_in = torch.bmm(buf["X_t"], dpre, out=buf["g_in_t"]).transpose(1, 2)  # [S, M, p] view
-            else:  # into the same transposed storage as W_in
-                self.g_in = buf["g_in_t"].transpose(1, 2)
-                torch.bmm(dpre.transpose(1, 2), buf["X"], out=buf["g_in"])
-                self.g_in.copy_(buf["g_in"])
+                self.g_in = torch.bmm(buf["X_t"], dpre, out=buf["g_in"]).transpose(1, 2)  # [S, M, p] view
+            else:
+                self.g_in = torch.bmm(dpre.transpose(1, 2), buf["X"], out=buf["g_in"])  # [S, M, p]
             correct = (z.detach().argmax(dim=-1) == self.labels).double()
             nll = nll.detach()
             nan = torch.full_like(nll[:, 0], float("nan"))

@@ -328,7 +328,6 @@ def _train(cfg: TrainConfig, run_dir: Path | None, folder: RunFolder | None, pro
     bar.close()
     model.eval()
     metrics = _metrics_frame(rows, n - 1)
-    metrics["step"] = metrics["step"].astype(int)
     return TrainResult(model=model, metrics=metrics, config=cfg, split=split, run_dir=run_dir)
 
 
