@@ -21,15 +21,17 @@ tensors, op for op as torch.optim's single-tensor implementations do.
 
 Equivalence with :func:`~.trainer.train` (tested): step-0 weights are bit-identical (each run is
 initialised by ``ModAddMLP(cfg.model_config(), seed)`` as alone). After that the batch repeats the
-single run's arithmetic op for op: the same products in the same orientation, the same float64
-loss head, and AdamW/SGD written as torch.optim's single-tensor code evaluates them (e.g.
-``param + (-step * exp_avg) / denom`` for ``addcdiv_``). On the development machine (MKL, 1 or 2
-threads, p = 11 and 23) every run of a batch was bit-identical to the same run alone through 1,000
-steps. Where a BLAS sums a batched product in another order than a single one the runs agree to
-rounding only; the tests therefore assert what must hold anywhere: per-step losses within 1e-6
-relative over the first 1,000 steps, and for the standard p = 23 preset (5,000 steps, slow test)
-the same final accuracy and the same dominant frequency for every neuron. On a GPU the kernels
-differ from the CPU's, so GPU runs agree with CPU runs to rounding, not bit for bit.
+single run's arithmetic: the forward product with the one-hot X as the exact gather-add it amounts
+to, the other products in an orientation that gives the same bits (:func:`transposed_products`),
+the float64 loss head through the kernels autograd calls, and AdamW/SGD written as torch.optim's
+single-tensor code evaluates them (e.g. ``param + (-step * exp_avg) / denom`` for ``addcdiv_``).
+On the development machine (MKL, 1 or 2 threads, p = 11 and 23) every run of a batch was
+bit-identical to the same run alone through 1,000 steps. Where a BLAS sums a batched product in
+another order than a single one the runs agree to rounding only; the tests therefore assert what
+must hold anywhere: per-step losses within 1e-6 relative over the first 1,000 steps, and for the
+standard p = 23 preset (5,000 steps, slow test) the same final accuracy and the same dominant
+frequency for every neuron. On a GPU the kernels differ from the CPU's, so GPU runs agree with CPU
+runs to rounding, not bit for bit.
 
 Memory and speed: the batch is cut into chunks. A chunk's bytes (weights, gradients, optimizer
 state, activations of the step, metric rows) must fit ``max_memory``; on a CPU it is further cut so
@@ -294,6 +296,7 @@ class _Stack:
         obj = FullBatchObjective(split0)
         self.X = obj.inputs.to(device)  # [n, p]
         self.labels = obj.labels.to(device)
+        self.pairs = torch.stack([obj.xs, obj.ys], 1).to(device)  # [n, 2]: x <= y of each row of X
         n = len(obj.labels)
         self.n = n
         w_tr = torch.empty(S, n, dtype=torch.float64)
@@ -307,11 +310,13 @@ class _Stack:
         self.n_train = n_tr.clamp(min=1.0).to(device)
         self.n_test = n_te.clamp(min=1.0).to(device)
         self.has_test = (n_te > 0).to(device)
-        # W_in is [S, M, p] to the code but stored as [S, p, M] (a transposed view), like its
-        # gradient and Adam moments: the products below then run in their fast orientation
-        self.W_in = _narrow_last(torch.stack([r.model.mlp.W_in.detach() for r in runs]).to(device))
-        self.W_out = torch.stack([r.model.mlp.W_out.detach() for r in runs]).to(device)
-        self.g_in = self.g_out = torch.empty(0)
+        # One [2, S, p, M] buffer holds both weights: [0] is W_in stored transposed (the code sees
+        # the [S, M, p] view W_in), [1] is W_out. Gradients and Adam moments share that layout, so
+        # the products below run in their fast orientation and the optimizer's element-wise passes
+        # run once over both weights.
+        self.P = torch.stack([torch.stack([r.model.mlp.W_in.detach().t() for r in runs]),
+                              torch.stack([r.model.mlp.W_out.detach() for r in runs])]).to(device)
+        self.G = torch.empty_like(self.P)
         self._buf: dict[str, Tensor] | None = None
         self._fast = (False, False)  # orientation of the two narrow products (transposed_products)
         self.act = get_activation(cfg0.activation)
@@ -319,44 +324,50 @@ class _Stack:
         self.wd = torch.tensor([r.cfg.weight_decay for r in runs], dtype=torch.float64).reshape(col).to(device)
         # optimizer state from each run's torch optimizer (zeros when fresh, loaded when resuming)
         self.step_count = 0
-        self.exp_avg: list[Tensor] = []
-        self.exp_avg_sq: list[Tensor] = []
+        self.EA = self.ES = torch.empty(0)
         if self.optimizer == "adamw":
-            for j, W in enumerate((self.W_in, self.W_out)):
-                ea, es = [], []
-                for r in runs:
-                    st = r.opt.state.get(list(r.model.parameters())[j], {})
-                    if "exp_avg" in st:
-                        ea.append(st["exp_avg"])
-                        es.append(st["exp_avg_sq"])
-                        self.step_count = int(float(st["step"]))
-                    else:
-                        ea.append(torch.zeros_like(W[0], device="cpu"))
-                        es.append(torch.zeros_like(W[0], device="cpu"))
-                lay = _narrow_last if j == 0 else (lambda t: t)
-                self.exp_avg.append(lay(torch.stack(ea).to(device)))
-                self.exp_avg_sq.append(lay(torch.stack(es).to(device)))
+            moments: list[list[Tensor]] = [[], []]
+            for j in range(2):
+                for key, dst in (("exp_avg", moments[0]), ("exp_avg_sq", moments[1])):
+                    per_run = []
+                    for r in runs:
+                        st = r.opt.state.get(list(r.model.parameters())[j], {})
+                        if key in st:
+                            per_run.append(st[key].t() if j == 0 else st[key])
+                            self.step_count = int(float(st["step"]))
+                        else:
+                            per_run.append(torch.zeros_like(self.P[j, 0], device="cpu"))
+                    dst.append(torch.stack(per_run))
+            self.EA, self.ES = (torch.stack(m).to(device) for m in moments)
+        self._views()
+
+    def _views(self) -> None:
+        """The per-weight views of the merged buffers ([S, M, p] for W_in, [S, p, M] for W_out)."""
+        self.W_in, self.W_out = self.P[0].transpose(1, 2), self.P[1]
+        self.g_in, self.g_out = self.G[0].transpose(1, 2), self.G[1]
+        if self.EA.numel():
+            self.exp_avg = [self.EA[0].transpose(1, 2), self.EA[1]]
+            self.exp_avg_sq = [self.ES[0].transpose(1, 2), self.ES[1]]
 
     def keep(self, idx: list[int]) -> None:
         """Keep only the runs at positions ``idx`` (the others stopped); buffers are rebuilt."""
         ix = torch.tensor(idx, dtype=torch.long, device=self.device)
-
-        def sel(t: Tensor, narrow: bool = False) -> Tensor:
-            if narrow:  # keep the transposed storage of W_in-shaped tensors
-                return t.transpose(1, 2).index_select(0, ix).transpose(1, 2)
-            return t.index_select(0, ix)
-
         self.runs = [self.runs[i] for i in idx]
         self.S = len(idx)
-        self.W_in, self.W_out = sel(self.W_in, True), sel(self.W_out)
-        self.exp_avg = [sel(e, j == 0) for j, e in enumerate(self.exp_avg)]
-        self.exp_avg_sq = [sel(e, j == 0) for j, e in enumerate(self.exp_avg_sq)]
-        self.w_train, self.w_test = sel(self.w_train), sel(self.w_test)
-        self.n_train, self.n_test, self.has_test = sel(self.n_train), sel(self.n_test), sel(self.has_test)
-        self.wd = sel(self.wd)
-        if self.g_in.numel():  # this step's gradients (copied out of the buffers dropped next)
-            self.g_in, self.g_out = sel(self.g_in, True), sel(self.g_out)
+        # weights, this step's gradients (the update comes next) and moments: the run axis is dim 1
+        self.P, self.G = self.P.index_select(1, ix), self.G.index_select(1, ix)
+        if self.EA.numel():
+            self.EA, self.ES = self.EA.index_select(1, ix), self.ES.index_select(1, ix)
+        self.w_train, self.w_test = self.w_train.index_select(0, ix), self.w_test.index_select(0, ix)
+        self.n_train, self.n_test = self.n_train.index_select(0, ix), self.n_test.index_select(0, ix)
+        self.has_test, self.wd = self.has_test.index_select(0, ix), self.wd.index_select(0, ix)
+        for name in ("_neg_step", "_decay", "_lr32"):  # the schedule: [T, S, 1, 1]
+            if hasattr(self, name):
+                setattr(self, name, getattr(self, name).index_select(1, ix))
+        if hasattr(self, "_wd32"):
+            self._wd32 = self.wd.float()
         self._buf = None
+        self._views()
 
     # -------------------------------------------------------------------------------- step
     def lr_table(self, start: int, stop: int) -> Tensor:
@@ -365,103 +376,129 @@ class _Stack:
         tab = [[_lr_at(r.cfg, t) for r in self.runs] for t in range(start, stop)]
         return torch.tensor(tab, dtype=torch.float64).reshape(stop - start, self.S).to(self.device)
 
-    def step_grads(self) -> Tensor:
-        """Gradients of every run's training loss (into ``g_in``, ``g_out``) and the [S, 5] metrics.
+    def _buffers(self) -> dict[str, Tensor]:
+        """Buffers reused every step (no large allocation, and no page faults, per step) and the
+        chunk's constants; rebuilt when the batch shrinks."""
+        if self._buf is None:
+            S, n, M, p = self.S, self.n, self.P.shape[-1], self.p
+            fast_fwd, fast_bwd = transposed_products(S, n, M, p, self.device.type)
+            new = self.P.new_empty
+            # rows of the [S * p, M] table of every run's W_in^T that sum to each run's pre-activations
+            rows = (self.pairs[None] + p * torch.arange(S, device=self.device)[:, None, None]).reshape(S * n, 2)
+            # d(sum_s train_loss_s)/d log p at the labels, as autograd forms it: -(1/n_train) w_train,
+            # scattered (scatter_add into zeros) to the label column; the same every step
+            inv = torch.ones_like(self.n_train) / self.n_train
+            dlogp = torch.zeros(S, n, p, dtype=torch.float64, device=self.device)
+            dlogp.scatter_add_(2, self.labels.expand(S, n)[..., None], (-(inv[:, None] * self.w_train))[..., None])
+            self._buf = {"dhidden": new(S, n, M), "dlogits": new(S, n, p), "rows": rows, "dlogp": dlogp,
+                         "logits": new(S, p, n) if fast_fwd else new(S, n, p),
+                         "g_in": self.G[0] if fast_bwd else new(S, M, p),
+                         "X": self.X.expand(S, n, p), "X_t": self.X.t().expand(S, p, n),
+                         "label_index": self.labels.expand(S, n)[..., None],
+                         # per-pair weights and counts of the metrics, [S, 1, 2 (train, test), ...]
+                         "weights": torch.stack([self.w_train, self.w_test], 1)[:, None],
+                         "counts": torch.stack([self.n_train, self.n_test], 1)[:, None],
+                         "has_split": torch.stack([torch.ones_like(self.has_test), self.has_test], 1)[:, None]}
+            self._fast = (fast_fwd, fast_bwd)
+        return self._buf
 
-        The backward pass is written out with the products the single-run trainer's autograd
-        performs (dW_out = dlogits^T @ post, d post = dlogits @ W_out, dW_in = dpre^T @ X), each
-        evaluated in whichever orientation the CPU BLAS runs fastest: products with a narrow
-        p-column output are computed transposed (logits^T = W_out @ post^T, dW_in^T = X^T @ dpre),
-        which is about twice as fast at p = 23 and, on MKL, the same bits (each output element is
-        the same dot product; checked on this machine, every run of a batch at p = 11 and p = 23
-        equal to the same run alone). The loss head (float64 log-softmax, weighted mean) and the
-        activation's derivative go through autograd on small leaves, exactly as in
-        :class:`~.trainer.FullBatchObjective`.
+    @torch.no_grad()
+    def step_grads(self) -> Tensor:
+        """Gradients of every run's training loss (into the buffer ``G``) and the [S, 5] metrics.
+
+        The arithmetic is the single-run trainer's, so each run's bits are the same as alone:
+
+        * pre-activations: row (x, y) of X @ W_in^T is W_in[:, x] + W_in[:, y] (2 W_in[:, x] when
+          x = y). A product with the one-hot X sums exactly these terms and zeros, so the gather-add
+          :func:`torch.nn.functional.embedding_bag` gives the same bits at a fraction of the cost.
+        * the backward pass is written out with the products autograd performs in ``train()``
+          (dW_out = dlogits^T @ post, d post = dlogits @ W_out, dW_in = dpre^T @ X), each in
+          whichever orientation the CPU BLAS runs fastest: products with a narrow p-column output
+          are computed transposed (logits^T = W_out @ post^T, dW_in^T = X^T @ dpre), which is
+          about twice as fast at p = 23 and, where :func:`transposed_products` finds it so, the
+          same bits.
+        * the loss head calls the kernels autograd calls for ``FullBatchObjective`` (float64
+          log-softmax, its backward with the constant gradient of the weighted mean at the labels,
+          the cast of the gradient to float32), without building a graph; ReLU's derivative is
+          autograd's ``threshold_backward``, other activations go through autograd.
         """
         relu = self.act is torch.relu  # the registry entry of "relu"
-        S, n, M, p = self.S, self.n, self.W_in.shape[1], self.p
-        if self._buf is None:  # reused every step: no large allocation (and page faults) per step
-            fast_fwd, fast_bwd = transposed_products(S, n, M, p, self.device.type)
-            new = self.W_in.new_empty
-            self._buf = {"hidden": new(S, n, M), "dhidden": new(S, n, M), "g_out": new(S, p, M),
-                         "logits": new(S, p, n) if fast_fwd else new(S, n, p),
-                         "g_in": new(S, p, M) if fast_bwd else new(S, M, p),
-                         "X": self.X.expand(S, n, p), "X_t": self.X.t().expand(S, p, n)}
-            self._fast = (fast_fwd, fast_bwd)
-        buf = self._buf
+        S, n, M, p = self.S, self.n, self.P.shape[-1], self.p
+        buf = self._buffers()
         fast_fwd, fast_bwd = self._fast
-        W_in_t = self.W_in.transpose(1, 2)  # contiguous [S, p, M]
-        if relu:  # relu's derivative is written out below; no graph needed
-            with torch.no_grad():
-                pre = torch.bmm(buf["X"], W_in_t, out=buf["hidden"])  # [S, n, M]
-                post = pre.relu_()  # in place: relu's backward needs only post > 0
+        pre = torch.nn.functional.embedding_bag(buf["rows"], self.P[0].reshape(S * p, M),
+                                                mode="sum").view(S, n, M)
+        if relu:
+            post = pre.relu_()  # in place: relu's backward needs only post > 0
         else:
-            with torch.no_grad():
-                pre = torch.matmul(self.X, W_in_t)  # [S, n, M]
             pre.requires_grad_(True)
             with torch.enable_grad():
                 post = self.act(pre)
-        with torch.no_grad():
-            if fast_fwd:
-                logits = torch.bmm(self.W_out, post.detach().transpose(1, 2), out=buf["logits"]).transpose(1, 2)
-            else:
-                logits = torch.bmm(post.detach(), self.W_out.transpose(1, 2), out=buf["logits"])  # [S, n, p]
-            # float64 copy in [S, n, p] layout: the leaf of the loss head (float32 -> float64 is exact)
-            z = logits.to(torch.float64, memory_format=torch.contiguous_format)
-        z.requires_grad_(True)
-        with torch.enable_grad():
-            logp = torch.log_softmax(z, dim=-1)
-            nll = -logp.gather(2, self.labels.expand(self.S, self.n)[..., None])[..., 0]  # [S, n]
-            train_loss = (nll * self.w_train).sum(1) / self.n_train
-            train_loss.sum().backward()
-        with torch.no_grad():
-            dlogits = z.grad.float()  # what autograd's float32 -> float64 copy hands back
-            self.g_out = torch.bmm(dlogits.transpose(1, 2), post.detach(), out=buf["g_out"])  # [S, p, M]
-            dpost = torch.bmm(dlogits, self.W_out, out=buf["dhidden"])  # [S, n, M]
-        if relu:  # autograd's threshold_backward: the gradient where the output is > 0, else 0
-            dpre = torch.ops.aten.threshold_backward.grad_input(dpost, post, 0, grad_input=dpost)
+        hidden = post.detach()
+        if fast_fwd:
+            logits = torch.bmm(self.W_out, hidden.transpose(1, 2), out=buf["logits"]).transpose(1, 2)
         else:
-            (dpre,) = torch.autograd.grad(post, pre, dpost)
-        with torch.no_grad():
-            if fast_bwd:
-                self.g_in = torch.bmm(buf["X_t"], dpre, out=buf["g_in"]).transpose(1, 2)  # [S, M, p] view
-            else:
-                self.g_in = torch.bmm(dpre.transpose(1, 2), buf["X"], out=buf["g_in"])  # [S, M, p]
-            correct = (z.detach().argmax(dim=-1) == self.labels).double()
-            nll = nll.detach()
-            nan = torch.full_like(nll[:, 0], float("nan"))
-            return torch.stack([
-                train_loss.detach(),
-                torch.where(self.has_test, (nll * self.w_test).sum(1) / self.n_test, nan),
-                (correct * self.w_train).sum(1) / self.n_train,
-                torch.where(self.has_test, (correct * self.w_test).sum(1) / self.n_test, nan),
-                param_norms(self.W_in, self.W_out),
-            ], dim=1)
+            logits = torch.bmm(hidden, self.W_out.transpose(1, 2), out=buf["logits"])  # [S, n, p]
+        # float64 copy in [S, n, p] layout (float32 -> float64 is exact), then what autograd runs
+        z = logits.to(torch.float64, memory_format=torch.contiguous_format)
+        logp = torch._log_softmax(z, 2, False)
+        dlogits = buf["dlogits"].copy_(torch._log_softmax_backward_data(buf["dlogp"], logp, 2, torch.float64))
+        torch.bmm(dlogits.transpose(1, 2), hidden, out=self.G[1])  # dW_out [S, p, M]
+        dpost = torch.bmm(dlogits, self.W_out, out=buf["dhidden"])  # [S, n, M]
+        if relu:  # autograd's threshold_backward: the gradient where the output is > 0, else 0
+            dpre = torch.ops.aten.threshold_backward.grad_input(dpost, hidden, 0, grad_input=dpost)
+        else:
+            with torch.enable_grad():
+                (dpre,) = torch.autograd.grad(post, pre, dpost)
+        if fast_bwd:
+            torch.bmm(buf["X_t"], dpre, out=self.G[0])  # dW_in^T [S, p, M]
+        else:
+            self.G[0].transpose(1, 2).copy_(torch.bmm(dpre.transpose(1, 2), buf["X"], out=buf["g_in"]))
+        # metrics: FullBatchObjective's weighted means, train and test in one reduction
+        nll = -logp.gather(2, buf["label_index"])[..., 0]  # [S, n]
+        correct = (z.argmax(dim=-1) == self.labels).double()
+        per_pair = torch.stack([nll, correct], 1)  # [S, 2 (loss, accuracy), n]
+        sums = (per_pair[:, :, None, :] * buf["weights"]).sum(-1)  # [S, 2, 2 (train, test)]
+        means = torch.where(buf["has_split"], sums / buf["counts"], float("nan"))
+        # ||(W_in, W_out)||: vector_norm accumulates the float32 weights in float64 without a
+        # float64 copy, as the single-run trainer's param_norm does
+        norms = torch.linalg.vector_norm(self.P, dim=(2, 3), dtype=torch.float64)  # [2, S]
+        return torch.cat([means.reshape(S, 4), (norms * norms).sum(0).sqrt()[:, None]], 1)
+
+    def schedule(self, start: int, lr: Tensor) -> None:
+        """Per-step factors of the optimizer for the steps start, start + 1, ... from their [T, S]
+        learning rates, computed once as the single-run optimizer computes them each step:
+        AdamW's ``-(lr / (1 - beta1^k))`` (k = t + 1, the count of updates) and ``1 - lr * wd``,
+        SGD's lr, each cast to float32."""
+        self._start = start
+        k = range(self.step_count + 1, self.step_count + 1 + lr.shape[0])
+        if self.optimizer == "adamw":
+            b1 = self.betas[0]
+            bc1 = torch.tensor([1 - b1 ** i for i in k], dtype=torch.float64, device=lr.device)[:, None]
+            self._neg_step = (-(lr / bc1)).float()[..., None, None]  # [T, S, 1, 1]
+            self._decay = (1 - lr * self.wd.reshape(1, -1)).float()[..., None, None]
+        else:
+            self._lr32 = lr.float()[..., None, None]
+            self._wd32 = self.wd.float()
 
     @torch.no_grad()
-    def update(self, lr: Tensor) -> None:
-        """One optimizer step with the gradients in .grad and the [S] learning rates ``lr``."""
-        lr = lr.reshape(self.S, 1, 1)
+    def update(self, t: int) -> None:
+        """The optimizer step after step t, with this step's gradients (``G``) and the factors of
+        :meth:`schedule`, over both weights at once ([2, S, p, M]; per-run factors [S, 1, 1])."""
+        P, G, i = self.P, self.G, t - self._start
         if self.optimizer == "adamw":
             b1, b2 = self.betas
             self.step_count += 1
-            k = self.step_count
-            bc1 = 1 - b1 ** k
-            bc2_sqrt = (1 - b2 ** k) ** 0.5
-            neg_step = (-(lr / bc1)).float()  # [S, 1, 1]
-            for W, g, ea, es in zip((self.W_in, self.W_out), (self.g_in, self.g_out), self.exp_avg,
-                                    self.exp_avg_sq, strict=True):
-                W.mul_((1 - lr * self.wd).float())
-                ea.lerp_(g, 1 - b1)
-                es.mul_(b2).addcmul_(g, g, value=1 - b2)
-                denom = (es.sqrt() / bc2_sqrt).add_(1e-8)
-                # param.addcdiv_(ea, denom, value=-step) evaluates param + (value * ea) / denom
-                W.add_((ea * neg_step).div_(denom))
+            bc2_sqrt = (1 - b2 ** self.step_count) ** 0.5
+            P.mul_(self._decay[i])
+            self.EA.lerp_(G, 1 - b1)
+            self.ES.mul_(b2).addcmul_(G, G, value=1 - b2)
+            denom = (self.ES.sqrt() / bc2_sqrt).add_(1e-8)
+            # param.addcdiv_(ea, denom, value=-step) evaluates param + (value * ea) / denom
+            P.add_((self.EA * self._neg_step[i]).div_(denom))
         else:
-            for W, g in ((self.W_in, self.g_in), (self.W_out, self.g_out)):
-                g = g + self.wd.float() * W  # torch SGD: grad.add(param, alpha=wd)
-                W.sub_(lr.float() * g)
-        self.g_in = self.g_out = torch.empty(0)
+            g = G + self._wd32 * P  # torch SGD: grad.add(param, alpha=wd)
+            P.sub_(self._lr32[i] * g)
 
     # ------------------------------------------------------------------------------ export
     def to_runs(self, t: int) -> None:
@@ -504,21 +541,6 @@ def transposed_products(S: int, n: int, M: int, p: int, device: str) -> tuple[bo
     return fwd, bwd
 
 
-def _narrow_last(t: Tensor) -> Tensor:
-    """``t`` [S, M, p] as a view of a contiguous [S, p, M] copy (same values, transposed storage)."""
-    return t.transpose(1, 2).contiguous().transpose(1, 2)
-
-
-def param_norms(W_in: Tensor, W_out: Tensor) -> Tensor:
-    """[S] float64 L2 norms of each run's (W_in, W_out): ``torch.linalg.vector_norm`` accumulates
-    the float32 weights in float64 without a float64 copy of them (what the single-run trainer
-    computes too, so a run's param_norm column is the same inside a batch as alone)."""
-    dims = (1, 2)
-    a = torch.linalg.vector_norm(W_in, dim=dims, dtype=torch.float64)
-    b = torch.linalg.vector_norm(W_out, dim=dims, dtype=torch.float64)
-    return (a * a + b * b).sqrt()
-
-
 def _save(run: _Run, t: int) -> None:
     from ..checkpoint import checkpoint_bytes
 
@@ -546,6 +568,7 @@ def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds
     n_rows = steps + 1
     buf = torch.empty(n_rows - start, st.S, 6, dtype=torch.float64, device=device)
     buf[:, :, 5] = st.lr_table(start, n_rows)
+    st.schedule(start, buf[:, :, 5])
     flushed = start  # rows < flushed are on the host
     alive = np.ones(st.S, dtype=bool)
     last_flush = time.perf_counter()
@@ -595,7 +618,7 @@ def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds
             alive = alive[keep]
         if t == steps:
             break
-        st.update(buf[t - start, :, 5])
+        st.update(t)
     flush(steps)
     for r in st.runs:
         r.start = steps
