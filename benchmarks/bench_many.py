@@ -15,10 +15,14 @@ seeds and p = 97 with 64 seeds (seed-steps/s), all through :func:`train_many` on
 
     python benchmarks/bench_many.py [--steps N] [--seeds S]
 
-Timings on a shared machine are noisy; every ratio printed is from numbers measured side by side
-in this run. The wall clock is used by default (a batch of 32 runs on 2 threads, so process CPU
-time would bill both threads); ``--cpu-time`` switches the CPU part to process CPU time, which is
-steadier on a busy machine but bills every thread. The GPU part uses the wall clock.
+Timings on a shared machine are noisy, and the noise comes and goes over tens of seconds. So the
+CPU part runs in ``--rounds`` rounds (default 3), each timing the floor, the batch and the single
+run one after another; every figure printed is the least over the rounds (noise only ever adds
+time; a batch's marginal cost is the least long run minus the least short run), and the ratios
+are between these. The per-round figures are printed too, to show the spread. The wall clock is
+used by default (a batch on 2 threads, so process CPU time would bill both threads);
+``--cpu-time`` switches the CPU part to process CPU time, which bills every thread. The GPU part
+uses the wall clock.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 from mechinterp_modadd.cli import main as modadd
 from mechinterp_modadd.runtime import auto_threads, step_flop, thread_scope
 from mechinterp_modadd.training import preset, train_many
+from mechinterp_modadd.training.many import chunk_size
 
 #: the clock: wall time by default, process CPU time with --cpu-time
 CLOCK = time.perf_counter
@@ -49,21 +54,17 @@ def _cli_seconds(argv: list[str]) -> float:
     return CLOCK() - t
 
 
-def batched_seed_step_ms(seeds: int, steps: int, short: int, tmp: Path) -> float:
-    """Marginal ms per seed-step of ``modadd train --seed 0-(seeds-1)`` (long minus short run)."""
-    base = ["train", "--preset", "standard", "--p", "23", "--quiet", "--device", "cpu",
-            "--seed", f"0-{seeds - 1}", "--save-every", str(10 * steps)]
-    t_long = _cli_seconds([*base, "--steps", str(steps), "--out", str(tmp / "long")])
-    t_short = _cli_seconds([*base, "--steps", str(short), "--out", str(tmp / "short")])
-    return (t_long - t_short) / (seeds * (steps - short)) * 1e3
+def batched_seconds(seeds: int, steps: int, tmp: Path) -> float:
+    """Seconds of ``modadd train --seed 0-(seeds-1) --steps steps`` (standard preset, p = 23)."""
+    return _cli_seconds(["train", "--preset", "standard", "--p", "23", "--quiet", "--device", "cpu",
+                         "--seed", f"0-{seeds - 1}", "--save-every", str(10 * steps), "--steps", str(steps),
+                         "--out", str(tmp)])
 
 
-def single_step_ms(steps: int, short: int, tmp: Path) -> float:
-    base = ["train", "--preset", "standard", "--p", "23", "--quiet", "--device", "cpu", "--seed", "0",
-            "--save-every", str(10 * steps)]
-    t_long = _cli_seconds([*base, "--steps", str(steps), "--out", str(tmp / "one_long")])
-    t_short = _cli_seconds([*base, "--steps", str(short), "--out", str(tmp / "one_short")])
-    return (t_long - t_short) / (steps - short) * 1e3
+def single_seconds(steps: int, tmp: Path) -> float:
+    """Seconds of ``modadd train --seed 0 --steps steps`` (standard preset, p = 23)."""
+    return _cli_seconds(["train", "--preset", "standard", "--p", "23", "--quiet", "--device", "cpu",
+                         "--seed", "0", "--save-every", str(10 * steps), "--steps", str(steps), "--out", str(tmp)])
 
 
 def _products(X, W_in, W_out, post, dpre, dlogits) -> list:
@@ -150,19 +151,34 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=32)
     ap.add_argument("--gpu-steps", type=int, default=2000)
     ap.add_argument("--cpu-time", action="store_true", help="time the CPU part with process CPU time")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the CPU part; the least of each figure counts")
     args = ap.parse_args()
     global CLOCK
     if args.cpu_time:
         CLOCK = time.process_time
     short = max(args.steps // 6, 1)
     print(f"torch {torch.__version__}; CPU: {torch.get_num_threads()} threads available; clock: "
-          f"{'process CPU time' if args.cpu_time else 'wall'}")
+          f"{'process CPU time' if args.cpu_time else 'wall'}; {args.rounds} rounds")
     sizes = [1, 4, 8, 16, 21, 32]
-    floors = {th: floor_ms_per_seed(23, 512, sizes, reps=20, threads=th) for th in (1, 2)}
-    chosen = auto_threads(step_flop(23, 512, args.seeds))  # what train_many picks for this chunk now
+    size = chunk_size(23, 512, args.seeds, torch.device("cpu"), None, args.steps + 1)
+    chosen = auto_threads(step_flop(23, 512, size))  # what train_many picks for a chunk now
+    floors: dict[int, dict[int, float]] = {1: {}, 2: {}}
+    times: dict[str, list[float]] = {"long": [], "short": [], "one_long": [], "one_short": []}
     with tempfile.TemporaryDirectory() as d:
-        batched = batched_seed_step_ms(args.seeds, args.steps, short, Path(d))
-        alone = single_step_ms(args.steps, short, Path(d))
+        for r in range(args.rounds):
+            for th in (1, 2):
+                for S, v in floor_ms_per_seed(23, 512, sizes, reps=20, threads=th).items():
+                    floors[th][S] = min(floors[th].get(S, float("inf")), v)
+            times["long"].append(batched_seconds(args.seeds, args.steps, Path(d) / f"long{r}"))
+            times["short"].append(batched_seconds(args.seeds, short, Path(d) / f"short{r}"))
+            times["one_long"].append(single_seconds(args.steps, Path(d) / f"one_long{r}"))
+            times["one_short"].append(single_seconds(short, Path(d) / f"one_short{r}"))
+            per_round = (times["long"][-1] - times["short"][-1]) / (args.seeds * (args.steps - short)) * 1e3
+            print(f"  round {r + 1}: batched {per_round:.3f} ms per seed-step, one run "
+                  f"{(times['one_long'][-1] - times['one_short'][-1]) / (args.steps - short) * 1e3:.3f} ms per step",
+                  flush=True)
+    batched = (min(times["long"]) - min(times["short"])) / (args.seeds * (args.steps - short)) * 1e3
+    alone = (min(times["one_long"]) - min(times["one_short"])) / (args.steps - short) * 1e3
     for th, fl in floors.items():
         print(f"five products per seed-step on {th} thread(s), batched over S seeds: "
               + ", ".join(f"S={s}: {v:.3f} ms" for s, v in fl.items()))

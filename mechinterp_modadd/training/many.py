@@ -95,11 +95,14 @@ _VARYING_NAMES = (("seed", "seed"), ("lr", "lr"), ("weight_decay", "wd"), ("trai
                   ("save_every", "every"))
 #: Default memory budget of one chunk (bytes) when ``max_memory`` is None.
 DEFAULT_MAX_MEMORY = 2 * 1024**3
-#: CPU chunks keep their [S, n, d_mlp] activations within this many bytes (last-level cache share).
-#: 24 MiB, three quarters of a 32 MiB L3: 44 runs at p = 23. Measured on a shared 2-core machine
-#: (32 seeds, CPU time per seed-step): chunks of 2 / 4 / 8 / 16 / 32 runs cost 1.80 / 1.34 / 1.28 /
-#: 1.19 / 1.15 ms, so larger chunks won up to the whole batch there.
-CPU_CACHE_BYTES = 24 * 1024**2
+#: CPU chunks keep their [S, n, d_mlp] activations within this many bytes: 8 runs at p = 23,
+#: d_mlp = 512. Measured on a shared 2-core machine (32 seeds of the standard preset through
+#: train_many, wall clock, three interleaved rounds): chunks of 8 runs on 2 threads cost 0.40-0.42 ms
+#: per seed-step, one chunk of 32 runs 0.44-0.73 ms; on one thread (quiet machine) the stacked step
+#: cost 0.58 / 0.64 / 0.70 / 0.76 ms at 4 / 8 / 16 / 32 runs. Smaller chunks keep more of the
+#: element-wise work in cache; below 8 runs the per-step interpreter overhead and the two threads'
+#: barrier cost more than the cache saves.
+CPU_CACHE_BYTES = 9 * 1024**2 // 2
 
 
 @dataclass
@@ -383,14 +386,18 @@ class _Stack:
             S, n, M, p = self.S, self.n, self.P.shape[-1], self.p
             fast_fwd, fast_bwd = transposed_products(S, n, M, p, self.device.type)
             new = self.P.new_empty
-            # rows of the [S * p, M] table of every run's W_in^T that sum to each run's pre-activations
-            rows = (self.pairs[None] + p * torch.arange(S, device=self.device)[:, None, None]).reshape(S * n, 2)
+            # rows of the [S * p, M] table of every run's W_in^T that sum to each run's pre-activations:
+            # bag i (run s, pair (x, y)) is rows s p + x and s p + y of the table
+            rows = (self.pairs[None] + p * torch.arange(S, device=self.device)[:, None, None]).reshape(-1)
             # d(sum_s train_loss_s)/d log p at the labels, as autograd forms it: -(1/n_train) w_train,
             # scattered (scatter_add into zeros) to the label column; the same every step
             inv = torch.ones_like(self.n_train) / self.n_train
             dlogp = torch.zeros(S, n, p, dtype=torch.float64, device=self.device)
             dlogp.scatter_add_(2, self.labels.expand(S, n)[..., None], (-(inv[:, None] * self.w_train))[..., None])
-            self._buf = {"dhidden": new(S, n, M), "dlogits": new(S, n, p), "rows": rows, "dlogp": dlogp,
+            self._buf = {"dhidden": new(S, n, M), "dlogits": new(S, n, p), "dlogp": dlogp,
+                         "rows": rows, "bags": torch.arange(0, 2 * S * n, 2, device=self.device),
+                         "table": self.P[0].view(S * p, M),
+                         "denom": torch.empty_like(self.P), "step": torch.empty_like(self.P),
                          "logits": new(S, p, n) if fast_fwd else new(S, n, p),
                          "g_in": self.G[0] if fast_bwd else new(S, M, p),
                          "X": self.X.expand(S, n, p), "X_t": self.X.t().expand(S, p, n),
@@ -410,7 +417,7 @@ class _Stack:
 
         * pre-activations: row (x, y) of X @ W_in^T is W_in[:, x] + W_in[:, y] (2 W_in[:, x] when
           x = y). A product with the one-hot X sums exactly these terms and zeros, so the gather-add
-          :func:`torch.nn.functional.embedding_bag` gives the same bits at a fraction of the cost.
+          ``embedding_bag(mode="sum")`` gives the same bits at a fraction of the cost.
         * the backward pass is written out with the products autograd performs in ``train()``
           (dW_out = dlogits^T @ post, d post = dlogits @ W_out, dW_in = dpre^T @ X), each in
           whichever orientation the CPU BLAS runs fastest: products with a narrow p-column output
@@ -423,11 +430,12 @@ class _Stack:
           autograd's ``threshold_backward``, other activations go through autograd.
         """
         relu = self.act is torch.relu  # the registry entry of "relu"
-        S, n, M, p = self.S, self.n, self.P.shape[-1], self.p
+        S, n, M = self.S, self.n, self.P.shape[-1]
         buf = self._buffers()
         fast_fwd, fast_bwd = self._fast
-        pre = torch.nn.functional.embedding_bag(buf["rows"], self.P[0].reshape(S * p, M),
-                                                mode="sum").view(S, n, M)
+        # torch.nn.functional.embedding_bag(mode="sum") without its argument checks
+        pre = torch.embedding_bag(buf["table"], buf["rows"], buf["bags"], False, 0, False, None, False)[0]
+        pre = pre.view(S, n, M)
         if relu:
             post = pre.relu_()  # in place: relu's backward needs only post > 0
         else:
@@ -477,6 +485,10 @@ class _Stack:
             bc1 = torch.tensor([1 - b1 ** i for i in k], dtype=torch.float64, device=lr.device)[:, None]
             self._neg_step = (-(lr / bc1)).float()[..., None, None]  # [T, S, 1, 1]
             self._decay = (1 - lr * self.wd.reshape(1, -1)).float()[..., None, None]
+            # runs that share lr, schedule and weight decay (e.g. a batch of seeds) take each factor
+            # as one Python number (a float32 value), so the last two passes fuse into addcdiv_
+            same = bool((lr == lr[:, :1]).all()) and bool((self.wd == self.wd[0]).all())
+            self._scalars = (self._decay[:, 0, 0, 0].tolist(), self._neg_step[:, 0, 0, 0].tolist()) if same else None
         else:
             self._lr32 = lr.float()[..., None, None]
             self._wd32 = self.wd.float()
@@ -490,12 +502,17 @@ class _Stack:
             b1, b2 = self.betas
             self.step_count += 1
             bc2_sqrt = (1 - b2 ** self.step_count) ** 0.5
-            P.mul_(self._decay[i])
+            buf = self._buffers()
+            denom, step = buf["denom"], buf["step"]
+            P.mul_(self._scalars[0][i] if self._scalars else self._decay[i])
             self.EA.lerp_(G, 1 - b1)
             self.ES.mul_(b2).addcmul_(G, G, value=1 - b2)
-            denom = (self.ES.sqrt() / bc2_sqrt).add_(1e-8)
+            torch.sqrt(self.ES, out=denom).div_(bc2_sqrt).add_(1e-8)
             # param.addcdiv_(ea, denom, value=-step) evaluates param + (value * ea) / denom
-            P.add_((self.EA * self._neg_step[i]).div_(denom))
+            if self._scalars:
+                P.addcdiv_(self.EA, denom, value=self._scalars[1][i])
+            else:
+                P.add_(torch.mul(self.EA, self._neg_step[i], out=step).div_(denom))
         else:
             g = G + self._wd32 * P  # torch SGD: grad.add(param, alpha=wd)
             P.sub_(self._lr32[i] * g)
