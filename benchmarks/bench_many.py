@@ -16,7 +16,7 @@ seeds and p = 97 with 64 seeds (seed-steps/s), all through :func:`train_many` on
     python benchmarks/bench_many.py [--steps N] [--seeds S]
 
 Timings on a shared machine are noisy, and the noise comes and goes over tens of seconds. So the
-CPU part runs in ``--rounds`` rounds (default 3), each timing the floor, the batch and the single
+CPU part runs in ``--rounds`` rounds (default 5), each timing the floor, the batch and the single
 run one after another; every figure printed is the least over the rounds (noise only ever adds
 time; a batch's marginal cost is the least long run minus the least short run), and the ratios
 are between these. The per-round figures are printed too, to show the spread. The wall clock is
@@ -151,7 +151,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=32)
     ap.add_argument("--gpu-steps", type=int, default=2000)
     ap.add_argument("--cpu-time", action="store_true", help="time the CPU part with process CPU time")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of the CPU part; the least of each figure counts")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the CPU part; the least of each figure counts")
     args = ap.parse_args()
     global CLOCK
     if args.cpu_time:

@@ -35,8 +35,8 @@ runs to rounding, not bit for bit.
 
 Memory and speed: the batch is cut into chunks. A chunk's bytes (weights, gradients, optimizer
 state, activations of the step, metric rows) must fit ``max_memory``; on a CPU it is further cut so
-that its [S, n, M] hidden activations fit in a share of the last-level cache (:data:`CPU_CACHE_BYTES`),
-where the element-wise kernels run at cache speed.
+that its [S, n, M] hidden activations fit in :data:`CPU_CACHE_BYTES` (8 runs at p = 23, d_mlp = 512),
+where the products and the element-wise kernels between them find their operands in cache.
 
 Host synchronisation: metrics stay on the device in a [steps, S, 6] buffer and are copied to the
 host only when a checkpoint is written or the progress bar is refreshed (about once a second), so
@@ -398,6 +398,10 @@ class _Stack:
                          "rows": rows, "bags": torch.arange(0, 2 * S * n, 2, device=self.device),
                          "table": self.P[0].view(S * p, M),
                          "denom": torch.empty_like(self.P), "step": torch.empty_like(self.P),
+                         # the loss head's float64 tensors: reused, since a fresh one can cost a page
+                         # fault per 4 KiB each step, depending on the allocator's history
+                         "z": dlogp.new_empty(S, n, p), "logp": dlogp.new_empty(S, n, p),
+                         "dz": dlogp.new_empty(S, n, p),
                          "logits": new(S, p, n) if fast_fwd else new(S, n, p),
                          "g_in": self.G[0] if fast_bwd else new(S, M, p),
                          "X": self.X.expand(S, n, p), "X_t": self.X.t().expand(S, p, n),
@@ -433,13 +437,14 @@ class _Stack:
         S, n, M = self.S, self.n, self.P.shape[-1]
         buf = self._buffers()
         fast_fwd, fast_bwd = self._fast
-        # torch.nn.functional.embedding_bag(mode="sum") without its argument checks
+        # torch.nn.functional.embedding_bag(mode="sum") without its argument checks (its out= variant
+        # computes a fresh tensor and copies it, so the output here is fresh)
         pre = torch.embedding_bag(buf["table"], buf["rows"], buf["bags"], False, 0, False, None, False)[0]
         pre = pre.view(S, n, M)
         if relu:
             post = pre.relu_()  # in place: relu's backward needs only post > 0
         else:
-            pre.requires_grad_(True)
+            pre = pre.detach().requires_grad_(True)
             with torch.enable_grad():
                 post = self.act(pre)
         hidden = post.detach()
@@ -448,9 +453,10 @@ class _Stack:
         else:
             logits = torch.bmm(hidden, self.W_out.transpose(1, 2), out=buf["logits"])  # [S, n, p]
         # float64 copy in [S, n, p] layout (float32 -> float64 is exact), then what autograd runs
-        z = logits.to(torch.float64, memory_format=torch.contiguous_format)
-        logp = torch._log_softmax(z, 2, False)
-        dlogits = buf["dlogits"].copy_(torch._log_softmax_backward_data(buf["dlogp"], logp, 2, torch.float64))
+        z = buf["z"].copy_(logits)
+        logp = torch._log_softmax(z, 2, False, out=buf["logp"])
+        dz = torch._log_softmax_backward_data(buf["dlogp"], logp, 2, torch.float64, out=buf["dz"])
+        dlogits = buf["dlogits"].copy_(dz)
         torch.bmm(dlogits.transpose(1, 2), hidden, out=self.G[1])  # dW_out [S, p, M]
         dpost = torch.bmm(dlogits, self.W_out, out=buf["dhidden"])  # [S, n, M]
         if relu:  # autograd's threshold_backward: the gradient where the output is > 0, else 0
