@@ -495,6 +495,8 @@ class _Stack:
             # as one Python number (a float32 value), so the last two passes fuse into addcdiv_
             same = bool((lr == lr[:, :1]).all()) and bool((self.wd == self.wd[0]).all())
             self._scalars = (self._decay[:, 0, 0, 0].tolist(), self._neg_step[:, 0, 0, 0].tolist()) if same else None
+            # steps whose decay factor is exactly 1 for every run (no weight decay): x * 1 = x, skipped
+            self._no_decay = (self._decay == 1).flatten(1).all(1).tolist()
         else:
             self._lr32 = lr.float()[..., None, None]
             self._wd32 = self.wd.float()
@@ -510,7 +512,8 @@ class _Stack:
             bc2_sqrt = (1 - b2 ** self.step_count) ** 0.5
             buf = self._buffers()
             denom, step = buf["denom"], buf["step"]
-            P.mul_(self._scalars[0][i] if self._scalars else self._decay[i])
+            if not self._no_decay[i]:
+                P.mul_(self._scalars[0][i] if self._scalars else self._decay[i])
             self.EA.lerp_(G, 1 - b1)
             self.ES.mul_(b2).addcmul_(G, G, value=1 - b2)
             torch.sqrt(self.ES, out=denom).div_(bc2_sqrt).add_(1e-8)
