@@ -61,6 +61,22 @@ def test_batched_runs_match_single_runs(tmp_path):
         assert ck.step == 1000 and ck.model.cfg == cfg.model_config()
 
 
+@pytest.mark.parametrize("name", ["quad_single_freq", "relu_single_freq"])
+def test_sgd_batches_match_single_runs(tmp_path, name):
+    """The SGD presets: a batch of runs (differing in seed, lr, weight decay) saves checkpoints and
+    resume state like train() and follows the same losses."""
+    base = preset(name, p=11, d_mlp=32, steps=200, save_every=100)
+    cfgs = [base, base.replace(seed=1, lr=base.lr / 2), base.replace(seed=2, weight_decay=1e-3)]
+    res = train_many(cfgs, tmp_path / "batch", progress=False)
+    for cfg, folder in zip(cfgs, res.runs, strict=True):
+        alone = train(cfg, tmp_path / ("alone_" + folder.name), progress=False, device="cpu")
+        _losses_close(pd.read_csv(folder / "metrics.csv")["train_loss"], alone.metrics["train_loss"], 1e-6)
+        # bit-identical on the development machine; to rounding wherever a BLAS differs
+        torch.testing.assert_close(load_checkpoint(checkpoint_path(folder, 200)).model.mlp.W_out,
+                                   alone.model.mlp.W_out, rtol=1e-4, atol=1e-7)
+        assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in alone.run_dir.iterdir())
+
+
 def test_runs_csv_lists_every_run(tmp_path):
     cfgs = _mixed_configs(steps=20)
     res = train_many(cfgs, tmp_path, progress=False)

@@ -348,6 +348,8 @@ class _Stack:
         """The per-weight views of the merged buffers ([S, M, p] for W_in, [S, p, M] for W_out)."""
         self.W_in, self.W_out = self.P[0].transpose(1, 2), self.P[1]
         self.g_in, self.g_out = self.G[0].transpose(1, 2), self.G[1]
+        self.exp_avg: list[Tensor] = []  # (none for SGD)
+        self.exp_avg_sq: list[Tensor] = []
         if self.EA.numel():
             self.exp_avg = [self.EA[0].transpose(1, 2), self.EA[1]]
             self.exp_avg_sq = [self.ES[0].transpose(1, 2), self.ES[1]]
@@ -364,11 +366,12 @@ class _Stack:
         self.w_train, self.w_test = self.w_train.index_select(0, ix), self.w_test.index_select(0, ix)
         self.n_train, self.n_test = self.n_train.index_select(0, ix), self.n_test.index_select(0, ix)
         self.has_test, self.wd = self.has_test.index_select(0, ix), self.wd.index_select(0, ix)
-        for name in ("_neg_step", "_decay", "_lr32"):  # the schedule: [T, S, 1, 1]
+        for name in ("_neg_step", "_decay"):  # the schedule: [T, S, 1, 1]
             if hasattr(self, name):
                 setattr(self, name, getattr(self, name).index_select(1, ix))
-        if hasattr(self, "_wd32"):
-            self._wd32 = self.wd.float()
+        if hasattr(self, "_lr_rows"):
+            self._lr_rows = [[row[i] for i in idx] for row in self._lr_rows]
+            self._wd_list = [self._wd_list[i] for i in idx]
         self._buf = None
         self._views()
 
@@ -483,7 +486,7 @@ class _Stack:
         """Per-step factors of the optimizer for the steps start, start + 1, ... from their [T, S]
         learning rates, computed once as the single-run optimizer computes them each step:
         AdamW's ``-(lr / (1 - beta1^k))`` (k = t + 1, the count of updates) and ``1 - lr * wd``,
-        SGD's lr, each cast to float32."""
+        each cast to float32; SGD's lr and weight decay as Python numbers."""
         self._start = start
         k = range(self.step_count + 1, self.step_count + 1 + lr.shape[0])
         if self.optimizer == "adamw":
@@ -497,9 +500,9 @@ class _Stack:
             self._scalars = (self._decay[:, 0, 0, 0].tolist(), self._neg_step[:, 0, 0, 0].tolist()) if same else None
             # steps whose decay factor is exactly 1 for every run (no weight decay): x * 1 = x, skipped
             self._no_decay = (self._decay == 1).flatten(1).all(1).tolist()
-        else:
-            self._lr32 = lr.float()[..., None, None]
-            self._wd32 = self.wd.float()
+        else:  # SGD takes lr and weight decay as Python numbers (alpha=), one run at a time if they differ
+            self._lr_rows = lr.tolist()  # [T][S]
+            self._wd_list = self.wd.flatten().tolist()
 
     @torch.no_grad()
     def update(self, t: int) -> None:
@@ -522,9 +525,15 @@ class _Stack:
                 P.addcdiv_(self.EA, denom, value=self._scalars[1][i])
             else:
                 P.add_(torch.mul(self.EA, self._neg_step[i], out=step).div_(denom))
-        else:
-            g = G + self._wd32 * P  # torch SGD: grad.add(param, alpha=wd)
-            P.sub_(self._lr32[i] * g)
+        else:  # torch's single-tensor SGD: grad.add(param, alpha=wd) if wd != 0; param.add_(grad, alpha=-lr)
+            lrs, wds = self._lr_rows[i], self._wd_list
+            if len(set(lrs)) == 1 and len(set(wds)) == 1:
+                g = G if wds[0] == 0 else G.add(P, alpha=wds[0])
+                P.add_(g, alpha=-lrs[0])
+            else:
+                for s_ in range(self.S):
+                    g = G[:, s_] if wds[s_] == 0 else G[:, s_].add(P[:, s_], alpha=wds[s_])
+                    P[:, s_].add_(g, alpha=-lrs[s_])
 
     # ------------------------------------------------------------------------------ export
     def to_runs(self, t: int) -> None:
