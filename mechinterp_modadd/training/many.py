@@ -16,8 +16,9 @@ n = p(p + 1)/2 unordered pairs, shared by all runs)::
     loss_s = (sum_i w_train[s, i] * nll[s, i]) / n_train[s]   (float64 log-softmax, as train())
 
 and the sum of the S losses is differentiated, which gives each run its own gradient (the runs
-share no parameter). AdamW / SGD are applied with per-run lr and weight decay as [S, 1, 1]
-tensors, op for op as torch.optim's single-tensor implementations do.
+share no parameter). AdamW / SGD are applied op for op as torch.optim's single-tensor
+implementations do, with per-run lr and weight decay ([S, 1, 1] factors for AdamW; SGD's ``alpha=``
+numbers, one run at a time where they differ).
 
 Equivalence with :func:`~.trainer.train` (tested): step-0 weights are bit-identical (each run is
 initialised by ``ModAddMLP(cfg.model_config(), seed)`` as alone). After that the batch repeats the
