@@ -77,6 +77,26 @@ def test_sgd_batches_match_single_runs(tmp_path, name):
         assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in alone.run_dir.iterdir())
 
 
+def test_sgd_batch_that_shrinks_follows_each_run_alone(tmp_path):
+    """An early stop drops one run of an SGD batch mid-way; the others go on with their own lr and
+    weight decay (the per-run SGD factors follow the shrinking batch)."""
+    base = preset("quad_single_freq", p=11, d_mlp=32, steps=600, save_every=300, stop_accuracy=0.4,
+                  stop_window=100)
+    cfgs = [base, base.replace(seed=1, lr=0.02), base.replace(seed=2, weight_decay=1e-3),
+            base.replace(seed=3, lr=0.2)]
+    res = train_many(cfgs, tmp_path / "b", progress=False)
+    done = sorted(res.table["steps_done"])  # here: seed 2 stops at step 400, the others train on
+    assert done[0] < 600 and done[-1] == 600
+    for cfg, folder in zip(cfgs, res.runs, strict=True):
+        alone = train(cfg, tmp_path / ("alone_" + folder.name), progress=False, device="cpu")
+        m = pd.read_csv(folder / "metrics.csv")
+        assert len(m) == len(alone.metrics)
+        _losses_close(m["train_loss"], alone.metrics["train_loss"], 1e-6)
+        last = int(m["step"].iloc[-1])
+        torch.testing.assert_close(load_checkpoint(checkpoint_path(folder, last)).model.mlp.W_in,
+                                   alone.model.mlp.W_in, rtol=1e-4, atol=1e-7)
+
+
 def test_runs_csv_lists_every_run(tmp_path):
     cfgs = _mixed_configs(steps=20)
     res = train_many(cfgs, tmp_path, progress=False)
