@@ -54,17 +54,10 @@ def _cli_seconds(argv: list[str]) -> float:
     return CLOCK() - t
 
 
-def batched_seconds(seeds: int, steps: int, tmp: Path) -> float:
-    """Seconds of ``modadd train --seed 0-(seeds-1) --steps steps`` (standard preset, p = 23)."""
+def train_seconds(seeds: str, steps: int, tmp: Path) -> float:
+    """Seconds of ``modadd train --seed SEEDS --steps steps`` (standard preset, p = 23, on the CPU)."""
     return _cli_seconds(["train", "--preset", "standard", "--p", "23", "--quiet", "--device", "cpu",
-                         "--seed", f"0-{seeds - 1}", "--save-every", str(10 * steps), "--steps", str(steps),
-                         "--out", str(tmp)])
-
-
-def single_seconds(steps: int, tmp: Path) -> float:
-    """Seconds of ``modadd train --seed 0 --steps steps`` (standard preset, p = 23)."""
-    return _cli_seconds(["train", "--preset", "standard", "--p", "23", "--quiet", "--device", "cpu",
-                         "--seed", "0", "--save-every", str(10 * steps), "--steps", str(steps), "--out", str(tmp)])
+                         "--seed", seeds, "--save-every", str(10 * steps), "--steps", str(steps), "--out", str(tmp)])
 
 
 def _products(X, W_in, W_out, post, dpre, dlogits) -> list:
@@ -164,15 +157,15 @@ def main() -> None:
     chosen = auto_threads(step_flop(23, 512, size))  # what train_many picks for a chunk now
     floors: dict[int, dict[int, float]] = {1: {}, 2: {}}
     times: dict[str, list[float]] = {"long": [], "short": [], "one_long": [], "one_short": []}
+    batch = f"0-{args.seeds - 1}"
     with tempfile.TemporaryDirectory() as d:
         for r in range(args.rounds):
             for th in (1, 2):
                 for S, v in floor_ms_per_seed(23, 512, sizes, reps=20, threads=th).items():
                     floors[th][S] = min(floors[th].get(S, float("inf")), v)
-            times["long"].append(batched_seconds(args.seeds, args.steps, Path(d) / f"long{r}"))
-            times["short"].append(batched_seconds(args.seeds, short, Path(d) / f"short{r}"))
-            times["one_long"].append(single_seconds(args.steps, Path(d) / f"one_long{r}"))
-            times["one_short"].append(single_seconds(short, Path(d) / f"one_short{r}"))
+            for key, seeds, n in (("long", batch, args.steps), ("short", batch, short),
+                                  ("one_long", "0", args.steps), ("one_short", "0", short)):
+                times[key].append(train_seconds(seeds, n, Path(d) / f"{key}{r}"))
             per_round = (times["long"][-1] - times["short"][-1]) / (args.seeds * (args.steps - short)) * 1e3
             print(f"  round {r + 1}: batched {per_round:.3f} ms per seed-step, one run "
                   f"{(times['one_long'][-1] - times['one_short'][-1]) / (args.steps - short) * 1e3:.3f} ms per step",

@@ -631,8 +631,8 @@ def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds
         check = bool(window) and t > 0 and t % window == 0
         if check:
             flush(t)
-        stopping = [i for i, r in enumerate(st.runs) if check and alive[i]
-                    and stop_rule_met(r.cfg, r.rows["train_accuracy"], r.rows["test_accuracy"], t)]
+        stopping = [i for i, r in enumerate(st.runs) if alive[i] and stop_rule_met(
+            r.cfg, r.rows["train_accuracy"], r.rows["test_accuracy"], t)] if check else []
         if t % save_every == 0 or t == steps or t in extra or stopping:
             flush(t)
             st.to_runs(t)
