@@ -9,7 +9,11 @@ the child (``ru_maxrss`` of the waited-for process, as GNU ``time -v`` reports i
 time, next to the targets (peak <= 4 GB each, <= 10 minutes together) and the machine load
 (``os.getloadavg``), since wall times on a shared machine are noisy.
 
-    python benchmarks/bench_large_p.py [--p 199] [--d-mlp N] [--max-memory 3GiB] [--untrained]
+    python benchmarks/bench_large_p.py [--p 199] [--d-mlp N] [--max-memory 3GiB] [--untrained] [--device cpu|cuda]
+
+``--device`` (default ``cpu``, the figures the targets were set on) is passed to both commands: it
+is where their heavy float64 passes run (all-pairs forward passes, batched ablations, Fourier
+transform); ``--device cuda`` on a GPU machine times the GPU path against the same targets.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ def main() -> int:
     ap.add_argument("--untrained", action="store_true", help="random initialisation instead of the structured model")
     ap.add_argument("--only", choices=["diagnose", "ablate"], default=None)
     ap.add_argument("--keep", default=None, metavar="DIR", help="keep checkpoint and outputs in DIR")
+    ap.add_argument("--device", default="cpu", help="passed to both commands (default cpu)")
     args = ap.parse_args()
 
     import torch
@@ -114,9 +119,10 @@ def main() -> int:
     save_checkpoint(model, ckpt, step=0)
     del model
     print(f"p = {p}, d_mlp = {d_mlp}, {'untrained' if args.untrained else 'structured'} model saved to {ckpt} "
-          f"({time.perf_counter() - t:.1f} s); --max-memory {args.max_memory}")
+          f"({time.perf_counter() - t:.1f} s); --max-memory {args.max_memory}, --device {args.device}")
     cli = [sys.executable, "-c", "import sys; from mechinterp_modadd.cli import main; sys.exit(main())"]
-    commands = {name: [*cli, name, str(ckpt), "--max-memory", args.max_memory, "--json", str(out / f"{name}.json")]
+    commands = {name: [*cli, name, str(ckpt), "--max-memory", args.max_memory, "--device", args.device,
+                       "--json", str(out / f"{name}.json")]
                 for name in ("diagnose", "ablate")}
     results = {}
     for name, cmd in commands.items():

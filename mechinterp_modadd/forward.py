@@ -22,6 +22,10 @@ place that needs logits or hidden activations on many pairs calls this module:
   ``e_x + e_y`` rows (:func:`pair_inputs`), the trainer's objective: on a CPU a matmul beats a
   gather because its backward is a matmul, not a scatter-add.
 
+Device: the float64 copy lives on the CPU; :func:`hidden` and :func:`logits` run their chunks on
+:func:`~mechinterp_modadd.runtime.compute_device` (the ``device=`` of the calling analysis; the
+CPU by default, where nothing is copied) and return CPU tensors.
+
 Memory: a chunk of ``n`` pairs costs about ``n * (3 d_mlp + 2 B p) * 8`` bytes (pre, post and the
 scaled post; the logits of B interventions), see :func:`bytes_per_pair`.
 """
@@ -38,6 +42,7 @@ from torch import Tensor
 from .data import all_pairs, check_pairs
 from .errors import InputError
 from .memory import current_budget
+from .runtime import compute_device, takes_device
 
 __all__ = [
     "CHUNK_SHARE",
@@ -87,6 +92,14 @@ class Weights64:
     def xi(self) -> Float[Tensor, "d_mlp p"]:
         """Output weights as rows, xi_m = W_out[:, m]."""
         return self.W_out.T
+
+    def to(self, device: torch.device) -> Weights64:
+        """The same float64 weights on ``device`` (itself when they are there already)."""
+        if self.theta.device == torch.device(device):
+            return self
+        W_E = None if self.W_E is None else self.W_E.to(device)
+        return Weights64(theta=self.theta.to(device), W_out=self.W_out.to(device), W_in=self.W_in.to(device),
+                         W_E=W_E, act_fn=self.act_fn)
 
 
 def _act(model, activation) -> Callable[[Tensor], Tensor]:
@@ -180,6 +193,11 @@ def _scaled(post: Tensor, scale: Tensor | None, fill: Tensor | None) -> Tensor:
     return fill + (post - fill)[None] * scale[:, None, :]
 
 
+def to_device(t: Tensor | None, device: torch.device) -> Tensor | None:
+    """``t`` on ``device`` (None stays None)."""
+    return None if t is None else t.to(device)
+
+
 def _pairs(pairs, p: int) -> Tensor:
     if pairs is None:
         return all_pairs(p)
@@ -198,6 +216,7 @@ def _check_vector(name: str, t, d_mlp: int) -> Tensor | None:
     return t
 
 
+@takes_device
 @torch.no_grad()
 def hidden(model_or_weights, pairs: Int[Tensor, "P 2"] | None = None, *,
            activation: str | Callable[[Tensor], Tensor] | None = None,
@@ -213,11 +232,13 @@ def hidden(model_or_weights, pairs: Int[Tensor, "P 2"] | None = None, *,
     n = pairs.shape[0]
     pre = torch.empty(n, w.d_mlp, dtype=torch.float64)
     post = torch.empty_like(pre)
-    theta_T = w.theta.T  # [p, M]: rows are gathered per pair
+    dev = compute_device()
+    theta_T = w.theta.T.to(dev)  # [p, M]: rows are gathered per pair
     for sl in pair_chunks(n, w.d_mlp, w.p, max_memory=max_memory):
-        pr = pairs[sl]
-        pre[sl] = theta_T[pr[:, 0]] + theta_T[pr[:, 1]]
-        post[sl] = w.act_fn(pre[sl]).double()
+        pr = pairs[sl].to(dev)
+        chunk = theta_T[pr[:, 0]] + theta_T[pr[:, 1]]
+        pre[sl] = chunk
+        post[sl] = w.act_fn(chunk).double()
     return pre, post
 
 
@@ -252,6 +273,7 @@ def _chunk_logits(w: Weights64, pr: Tensor, scale: Tensor | None, fill: Tensor |
     return out
 
 
+@takes_device
 @torch.no_grad()
 def logits(model_or_weights, pairs: Int[Tensor, "P 2"] | None = None, *,
            scale: Float[Tensor, "d_mlp"] | Float[Tensor, "B d_mlp"] | None = None,
@@ -294,11 +316,14 @@ def logits(model_or_weights, pairs: Int[Tensor, "P 2"] | None = None, *,
         out[..., x * w.p + y, :] = half
         out[..., y * w.p + x, :] = half
         return out
+    dev = compute_device()
+    wd, scale, fill = w.to(dev), to_device(scale, dev), to_device(fill, dev)
     for sl in pair_chunks(n, w.d_mlp * batch, w.p, batch=batch, max_memory=max_memory):
-        out[..., sl, :] = _chunk_logits(w, pairs[sl], scale, fill, model)
+        out[..., sl, :] = _chunk_logits(wd, pairs[sl].to(dev), scale, fill, model)
     return out
 
 
+@takes_device
 def all_pair_logits(model, *, hooks: bool = True, max_memory: int | None = None) -> Float[Tensor, "pp p"]:
     """float64 logits [p*p, p] on all pairs in ``all_pairs`` order (hooks of the model apply unless
     ``hooks=False``), streamed within ``max_memory``."""

@@ -9,8 +9,10 @@ Conventions (docs/science.md section 2), used everywhere in the package:
   sqrt(2/p) sqrt(c_k^2 + s_k^2) and phase atan2(-s_k, c_k), so w[j] ~ magnitude cos(w_k j + phase).
 - Frequencies are 1-based in every result; 0 means DC.
 
-All arithmetic here is float64 on the CPU, whatever the model's dtype and device. One batched
-projection decomposes every neuron at once (no Python loop over neurons).
+All arithmetic here is float64, whatever the model's dtype and device, and the results live on the
+CPU. One batched projection decomposes every neuron at once (no Python loop over neurons); that
+product runs on :func:`~mechinterp_modadd.runtime.compute_device` (an analysis's ``device=``; the
+CPU by default), the magnitudes and phases on the CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import Tensor
 
 from .errors import ConfigError, InputError
 from .forward import weights64
+from .runtime import compute_device, takes_device
 
 __all__ = [
     "fourier_basis",
@@ -88,7 +91,8 @@ def frequency_coefficients(
     """Project vectors over Z_p on the basis: (DC coefficient, c_k, s_k), k = 1..K, float64."""
     w = torch.as_tensor(w).detach().to("cpu", torch.float64)
     p = w.shape[-1]
-    coef = w @ fourier_basis(p).T  # [..., p]
+    dev = compute_device()  # the one product runs there (the CPU unless an analysis says otherwise)
+    coef = (w.to(dev) @ fourier_basis(p).T.to(dev)).cpu()  # [..., p]
     K = (p - 1) // 2
     return coef[..., 0], coef[..., 1 : 2 * K + 1 : 2], coef[..., 2 : 2 * K + 2 : 2]
 
@@ -338,6 +342,7 @@ def spectrum_from_weights(
     )
 
 
+@takes_device
 def neuron_spectrum(model, rule: str = "energy") -> NeuronSpectrum:
     """Decompose a :class:`~mechinterp_modadd.model.ModAddMLP` (learned embeddings folded in).
 

@@ -4,6 +4,18 @@ Devices: every entry point takes ``device="auto" | "cpu" | "cuda" | "cuda:N" | t
 ``"auto"`` means CUDA when ``torch.cuda.is_available()``, otherwise the CPU. Asking for CUDA on a
 machine without it is a :class:`~mechinterp_modadd.errors.ConfigError`, not a crash later.
 
+Analyses keep their float64 and their small arithmetic (spectra, phase statistics, verdicts) on
+the CPU; the ``device`` of an analysis entry point (decorated with :func:`takes_device`) is where
+its heavy passes run: the float64 forward passes over all pairs
+(:func:`mechinterp_modadd.forward.hidden` / :func:`~mechinterp_modadd.forward.logits`), the
+batched ablation matmuls and their scoring
+(:class:`~mechinterp_modadd.analysis.ablation.ActivationTable`), and the Fourier transform of the
+weights. Those kernels read :func:`compute_device`, copy their inputs there and hand their results
+back on the CPU, so everything downstream stays on the CPU. ``device=None`` (the default) keeps the
+device of an enclosing call or ``--device`` (the CPU otherwise). On the CPU the results are the
+same bits as ever; on a GPU the same float64 sums in another order, so numbers agree to about
+1e-12 relative and the verdicts are the same.
+
 Threads: torch's default is one intra-op thread per core. For the small matrices of this model
 (p = 23: 276 x 512 hidden activations) the threads spend more time waiting for each other than
 multiplying, and when another process is busy on the same cores a thread that was descheduled
@@ -21,15 +33,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
 from .errors import ConfigError
 
 __all__ = ["resolve_device", "auto_threads", "thread_scope", "user_threads", "busy_cores",
-           "SMALL_WORK_FLOP", "requested_threads", "analysis_scope", "cpu_model", "step_flop"]
+           "SMALL_WORK_FLOP", "requested_threads", "analysis_scope", "cpu_model", "step_flop",
+           "compute_device", "analysis_device", "takes_device"]
 
 #: Work per step (floating-point operations) below which one thread is used: at 2 threads the
 #: fork/join barriers of ~20 small kernels per step cost more than the halved arithmetic.
@@ -39,6 +54,10 @@ SMALL_WORK_FLOP = 2.0e8
 
 #: a thread count asked for explicitly (``--threads``) for the code inside :func:`requested_threads`
 _REQUESTED: contextvars.ContextVar[int | None] = contextvars.ContextVar("modadd_threads", default=None)
+
+#: where the heavy passes of an analysis run (None: the CPU); set by :func:`analysis_device`
+_ANALYSIS_DEVICE: contextvars.ContextVar[torch.device | None] = contextvars.ContextVar(
+    "modadd_analysis_device", default=None)
 
 #: torch's intra-op thread count when this module was first imported; a different count later
 #: means somebody called torch.set_num_threads.
@@ -169,8 +188,9 @@ def analysis_scope(model) -> contextlib.AbstractContextManager[int]:
 def cpu_model(model):
     """``model`` itself when its weights are on the CPU, else a CPU copy.
 
-    The analyses compute in float64 on the CPU on every device (their numbers and verdicts are
-    then identical wherever the model was trained or loaded); entry points call this first.
+    The analyses read a CPU copy of the weights wherever the model was trained or loaded (their
+    numbers are then identical on every device of the model); entry points call this first. Where
+    their heavy passes run is a separate choice, :func:`analysis_device`.
     """
     w = next(iter(model.parameters()), None)
     if w is None or w.device.type == "cpu":
@@ -188,3 +208,49 @@ def step_flop(p: int, d_mlp: int, runs: int = 1) -> float:
     """
     n = p * (p + 1) // 2
     return 5 * 2.0 * n * p * d_mlp * runs
+
+
+# ----------------------------------------------------------------------------- analysis device
+_CPU = torch.device("cpu")
+
+
+def compute_device() -> torch.device:
+    """Where the heavy passes of the current analysis run (see the module docstring; the CPU
+    unless an :func:`analysis_device` block or a ``device=`` argument says otherwise)."""
+    dev = _ANALYSIS_DEVICE.get()
+    return _CPU if dev is None else dev
+
+
+@contextlib.contextmanager
+def analysis_device(device: str | torch.device | None) -> Iterator[torch.device]:
+    """Inside the block the heavy analysis passes run on ``device`` (validated by
+    :func:`resolve_device`); ``None`` keeps the current choice. Restored on exit."""
+    if device is None:
+        yield compute_device()
+        return
+    token = _ANALYSIS_DEVICE.set(resolve_device(device))
+    try:
+        yield compute_device()
+    finally:
+        _ANALYSIS_DEVICE.reset(token)
+
+
+def takes_device(fn: Callable) -> Callable:
+    """Give an analysis entry point a keyword-only ``device`` argument (see the module docstring):
+    the call runs inside :func:`analysis_device`; its result is on the CPU whatever the device."""
+    sig = inspect.signature(fn)
+    if "device" in sig.parameters:
+        raise TypeError(f"{fn.__qualname__} already has a device argument")
+
+    @functools.wraps(fn)
+    def wrapper(*args, device: str | torch.device | None = None, **kwargs):
+        with analysis_device(device):
+            return fn(*args, **kwargs)
+
+    params = list(sig.parameters.values())
+    at = next((i for i, q in enumerate(params) if q.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+    params.insert(at, inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation="str | torch.device | None"))
+    wrapper.__signature__ = sig.replace(parameters=params)
+    return wrapper
+

@@ -1,7 +1,10 @@
 """One module per claim family. Each public function takes a model (or a spectrum, or a checkpoint
 series) and returns a small typed result: numbers, a verdict, and the protocol of
 :class:`~mechinterp_modadd.analysis.base.Result` (``to_dict()`` a dict, ``to_frame()`` a pandas
-table, ``to_json()`` JSON text). Each claim's thresholds are one frozen dataclass stored on its
+table, ``to_json()`` JSON text). Every entry point that takes a model or a checkpoint series also takes
+``device=`` (:func:`~mechinterp_modadd.runtime.takes_device`): where its heavy float64 passes run
+(all-pairs forward passes, batched ablations, the Fourier transform), the rest staying on the
+CPU; results are CPU tensors and tables either way. Each claim's thresholds are one frozen dataclass stored on its
 result (``result.thresholds``). The claims, model-level and run-level, are registered in order in
 :mod:`mechinterp_modadd.analysis.claims`. No plotting and no printing here; figures live in
 ``mechinterp_modadd.plots``.

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -43,6 +43,7 @@ from ..data import all_pairs
 from ..errors import InputError
 from ..forward import hidden, unordered_pairs, weights64
 from ..fourier import spectrum_of
+from ..runtime import compute_device, takes_device
 
 __all__ = [
     "HOOK_POINTS",
@@ -300,6 +301,22 @@ class ActivationTable:
     act_fn: Callable[[Tensor], Tensor]
     exact: bool
     seed: int = 0
+    #: copies of this table on other devices, made once by :meth:`on`
+    _copies: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def on(self, device: torch.device | str) -> ActivationTable:
+        """This table with its tensors on ``device`` (itself on its own device; a copy made once
+        and kept otherwise). The heavy methods run where the table is: :meth:`evaluate` moves
+        to :func:`~mechinterp_modadd.runtime.compute_device` by itself."""
+        device = torch.device(device)
+        if device.type == self.post.device.type and device.index in (None, self.post.device.index):
+            return self
+        key = str(device)
+        if key not in self._copies:
+            self._copies[key] = replace(
+                self, pairs=self.pairs.to(device), weight=self.weight.to(device), labels=self.labels.to(device),
+                pre=self.pre.to(device), post=self.post.to(device), W_out=self.W_out.to(device), _copies={})
+        return self._copies[key]
 
     @property
     def sample(self):  # -> PairSample (imported lazily: sampling imports nothing from here)
@@ -319,9 +336,10 @@ class ActivationTable:
         _check_mode(mode)
         (name,) = _hook_points(hook_point)
         w = self.weight / self.weight.sum()
+        zero = torch.zeros(self.d_mlp, dtype=torch.float64, device=self.post.device)
         if name == "mlp.hook_post":
-            return torch.zeros(self.d_mlp, dtype=torch.float64) if mode == "zero" else w @ self.post
-        pre = torch.zeros(self.d_mlp, dtype=torch.float64) if mode == "zero" else w @ self.pre
+            return zero if mode == "zero" else w @ self.post
+        pre = zero if mode == "zero" else w @ self.pre
         return self.act_fn(pre).double()
 
     def _centred(self, fill: Tensor) -> Tensor:
@@ -352,8 +370,8 @@ class ActivationTable:
     def logits(self, keep: Bool[Tensor, "B d_mlp"] | Float[Tensor, "B d_mlp"], mode: str = "zero",
                hook_point: str = "mlp.hook_post") -> Float[Tensor, "B P p"]:
         """Ablated logits for a batch of keep masks (1 = neuron kept): one batched matmul,
-        ``((post - fill) * keep) @ W_out.T + fill @ W_out.T``."""
-        keep = torch.as_tensor(keep)
+        ``((post - fill) * keep) @ W_out.T + fill @ W_out.T`` (on the table's device)."""
+        keep = torch.as_tensor(keep).to(self.post.device)
         if keep.ndim == 1:
             keep = keep[None]
         if keep.shape[-1] != self.d_mlp:
@@ -379,13 +397,14 @@ class ActivationTable:
         groups = [torch.as_tensor(g, dtype=torch.long).reshape(-1) for g in groups]
         n_max = max((len(g) for g in groups), default=0)
         if not groups or n_max == 0:
-            return torch.zeros(len(groups), P, self.p, dtype=torch.float64), base
+            return torch.zeros(len(groups), P, self.p, dtype=torch.float64, device=centred.device), base
         # pad every group to n_max with a dummy neuron M whose activation and weights are 0: one bmm
         pad = torch.full((len(groups), n_max), M, dtype=torch.long)
         for i, g in enumerate(groups):
             pad[i, : len(g)] = g
-        c = torch.cat([centred, torch.zeros(P, 1, dtype=torch.float64)], 1)
-        w = torch.cat([self.W_out, torch.zeros(self.p, 1, dtype=torch.float64)], 1)
+        pad = pad.to(centred.device)
+        c = torch.cat([centred, torch.zeros(P, 1, dtype=torch.float64, device=centred.device)], 1)
+        w = torch.cat([self.W_out, torch.zeros(self.p, 1, dtype=torch.float64, device=centred.device)], 1)
         contrib = torch.bmm(c[:, pad].permute(1, 0, 2), w[:, pad].permute(1, 2, 0))  # [G, P, p]
         return contrib, base
 
@@ -406,7 +425,7 @@ class ActivationTable:
             top = logits.amax(2)
             unique = (logits >= top[..., None]).sum(2) == 1
             acc = (((correct >= top) & unique).double() @ w) / total
-            nan = torch.full((B,), float("nan"), dtype=torch.float64)
+            nan = torch.full((B,), float("nan"), dtype=torch.float64, device=logits.device)
             return EvalResult(accuracy=acc, loss=nan, margin=nan.clone())
         other = logits.scatter(2, y.expand(B, P)[..., None], float("-inf")).amax(2)
         margin = correct - other
@@ -417,20 +436,23 @@ class ActivationTable:
     def evaluate(self, keep: Bool[Tensor, "B d_mlp"], mode: str = "zero",
                  hook_point: str = "mlp.hook_post", chunk: int | None = None, metrics: str = "all") -> EvalResult:
         """Accuracy, loss and mean margin of every keep mask (see :meth:`score`), in chunks to
-        bound memory."""
+        bound memory; computed on :func:`~mechinterp_modadd.runtime.compute_device`, returned on
+        the CPU."""
         keep = torch.as_tensor(keep)
         if keep.ndim == 1:
             keep = keep[None]
         if chunk is None:
             chunk = self.mask_chunk()
-        parts = [self.score(self.logits(keep[i: i + chunk], mode, hook_point), metrics)
+        tab = self.on(compute_device())
+        parts = [tab.score(tab.logits(keep[i: i + chunk], mode, hook_point), metrics)
                  for i in range(0, keep.shape[0], chunk)]
         if not parts:
             empty = torch.zeros(0, dtype=torch.float64)
             return EvalResult(empty, empty, empty)
-        return EvalResult(*(torch.cat([getattr(r, f) for r in parts]) for f in ("accuracy", "loss", "margin")))
+        return EvalResult(*(torch.cat([getattr(r, f) for r in parts]).cpu() for f in ("accuracy", "loss", "margin")))
 
 
+@takes_device
 @torch.no_grad()
 def activation_table(model, *, activation=None, max_pairs: int | None = None, seed: int = 0) -> ActivationTable:
     """Compute pre- and post-activations of every neuron in float64 on the unordered pairs.

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ConfigError
+from ..runtime import takes_device
 from .base import ClaimResult, Thresholds
 from .features import (
     FrequencyDiversificationResult,
@@ -126,6 +127,7 @@ def claims(level: str | None = None) -> list[Claim]:
     return [c for c in CLAIMS.values() if level is None or c.level == level]
 
 
+@takes_device
 def run_claims(series: Any, measures: pd.DataFrame, names: list[str] | None = None
                ) -> dict[str, ClaimResult | None]:
     """Every run-level claim (or the named ones) on one run: name -> result, or None when the run

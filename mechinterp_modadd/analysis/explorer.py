@@ -42,6 +42,7 @@ from tqdm import tqdm
 from ..data import all_pairs
 from ..errors import CheckpointError, InputError
 from ..fourier import basis_labels, fourier_basis, neuron_spectrum
+from ..runtime import compute_device, takes_device
 from .ablation import activation_table
 from .base import to_jsonable
 
@@ -180,10 +181,11 @@ def _dft_rows(w: torch.Tensor, B: torch.Tensor) -> np.ndarray:
 def _ablation(model, sp, fractions: np.ndarray, sets: np.ndarray, draws: int, seed: int,
               progress: bool = False) -> np.ndarray:
     """Accuracy [F, G] (see the module docstring), mean over ``draws`` seeded nested orders."""
-    tab = activation_table(model)
+    dev = compute_device()  # the products and scores run there; the draws stay on the CPU
+    tab = activation_table(model).on(dev)
     K, M = sp.K, sp.d_mlp
     freq = sp.frequency
-    members = torch.from_numpy(((sets[:, None] >> np.arange(K)[None, :]) & 1).astype(np.float64))  # [G, K]
+    members = torch.from_numpy(((sets[:, None] >> np.arange(K)[None, :]) & 1).astype(np.float64)).to(dev)  # [G, K]
     g = torch.Generator().manual_seed(int(seed))
     acc = np.zeros((len(fractions), len(sets)))
     P = tab.pairs.shape[0]
@@ -196,18 +198,19 @@ def _ablation(model, sp, fractions: np.ndarray, sets: np.ndarray, draws: int, se
         n_k = torch.bincount(freq - 1, minlength=K)
         for fi, f in enumerate(fractions):
             keep = rank < torch.round(f * n_k.double()).long()[freq - 1]  # [M]
-            post = tab.post * keep.double()
-            contrib = torch.zeros(K, P * tab.p, dtype=torch.float64)
+            post = tab.post * keep.double().to(dev)
+            contrib = torch.zeros(K, P * tab.p, dtype=torch.float64, device=dev)
             for k in range(1, K + 1):
-                idx = torch.nonzero(freq == k).flatten()
+                idx = torch.nonzero(freq == k).flatten().to(dev)
                 if len(idx):
                     contrib[k - 1] = (post[:, idx] @ tab.W_out[:, idx].T).reshape(-1)
             for c in range(0, len(sets), chunk):
                 logits = (members[c:c + chunk] @ contrib).reshape(-1, P, tab.p)
-                acc[fi, c:c + chunk] += tab.score(logits, "accuracy").accuracy.numpy()
+                acc[fi, c:c + chunk] += tab.score(logits, "accuracy").accuracy.cpu().numpy()
     return acc / draws
 
 
+@takes_device
 def explorer_data_from_models(models: list[tuple[int | None, Any]], *, source: str, name: str,
                               train_mask: torch.Tensor | None = None,
                               fractions: tuple[float, ...] = DEFAULT_EXPLORER_FRACTIONS,
@@ -312,6 +315,7 @@ def explorer_data_from_models(models: list[tuple[int | None, Any]], *, source: s
     )
 
 
+@takes_device
 def explorer_data(path: str | os.PathLike, activation: str | None = None, *, progress: bool = False,
                   force: bool = False, max_steps: int = 120, **options: Any) -> ExplorerData:
     """:class:`ExplorerData` of a checkpoint file (one step) or a run folder (its checkpoints).

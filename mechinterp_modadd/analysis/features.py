@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..fourier import NeuronSpectrum, spectrum_of
+from ..runtime import takes_device
 from .base import ClaimResult, Thresholds
 
 __all__ = [
@@ -112,6 +113,7 @@ def single_frequency_mask(spectrum: NeuronSpectrum, family_threshold: float = 0.
     return (spectrum.family_share(max_harmonic) >= family_threshold) & same
 
 
+@takes_device
 def single_frequency(model_or_spectrum, *, family_threshold: float = 0.8, min_fraction: float = 0.7,
                      max_harmonic: int = 5) -> SingleFrequencyResult:
     """Fraction of neurons whose feature is one frequency with its harmonics (see the result class)."""
@@ -178,6 +180,7 @@ class FrequencyDiversificationResult(ClaimResult):
                 f"(need all k, min n_k >= {self.min_balance:g} M/K)")
 
 
+@takes_device
 def frequency_diversification(model_or_spectrum, *, min_balance: float = 0.3) -> FrequencyDiversificationResult:
     """Neurons per dominant frequency, coverage and balance (see the result class)."""
     s = spectrum_of(model_or_spectrum)
@@ -248,6 +251,7 @@ class MagnitudeHomogeneityResult(ClaimResult):
                 f"{self.top10_share:.0%} of the vote (need cv <= {self.max_cv:g})")
 
 
+@takes_device
 def magnitude_homogeneity(model_or_spectrum, *, max_cv: float = 0.5) -> MagnitudeHomogeneityResult:
     """Coefficient of variation of the vote weight alpha^2 beta (see the result class)."""
     s = spectrum_of(model_or_spectrum)

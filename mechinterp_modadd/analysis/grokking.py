@@ -45,6 +45,7 @@ from ..data import Split, mirror_partitions
 from ..errors import InputError
 from ..forward import logits as forward_logits
 from ..fourier import neuron_spectrum
+from ..runtime import takes_device
 from .base import ClaimResult, Thresholds, accuracy_and_loss
 from .restricted import key_frequencies, restricted_loss
 
@@ -63,6 +64,7 @@ def _logits64(model, max_memory: int | None = None) -> Tensor:
     return forward_logits(model, max_memory=max_memory)
 
 
+@takes_device
 def measures_of_model(model, split: Split | None = None, keys: list[int] | None = None) -> dict[str, float]:
     """The progress measures of one model (see the module docstring), a dict of floats.
 
@@ -97,6 +99,7 @@ def measures_of_model(model, split: Split | None = None, keys: list[int] | None 
     return {k: out[k] for k in PROGRESS_COLUMNS}
 
 
+@takes_device
 def progress_measures(series: Any, progress: bool = True, steps: list[int] | None = None) -> pd.DataFrame:
     """Progress measures at every checkpoint of a :class:`~mechinterp_modadd.series.RunSeries`.
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..data import all_pairs
 from ..errors import InputError
+from ..runtime import takes_device
 from .base import ClaimResult, Thresholds, accuracy_and_loss, all_pair_logits
 
 __all__ = ["FlawedIndicatorThresholds", "FlawedIndicatorResult", "flawed_indicator", "ghost_parts"]
@@ -98,6 +99,7 @@ class FlawedIndicatorResult(ClaimResult):
                 f"(Quad theory 0.5; need {self.min_ratio:g} <= ratio <= {self.max_ratio:g})")
 
 
+@takes_device
 def flawed_indicator(model_or_logits, p: int | None = None, *, min_ratio: float = 0.02, max_ratio: float = 0.75,
                      min_fraction_below: float = 0.95) -> FlawedIndicatorResult:
     """Ghost ratio of the all-pairs logits (see the result class).

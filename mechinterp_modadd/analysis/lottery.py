@@ -37,6 +37,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..fourier import NeuronSpectrum, wrap
+from ..runtime import takes_device
 from .base import ClaimResult, Thresholds
 from .ode import flow_race
 
@@ -68,6 +69,7 @@ class FrequencyRace:
         return self.frame.pivot(index="step", columns="k", values=column)
 
 
+@takes_device
 def frequency_race(series: Any, neuron: int, steps: list[int] | None = None) -> FrequencyRace:
     """alpha, beta, phi, psi and D = wrap(2 phi - psi) of every frequency of ``neuron`` at every step.
 
@@ -169,6 +171,7 @@ def lottery_predictors(initial: NeuronSpectrum, final: NeuronSpectrum, *, factor
                          chance=1.0 / initial.K, predictions=frame, thresholds=th, **rates)
 
 
+@takes_device
 def lottery_from_series(series: Any, *, factor: float = 100.0, h: float = 0.01) -> LotteryResult:
     """:func:`lottery_predictors` between step 0 and the last checkpoint of a run series."""
     if not series.has_step0:

@@ -17,6 +17,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..runtime import takes_device
 from .base import ClaimResult, Thresholds
 from .features import spectrum_of
 
@@ -72,6 +73,7 @@ class PhaseAlignmentResult(ClaimResult):
                 f"{self.min_fraction:g}; random phases give 0.637)")
 
 
+@takes_device
 def phase_alignment(model_or_spectrum, *, aligned_radius: float = 0.3, max_mean_abs_sin: float = 0.25,
                     min_fraction: float = 0.7) -> PhaseAlignmentResult:
     """Mean |sin D|, mean |D| and fraction |D| < 0.3 for D = wrap(psi - 2 phi) at k* (see the result)."""
@@ -189,6 +191,7 @@ class PhaseSymmetryResult(ClaimResult):
         return pd.DataFrame(rows)
 
 
+@takes_device
 def phase_symmetry(model_or_spectrum, *, orders: Sequence[int] = (1, 2, 3, 4),
                    alpha: float = 0.01) -> PhaseSymmetryResult:
     """Per-frequency phase moments, random baseline and Rayleigh p-values (see the result class)."""

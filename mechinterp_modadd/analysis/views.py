@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..forward import weights64
 from ..fourier import NeuronSpectrum, basis_labels, fourier_basis
+from ..runtime import takes_device
 
 __all__ = ["NeuronSample", "CosineFits", "LogitSlice", "sample_neurons", "neuron_sample", "cosine_fits",
            "logit_slice", "input_output_weights"]
@@ -63,6 +64,7 @@ class NeuronSample:
     out_coef: np.ndarray
 
 
+@takes_device
 def neuron_sample(model, spectrum: NeuronSpectrum, n_neurons: int = 48, seed: int = 0) -> NeuronSample:
     """The :class:`NeuronSample` of ``model`` (``spectrum`` is its spectrum)."""
     theta, xi = input_output_weights(model)
@@ -101,6 +103,7 @@ class CosineFits:
         return self.dc[i] + self.alpha[i] * np.cos(2 * np.pi * self.frequency[i] * j / self.p + self.phi[i])
 
 
+@takes_device
 def cosine_fits(model, spectrum: NeuronSpectrum, neurons: Sequence[int] | None = None, n: int = 4,
                 seed: int = 0) -> CosineFits:
     """:class:`CosineFits` of ``neurons`` (default: a seeded sample of ``n``)."""

@@ -11,6 +11,7 @@ import torch
 
 from ...errors import InputError
 from ...fourier import NeuronSpectrum, neuron_spectrum
+from ...runtime import takes_device
 from ..ablation import ActivationTable, activation_table
 from ..base import ClaimResult, Thresholds
 from .experiments import (
@@ -156,6 +157,7 @@ def majority_vote_from(random: RandomAblationResult, groups: FrequencyGroupResul
         else [float(v) for v in random.sample.interval(half)])
 
 
+@takes_device
 @torch.no_grad()
 def majority_vote(model, *, draws: int = 10, phase_draws: int | None = 20, orders: Sequence[int] = (1, 2, 3, 4),
                   seed: int = 0, max_pairs: int | None = None, spectrum: NeuronSpectrum | None = None,

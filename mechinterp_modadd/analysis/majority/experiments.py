@@ -19,6 +19,7 @@ import torch
 
 from ...errors import InputError
 from ...fourier import NeuronSpectrum, neuron_spectrum
+from ...runtime import compute_device, takes_device
 from ..ablation import ActivationTable, activation_table, frequency_groups, half_circle_selection
 from ..base import Result, to_jsonable
 from ..sampling import PairSample
@@ -111,6 +112,7 @@ class RandomAblationResult(Result):
         return to_jsonable({"mode": self.mode, "seed": self.seed, "summary": self.summary(), "rows": self.rows})
 
 
+@takes_device
 def random_ablation(model, keep: Sequence[float] = DEFAULT_KEEP_FRACTIONS, *, draws: int = 10, seed: int = 0,
                     mode: str = "zero", hook_point: str = "mlp.hook_post",
                     table: ActivationTable | None = None, metrics: str = "all") -> RandomAblationResult:
@@ -190,12 +192,14 @@ class FrequencyGroupResult(Result):
         return out
 
 
+@takes_device
 def frequency_group_ablation(model, *, mode: str = "zero", hook_point: str = "mlp.hook_post",
                              spectrum: NeuronSpectrum | None = None,
                              table: ActivationTable | None = None, metrics: str = "all") -> FrequencyGroupResult:
     """Drop each frequency group alone, and keep each group alone (2K ablations in one batch)."""
     sp = neuron_spectrum(model) if spectrum is None else spectrum
-    tab = table_of(model, table)
+    table = table_of(model, table)
+    tab = table.on(compute_device())  # the group products and their scores run there
     groups = frequency_groups(sp)
     K = len(groups)
     evs = []
@@ -208,7 +212,7 @@ def frequency_group_ablation(model, *, mode: str = "zero", hook_point: str = "ml
         evs.append((tab.score(full - contrib, metrics), tab.score(contrib + base, metrics)))
     drop = [torch.cat([getattr(e[0], f) for e in evs]) for f in ("accuracy", "loss", "margin")]
     keep = [torch.cat([getattr(e[1], f) for e in evs]) for f in ("accuracy", "loss", "margin")]
-    ev = type(evs[0][0])(*(torch.cat([a, b]) for a, b in zip(drop, keep, strict=True)))
+    ev = type(evs[0][0])(*(torch.cat([a, b]).cpu() for a, b in zip(drop, keep, strict=True)))
     rows = pd.DataFrame({
         "k": list(groups.keys()),
         "n": [len(v) for v in groups.values()],
@@ -219,7 +223,7 @@ def frequency_group_ablation(model, *, mode: str = "zero", hook_point: str = "ml
         "keep_loss": ev.loss[K:].numpy(),
         "keep_margin": ev.margin[K:].numpy(),
     })
-    return FrequencyGroupResult(rows=rows, mode=mode, sample=tab.sample)
+    return FrequencyGroupResult(rows=rows, mode=mode, sample=table.sample)
 
 
 # ================================================================ phase-biased ablation
@@ -262,6 +266,7 @@ class PhaseBiasedResult(Result):
         return to_jsonable({"draws": self.draws, "seed": self.seed, "mode": self.mode, "rows": self.rows})
 
 
+@takes_device
 def phase_biased_ablation(model, orders: Sequence[int] = (1, 2, 3, 4), *, draws: int = 20, n_grid: int = 72,
                           seed: int = 0, mode: str = "zero", hook_point: str = "mlp.hook_post",
                           spectrum: NeuronSpectrum | None = None,

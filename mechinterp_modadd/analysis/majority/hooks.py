@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from ...model import get_activation
+from ...runtime import takes_device
 from ..ablation import (
     ablated,
     ablation_hooks,
@@ -75,6 +76,7 @@ class ActivationSwapResult(Result):
                             "even": {str(r.activation): bool(r.even) for r in self.rows.itertuples()}})
 
 
+@takes_device
 def activation_swap(model, activations: Sequence[str] = SWAP_ACTIVATIONS, *, max_pairs: int | None = None,
                     seed: int = 0) -> ActivationSwapResult:
     """Accuracy and loss on all pairs with sigma replaced by each activation (the model is not

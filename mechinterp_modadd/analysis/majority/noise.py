@@ -23,6 +23,7 @@ from ...errors import InputError
 from ...forward import Weights64, hidden, unordered_pairs, weights64
 from ...fourier import NeuronSpectrum, neuron_spectrum
 from ...memory import current_budget
+from ...runtime import takes_device
 from ..ablation import frequency_groups
 from ..base import Result, to_jsonable
 from .selectors import generator, random_subsets
@@ -139,6 +140,7 @@ def _split_norms(C: Tensor, R: Tensor, masks: Tensor, chunk_elems: int = 1 << 23
     return coh, res / math.sqrt(n_entries)
 
 
+@takes_device
 @torch.no_grad()
 def vote_split(model, keep: Tensor, *, spectrum: NeuronSpectrum | None = None,
                max_memory: int | None = None) -> VoteSplit:
@@ -210,6 +212,7 @@ def _default_sizes(n_max: int, n_points: int = 10) -> list[int]:
     return [int(v) for v in g]
 
 
+@takes_device
 @torch.no_grad()
 def noise_scaling(model, sizes: Sequence[int] | None = None, *, draws: int = 10, seed: int = 0,
                   spectrum: NeuronSpectrum | None = None, progress: bool = False,

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from ...errors import InputError
 from ...fourier import NeuronSpectrum, neuron_spectrum
+from ...runtime import takes_device
 from ..ablation import activation_table
 from ..base import Result
 from ..sampling import PairSample, ablation_pair_count
@@ -79,6 +80,7 @@ class AblationSuite(Result):
         return self.random.summary()
 
 
+@takes_device
 def run_ablation_suite(model, *, seed: int = 0, draws: int = 10, phase_draws: int = 20,
                        keep: Sequence[float] = DEFAULT_KEEP_FRACTIONS, noise_draws: int = 10,
                        activations: Sequence[str] = SWAP_ACTIVATIONS, noise: bool = True,
