@@ -5,14 +5,17 @@ error; the choice holds for the call only. Where torch sees a GPU, the claims co
 ``device="cuda"`` must agree with the CPU's to 1e-9 relative, with the same verdicts.
 """
 
+import contextlib
 import inspect
 import json
 import math
 
+import fake_device
+import numpy as np
 import pytest
 import torch
 
-from mechinterp_modadd import ConfigError
+from mechinterp_modadd import ConfigError, runtime
 from mechinterp_modadd import analysis as A
 from mechinterp_modadd.analysis import ablation, explorer, grokking, lottery, views
 from mechinterp_modadd.analysis import majority as MV
@@ -97,6 +100,71 @@ def test_cli_device_reaches_the_analyses(monkeypatch, capsys):
     assert "single_frequency" in capsys.readouterr().out
     assert [d.type for d in seen] == ["cpu"]
     assert compute_device().type == "cpu"
+
+
+@contextlib.contextmanager
+def _on_the_stand_in():
+    """The analyses' heavy passes on the stand-in device of :mod:`fake_device`, for the block."""
+    fake_device.SEEN.clear()
+    token = runtime._ANALYSIS_DEVICE.set(fake_device.DEVICE)
+    try:
+        with fake_device.other_device():
+            yield
+    finally:
+        runtime._ANALYSIS_DEVICE.reset(token)
+
+
+def test_the_stand_in_device_catches_a_mixed_operation():
+    with _on_the_stand_in():
+        x = torch.ones(3, dtype=torch.float64).to(compute_device())
+        assert x.device == fake_device.DEVICE
+        assert torch.equal((x * 2).cpu(), torch.full((3,), 2.0, dtype=torch.float64))
+        with pytest.raises(fake_device.DeviceMismatch):
+            x + torch.ones(3, dtype=torch.float64)
+        with pytest.raises(fake_device.DeviceMismatch):
+            torch.ones(2, 3, dtype=torch.float64) @ x
+        with pytest.raises(TypeError):
+            x.numpy()
+        fake_device.SYNCS.clear()
+        y = x * 3  # stays on the device: no host read
+        assert not fake_device.SYNCS
+        assert y.sum().item() == 9.0 and bool((y > 0).all()) and y.cpu().device.type == "cpu"
+        assert y.nonzero().shape == (3, 1) and y.tolist() == [3.0, 3.0, 3.0]
+        assert fake_device.SYNCS == {"_local_scalar_dense": 2, "_to_copy": 1, "nonzero": 1, "tolist": 1}
+    assert compute_device().type == "cpu"
+
+
+def test_heavy_passes_stay_on_the_analysis_device(small_model):
+    """diagnose with the ablation suite, the explorer's ablation, a sampled majority vote and a
+    hooked forward pass run their heavy passes on the other device without mixing devices (the
+    stand-in raises on any mix) and return the CPU's numbers bit for bit."""
+    from mechinterp_modadd.analysis.explorer import explorer_data_from_models
+
+    def run():
+        seen = []
+
+        def hook(t, hook):
+            seen.append(t.device)
+            return t * 1.0
+
+        with small_model.hooks(fwd_hooks=[("mlp.hook_post", hook)]):
+            L = all_pair_logits(small_model)
+        d = diagnose(small_model, ablation=True)
+        mv = A.majority_vote(small_model, max_pairs=40, draws=2, phase_draws=2)
+        ex = explorer_data_from_models([(None, small_model)], source="m", name="m", ablation_draws=1)
+        return L, seen, json.dumps([d.to_dict(), mv.to_dict()], sort_keys=True, default=str), ex
+
+    L0, seen0, js0, ex0 = run()
+    with _on_the_stand_in():
+        L1, seen1, js1, ex1 = run()
+        ops = dict(fake_device.SEEN)
+    assert seen0[0].type == "cpu" and seen1[0] == fake_device.DEVICE  # the hook ran on the device
+    assert L1.device.type == "cpu" and torch.equal(L0, L1)
+    assert js0 == js1
+    assert np.array_equal(ex0.ablation_accuracy, ex1.ablation_accuracy)
+    # the heavy kernels did run there: forward passes, ablation products and their scores, the DFT
+    for op in ("bmm", "mm", "logsumexp", "relu", "gather", "amax"):
+        assert ops.get(op, 0) > 0, op
 
 
 def _numbers(d: dict, prefix: str = "") -> dict:

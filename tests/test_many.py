@@ -178,6 +178,46 @@ def test_device_engine_on_cpu_matches_the_cpu_loop(tmp_path):
         sorted(p.name for p in (tmp_path / "c" / "checkpoints").iterdir())
 
 
+def _engine_on(device, cfgs):
+    """Train ``cfgs`` as one chunk of the stacked engine on ``device``; their metric rows and weights."""
+    from mechinterp_modadd.training.many import _prepare, _Run, _train_chunk
+
+    runs = [_Run(i, c, None) for i, c in enumerate(cfgs)]
+    for r in runs:
+        _prepare(r, None)
+
+    class Bar:
+        def update(self, n):
+            pass
+
+    _train_chunk(runs, device, Bar(), flush_seconds=float("inf"))
+    return [(r.rows, r.model) for r in runs]
+
+
+def test_gpu_engine_keeps_to_its_device_and_reads_the_host_only_at_checkpoints():
+    """The engine a GPU runs, on the stand-in device of fake_device (which raises on any operation
+    that mixes devices and counts the operations that would make the host wait for a GPU): the
+    same bits as on the CPU, and the same number of host reads for 40 steps as for 120, i.e.
+    none per step (reads happen at the checkpoints and when the stacked weights are first made)."""
+    import fake_device
+
+    def run(steps):
+        cfgs = [c.replace(steps=steps, save_every=steps) for c in _mixed_configs(steps)[:3]]
+        fake_device.SYNCS.clear()
+        with fake_device.other_device():
+            out = _engine_on(fake_device.DEVICE, cfgs)
+        return out, sum(fake_device.SYNCS.values()), fake_device.SEEN["bmm"]
+
+    (dev40, syncs40, bmm40), (_, syncs120, _) = run(40), run(120)
+    assert bmm40 >= 4 * 40  # the products ran on the device, every step
+    assert syncs40 == syncs120, fake_device.SYNCS
+    cfgs = [c.replace(steps=40, save_every=40) for c in _mixed_configs(40)[:3]]
+    for (rows_d, model_d), (rows_c, model_c) in zip(dev40, _engine_on(torch.device("cpu"), cfgs), strict=True):
+        for col in ("train_loss", "test_loss", "train_accuracy", "test_accuracy", "param_norm"):
+            assert np.array_equal(rows_d[col], rows_c[col], equal_nan=True), col
+        assert torch.equal(model_d.mlp.W_in, model_c.mlp.W_in) and torch.equal(model_d.mlp.W_out, model_c.mlp.W_out)
+
+
 def test_cli_trains_the_cartesian_product(tmp_path, capsys):
     out = tmp_path / "grid"
     rc = main(["train", "--preset", "standard", "--p", "11", "--d-mlp", "16", "--steps", "10",
