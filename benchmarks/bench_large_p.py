@@ -146,8 +146,9 @@ def main() -> int:
         ok &= fine
         total += wall
         cpu_total += cpu
-        print(f"  {name:<8}  exit {rc}  wall {wall:7.1f} s  CPU {cpu:7.1f} s  peak {peak / 1e9:5.2f} GB  "
-              f"{'within' if fine else 'OVER'} the memory target")
+        verdict = "FAILED (see its output above)" if rc != 0 else \
+            f"{'within' if peak <= PEAK_LIMIT_BYTES else 'OVER'} the memory target"
+        print(f"  {name:<8}  exit {rc}  wall {wall:7.1f} s  CPU {cpu:7.1f} s  peak {peak / 1e9:5.2f} GB  {verdict}")
     print(f"  together  wall {total:.1f} s ({'within' if total <= TIME_LIMIT_S else 'OVER'} the 10-minute target), "
           f"CPU {cpu_total:.1f} s "
           f"(1-min load average now {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")

@@ -10,10 +10,13 @@ of its two orientations (C = A B or C^T = B^T A^T); the floor is the cheapest S 
 per seed. Target: batched seed-step <= 1.5 x floor. Also printed: one run alone (``modadd train
 --seed 0``), so the batched throughput can be read as a multiple of one run's.
 
-GPU part (only when torch sees CUDA): one run at p = 97, d_mlp = 1024 (ms/step), p = 23 with 512
-seeds and p = 97 with 64 seeds (seed-steps/s), all through :func:`train_many` on ``cuda``.
+GPU part (only when torch sees CUDA): one run at p = 97, d_mlp = 1024 (ms/step; target <= 1.0),
+p = 23 with 512 seeds (target >= 150,000 seed-steps/s) and p = 97 with 64 seeds (target >= 3,000),
+all through :func:`train_many` on ``cuda``, each the marginal cost between a long and a short
+batch after a warm-up batch. ``--gpu-only`` skips the CPU part (``benchmarks/gpu_check.sh`` runs
+it so on a GPU machine).
 
-    python benchmarks/bench_many.py [--steps N] [--seeds S]
+    python benchmarks/bench_many.py [--steps N] [--seeds S] [--rounds R] [--gpu-only]
 
 Timings on a shared machine are noisy, and the noise comes and goes over tens of seconds. So the
 CPU part runs in ``--rounds`` rounds (default 5), each timing the floor, the batch and the single
@@ -110,12 +113,16 @@ def floor_ms_per_seed(p: int, d_mlp: int, sizes: list[int], reps: int, threads: 
     return out
 
 
+#: the issue's GPU targets: ms/step of one p = 97 run (at most), seed-steps/s of the batches (at least)
+GPU_TARGETS = {(97, 1): 1.0, (23, 512): 150_000.0, (97, 64): 3_000.0}
+
+
 def gpu_part(steps: int) -> None:
     if not torch.cuda.is_available():
         print("GPU: none here (torch.cuda.is_available() is False); CPU figures only.")
         return
     name = torch.cuda.get_device_name(0)
-    print(f"GPU: {name}")
+    print(f"GPU: {name}; torch {torch.__version__}, CUDA {torch.version.cuda}; {steps} steps per long batch")
     with tempfile.TemporaryDirectory() as d:
         for p, d_mlp, seeds in [(97, 1024, 1), (23, 512, 512), (97, 1024, 64)]:
             cfgs = [preset("standard", p=p, d_mlp=d_mlp, steps=steps, seed=s, save_every=10 * steps)
@@ -132,10 +139,15 @@ def gpu_part(steps: int) -> None:
             torch.cuda.synchronize()
             t_short = time.perf_counter() - t
             per_step = (t_long - t_short) / (steps - short[0].steps)
+            target = GPU_TARGETS[(p, seeds)]
             if seeds == 1:
-                print(f"  p={p} d_mlp={d_mlp} one run: {per_step * 1e3:.3f} ms/step")
+                ms = per_step * 1e3
+                print(f"  p={p} d_mlp={d_mlp} one run: {ms:.3f} ms/step (target <= {target}: "
+                      f"{'met' if ms <= target else 'NOT met'})", flush=True)
             else:
-                print(f"  p={p} d_mlp={d_mlp} {seeds} seeds: {seeds / per_step:,.0f} seed-steps/s")
+                rate = seeds / per_step
+                print(f"  p={p} d_mlp={d_mlp} {seeds} seeds: {rate:,.0f} seed-steps/s (target >= {target:,.0f}: "
+                      f"{'met' if rate >= target else 'NOT met'})", flush=True)
 
 
 def main() -> None:
@@ -145,7 +157,11 @@ def main() -> None:
     ap.add_argument("--gpu-steps", type=int, default=2000)
     ap.add_argument("--cpu-time", action="store_true", help="time the CPU part with process CPU time")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the CPU part; the least of each figure counts")
+    ap.add_argument("--gpu-only", action="store_true", help="skip the CPU part (for a GPU machine)")
     args = ap.parse_args()
+    if args.gpu_only:
+        gpu_part(args.gpu_steps)
+        return
     global CLOCK
     if args.cpu_time:
         CLOCK = time.process_time
