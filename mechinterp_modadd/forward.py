@@ -193,7 +193,7 @@ def _scaled(post: Tensor, scale: Tensor | None, fill: Tensor | None) -> Tensor:
     return fill + (post - fill)[None] * scale[:, None, :]
 
 
-def to_device(t: Tensor | None, device: torch.device) -> Tensor | None:
+def _to_device(t: Tensor | None, device: torch.device) -> Tensor | None:
     """``t`` on ``device`` (None stays None)."""
     return None if t is None else t.to(device)
 
@@ -317,7 +317,7 @@ def logits(model_or_weights, pairs: Int[Tensor, "P 2"] | None = None, *,
         out[..., y * w.p + x, :] = half
         return out
     dev = compute_device()
-    wd, scale, fill = w.to(dev), to_device(scale, dev), to_device(fill, dev)
+    wd, scale, fill = w.to(dev), _to_device(scale, dev), _to_device(fill, dev)
     for sl in pair_chunks(n, w.d_mlp * batch, w.p, batch=batch, max_memory=max_memory):
         out[..., sl, :] = _chunk_logits(wd, pairs[sl].to(dev), scale, fill, model)
     return out

@@ -27,7 +27,9 @@ to, the other products in an orientation that gives the same bits (:func:`transp
 the float64 loss head through the kernels autograd calls, and AdamW/SGD written as torch.optim's
 single-tensor code evaluates them (e.g. ``param + (-step * exp_avg) / denom`` for ``addcdiv_``).
 On the development machine (MKL, 1 or 2 threads, p = 11 and 23) every run of a batch was
-bit-identical to the same run alone through 1,000 steps. Where a BLAS sums a batched product in
+bit-identical to the same run alone through 1,000 steps: weights, losses and accuracies; the
+parameter norm, a metric only, agrees to 1e-15 relative (W_in is stored transposed here, so
+``vector_norm`` sums its squares in another order). Where a BLAS sums a batched product in
 another order than a single one the runs agree to rounding only; the tests therefore assert what
 must hold anywhere: per-step losses within 1e-6 relative over the first 1,000 steps, and for the
 standard p = 23 preset (5,000 steps, slow test) the same final accuracy and the same dominant
@@ -39,9 +41,10 @@ state, activations of the step, metric rows) must fit ``max_memory``; on a CPU i
 that its [S, n, M] hidden activations fit in :data:`CPU_CACHE_BYTES` (8 runs at p = 23, d_mlp = 512),
 where the products and the element-wise kernels between them find their operands in cache.
 
-Host synchronisation: metrics stay on the device in a [steps, S, 6] buffer and are copied to the
-host only when a checkpoint is written or the progress bar is refreshed (about once a second), so
-on a GPU the hot loop queues kernels without waiting for them.
+Host synchronisation: metrics stay on the device (each step's inputs in a slot, reduced to rows of
+a [steps, S, 6] buffer every :data:`METRIC_BLOCK` steps) and are copied to the host only when a
+checkpoint is written or the progress bar is refreshed (about once a second), so on a GPU the hot
+loop queues kernels without waiting for them.
 """
 
 from __future__ import annotations
@@ -102,8 +105,16 @@ DEFAULT_MAX_MEMORY = 2 * 1024**3
 #: per seed-step, one chunk of 32 runs 0.44-0.73 ms; on one thread (quiet machine) the stacked step
 #: cost 0.58 / 0.64 / 0.70 / 0.76 ms at 4 / 8 / 16 / 32 runs. Smaller chunks keep more of the
 #: element-wise work in cache; below 8 runs the per-step interpreter overhead and the two threads'
-#: barrier cost more than the cache saves.
+#: barrier cost more than the cache saves. Re-measured with the metric slots (METRIC_BLOCK), 30
+#: interleaved rounds in one process on 2 threads, least per seed-step: 0.30 / 0.29 / 0.30 / 0.35 /
+#: 0.36 ms at 4 / 6 / 8 / 12 / 16 runs; 8 stays.
 CPU_CACHE_BYTES = 9 * 1024**2 // 2
+
+#: Steps whose metric inputs (the log-probability at the label, the arg-max, the weight norms) are
+#: kept in per-step slots and reduced to the metric rows together: three small kernels per step
+#: instead of about fifteen (measured at 8 runs of p = 23: 0.29-0.31 ms per seed-step against
+#: 0.31-0.35), with the same bits, since every row is reduced by the same kernels either way.
+METRIC_BLOCK = 32
 
 
 @dataclass
@@ -322,6 +333,7 @@ class _Stack:
                               torch.stack([r.model.mlp.W_out.detach() for r in runs])]).to(device)
         self.G = torch.empty_like(self.P)
         self._buf: dict[str, Tensor] | None = None
+        self.pending = 0  # steps whose metrics wait in the slots of _buffers (take_metrics)
         self._fast = (False, False)  # orientation of the two narrow products (transposed_products)
         self.act = get_activation(cfg0.activation)
         col = (S, 1, 1)
@@ -356,7 +368,10 @@ class _Stack:
             self.exp_avg_sq = [self.ES[0].transpose(1, 2), self.ES[1]]
 
     def keep(self, idx: list[int]) -> None:
-        """Keep only the runs at positions ``idx`` (the others stopped); buffers are rebuilt."""
+        """Keep only the runs at positions ``idx`` (the others stopped); buffers are rebuilt, so
+        the pending metrics must have been taken (:meth:`take_metrics`)."""
+        if self.pending:
+            raise RuntimeError("internal: the batch shrinks with metrics still pending")
         ix = torch.tensor(idx, dtype=torch.long, device=self.device)
         self.runs = [self.runs[i] for i in idx]
         self.S = len(idx)
@@ -410,6 +425,10 @@ class _Stack:
                          "g_in": self.G[0] if fast_bwd else new(S, M, p),
                          "X": self.X.expand(S, n, p), "X_t": self.X.t().expand(S, p, n),
                          "label_index": self.labels.expand(S, n)[..., None],
+                         # per-step slots of the metric inputs, reduced by take_metrics
+                         "nll_slots": dlogp.new_empty(METRIC_BLOCK, S, n, 1),
+                         "argmax_slots": self.labels.new_empty(METRIC_BLOCK, S, n),
+                         "norm_slots": dlogp.new_empty(METRIC_BLOCK, 2, S),
                          # per-pair weights and counts of the metrics, [S, 1, 2 (train, test), ...]
                          "weights": torch.stack([self.w_train, self.w_test], 1)[:, None],
                          "counts": torch.stack([self.n_train, self.n_test], 1)[:, None],
@@ -418,8 +437,9 @@ class _Stack:
         return self._buf
 
     @torch.no_grad()
-    def step_grads(self) -> Tensor:
-        """Gradients of every run's training loss (into the buffer ``G``) and the [S, 5] metrics.
+    def step_grads(self) -> None:
+        """Gradients of every run's training loss (into the buffer ``G``); the inputs of this
+        step's metrics go to the next slot (:meth:`take_metrics` turns them into rows).
 
         The arithmetic is the single-run trainer's, so each run's bits are the same as alone:
 
@@ -472,16 +492,29 @@ class _Stack:
             torch.bmm(buf["X_t"], dpre, out=self.G[0])  # dW_in^T [S, p, M]
         else:
             self.G[0].transpose(1, 2).copy_(torch.bmm(dpre.transpose(1, 2), buf["X"], out=buf["g_in"]))
-        # metrics: FullBatchObjective's weighted means, train and test in one reduction
-        nll = -logp.gather(2, buf["label_index"])[..., 0]  # [S, n]
-        correct = (z.argmax(dim=-1) == self.labels).double()
-        per_pair = torch.stack([nll, correct], 1)  # [S, 2 (loss, accuracy), n]
-        sums = (per_pair[:, :, None, :] * buf["weights"]).sum(-1)  # [S, 2, 2 (train, test)]
+        # the metrics' inputs, into this step's slot: log p at the label, the arg-max, and the
+        # norms of W_in and W_out (vector_norm accumulates the float32 weights in float64 without
+        # a float64 copy, as the single-run trainer's param_norm does)
+        k = self.pending
+        torch.gather(logp, 2, buf["label_index"], out=buf["nll_slots"][k])
+        torch.argmax(z, dim=-1, out=buf["argmax_slots"][k])
+        torch.linalg.vector_norm(self.P, dim=(2, 3), dtype=torch.float64, out=buf["norm_slots"][k])
+        self.pending = k + 1
+
+    @torch.no_grad()
+    def take_metrics(self) -> Tensor:
+        """The [k, S, 5] metric rows of the k pending steps (train and test loss and accuracy,
+        parameter norm), and no step pending after. FullBatchObjective's weighted means, all
+        steps, train and test in one reduction; the same bits as step by step."""
+        k, S, buf = self.pending, self.S, self._buffers()
+        self.pending = 0
+        nll = -buf["nll_slots"][:k, ..., 0]  # [k, S, n]
+        correct = (buf["argmax_slots"][:k] == self.labels).double()
+        per_pair = torch.stack([nll, correct], 2)  # [k, S, 2 (loss, accuracy), n]
+        sums = (per_pair[:, :, :, None, :] * buf["weights"]).sum(-1)  # [k, S, 2, 2 (train, test)]
         means = torch.where(buf["has_split"], sums / buf["counts"], float("nan"))
-        # ||(W_in, W_out)||: vector_norm accumulates the float32 weights in float64 without a
-        # float64 copy, as the single-run trainer's param_norm does
-        norms = torch.linalg.vector_norm(self.P, dim=(2, 3), dtype=torch.float64)  # [2, S]
-        return torch.cat([means.reshape(S, 4), (norms * norms).sum(0).sqrt()[:, None]], 1)
+        norms = buf["norm_slots"][:k]  # [k, 2, S]
+        return torch.cat([means.reshape(k, S, 4), (norms * norms).sum(1).sqrt()[..., None]], 2)
 
     def schedule(self, start: int, lr: Tensor) -> None:
         """Per-step factors of the optimizer for the steps start, start + 1, ... from their [T, S]
@@ -606,11 +639,19 @@ def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds
     buf[:, :, 5] = st.lr_table(start, n_rows)
     st.schedule(start, buf[:, :, 5])
     flushed = start  # rows < flushed are on the host
+    stepped = start - 1  # the last step whose gradients (and metric inputs) were computed
     alive = np.ones(st.S, dtype=bool)
     last_flush = time.perf_counter()
 
+    def settle() -> None:
+        """The pending metric rows (up to ``stepped``) into ``buf``, on the device."""
+        k = st.pending
+        if k:
+            buf[stepped + 1 - k - start: stepped + 1 - start, :, :5] = st.take_metrics()
+
     def flush(upto: int) -> None:
         nonlocal flushed, last_flush
+        settle()
         if upto < flushed:
             return
         host = buf[flushed - start: upto + 1 - start].cpu().numpy()  # [k, S, 6]
@@ -627,7 +668,10 @@ def _train_chunk(runs: list[_Run], device: torch.device, bar: Any, flush_seconds
         last_flush = time.perf_counter()
 
     for t in range(start, n_rows):
-        buf[t - start, :, :5] = st.step_grads()
+        st.step_grads()
+        stepped = t
+        if st.pending == METRIC_BLOCK:
+            settle()
         check = bool(window) and t > 0 and t % window == 0
         if check:
             flush(t)
