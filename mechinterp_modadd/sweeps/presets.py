@@ -10,8 +10,8 @@ Defaults are sized to finish on a 2-core CPU in at most about 20 minutes with th
   x 3 seeds at p = 23 (108 runs), a budget of 18,000 steps with the early stop of
   :class:`~mechinterp_modadd.training.TrainConfig` (a run ends once train and test accuracy held
   >= 0.99 for 500 steps, checked every 500): about 1.9 M run-steps at most, ~32 core-minutes
-  (measured: 14 min 20 s on two cores). The paper trains up to 50,000 steps: ``--set steps=50000``
-  does that, but on two cores it takes about 40 minutes (projected), since most cells never generalise and
+  (measured: 12 min 19 s on two cores). The paper trains up to 50,000 steps: ``--set steps=50000``
+  does that, but on two cores it takes about 34 minutes (projected), since most cells never generalise and
   train the whole budget (measured on 28 of the 108 runs: 24 ran to 50,000 steps, the early stop
   ended 4). Cells whose grokking comes after the budget read "memorisation only".
 - ``primes``: standard over the odd primes 3..61 at a fixed width d_mlp = 512 (the authors' rule

@@ -183,10 +183,13 @@ def chunk_bytes(p: int, d_mlp: int, steps_buffered: int) -> int:
     checkpoints (6).
     Per step: pre, post and their gradients ([n, d_mlp] float32, 4 of them); logits,
     log-probabilities, their gradients and temporaries (8 of [n, p] at 8 bytes); per-pair weights
-    (4 of [n] float64). Metric rows: 6 float64 per step on the device and 7 on the host.
+    (4 of [n] float64); the metric slots of :data:`METRIC_BLOCK` steps (log p at the label and
+    arg-max, 16 bytes per pair and step). Metric rows: 6 float64 per step on the device and 7 on
+    the host.
     """
     n = p * (p + 1) // 2
-    return 15 * 4 * d_mlp * p + 4 * 4 * n * d_mlp + 8 * 8 * n * p + 4 * 8 * n + 13 * 8 * steps_buffered
+    return (15 * 4 * d_mlp * p + 4 * 4 * n * d_mlp + 8 * 8 * n * p + 4 * 8 * n + 16 * METRIC_BLOCK * n
+            + 13 * 8 * steps_buffered)
 
 
 def chunk_size(p: int, d_mlp: int, n_runs: int, device: torch.device, max_memory: int | None,
