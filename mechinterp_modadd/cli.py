@@ -15,7 +15,9 @@ takes choices from :mod:`mechinterp_modadd.constants`; everything heavy is impor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from .commands import COMMAND_MODULES
@@ -267,21 +269,19 @@ def _os_error_line(e: OSError) -> str:
     return f"{' -> '.join(names)}: {what}" if names else _one_line(str(e)) or what
 
 
-def _runtime(args: argparse.Namespace):
+@contextlib.contextmanager
+def _runtime(args: argparse.Namespace) -> Iterator[None]:
     """Check ``--device`` (CUDA asked for but absent: one-line error) and apply it to the analyses
     (:func:`~mechinterp_modadd.runtime.analysis_device`) and ``--threads`` for the whole command
     (both are restored afterwards)."""
-    import contextlib
-
     if getattr(args, "device", None) is None and getattr(args, "threads", None) is None:
-        return contextlib.nullcontext()
-    from .runtime import analysis_device, requested_threads, resolve_device
+        yield
+        return
+    from .runtime import analysis_device, requested_threads
 
-    device = resolve_device(getattr(args, "device", None) or "auto")
-    stack = contextlib.ExitStack()
-    stack.enter_context(analysis_device(device))
-    stack.enter_context(requested_threads(getattr(args, "threads", None)))
-    return stack
+    with analysis_device(getattr(args, "device", None) or "auto"), \
+            requested_threads(getattr(args, "threads", None)):
+        yield
 
 
 def main(argv: list[str] | None = None) -> int:

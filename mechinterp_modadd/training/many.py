@@ -363,7 +363,6 @@ class _Stack:
     def _views(self) -> None:
         """The per-weight views of the merged buffers ([S, M, p] for W_in, [S, p, M] for W_out)."""
         self.W_in, self.W_out = self.P[0].transpose(1, 2), self.P[1]
-        self.g_in, self.g_out = self.G[0].transpose(1, 2), self.G[1]
         self.exp_avg: list[Tensor] = []  # (none for SGD)
         self.exp_avg_sq: list[Tensor] = []
         if self.EA.numel():
