@@ -19,8 +19,9 @@ import time
 import torch
 
 from mechinterp_modadd import ModAddMLP, ModelConfig
+from mechinterp_modadd.analysis import claims
 from mechinterp_modadd.analysis.idealised import idealised_network
-from mechinterp_modadd.diagnose import CLAIM_CHECKS, build_context, diagnose
+from mechinterp_modadd.diagnose import build_context, diagnose
 
 
 def _median_s(fn, reps: int) -> float:
@@ -49,14 +50,15 @@ def main() -> None:
               "random init": ModAddMLP(ModelConfig(p=p, d_mlp=d_mlp, activation="relu"), seed=0)}
     print(f"diagnose without plots, p = {p}, d_mlp = {d_mlp}, median of {args.reps} after a warm-up")
     default_threads = torch.get_num_threads()
+    model_checks = claims.checks("model")
     for threads in sorted({default_threads, 1}, reverse=True):
         torch.set_num_threads(threads)
         for name, model in models.items():
             total = _median_s(lambda model=model: diagnose(model), args.reps)
             verdict = "OK (< 1 s)" if total < 1 else "TOO SLOW (>= 1 s)"
             print(f"  {threads} thread(s)  {name:<32} {total * 1e3:8.1f} ms   {verdict}")
-        own = [c for c in CLAIM_CHECKS if c != "majority_vote"]
-        if len(own) < len(CLAIM_CHECKS):
+        own = [c for c in model_checks if c != "majority_vote"]
+        if len(own) < len(model_checks):
             t = _median_s(lambda own=own: diagnose(models["idealised relu (random phases)"], claims=own), args.reps)
             print(f"  {threads} thread(s)  {'  without majority_vote':<32} {t * 1e3:8.1f} ms")
     torch.set_num_threads(default_threads)
@@ -64,7 +66,7 @@ def main() -> None:
     ctx = build_context(model)
     print(f"  parts (idealised model, {default_threads} thread(s)): context (spectrum + logits) "
           f"{_median_s(lambda: build_context(model), args.reps) * 1e3:.1f} ms")
-    for name, check in CLAIM_CHECKS.items():
+    for name, check in model_checks.items():
         print(f"    {name:<28} {_median_s(lambda check=check: check(model, ctx), args.reps) * 1e3:8.1f} ms")
     dg = diagnose(model)
     print("  verdicts on the idealised model: "

@@ -1,44 +1,31 @@
 """``diagnose(model)``: every mechanism claim checked on one model, with a verdict each.
 
 The result, a :class:`Diagnosis`, renders as a pandas table (:meth:`Diagnosis.to_frame`),
-Markdown, JSON (:meth:`Diagnosis.to_dict` / :meth:`Diagnosis.to_json`, the contract below) and a
-self-contained offline HTML page with plotly figures (:meth:`Diagnosis.to_html`, drawn by
-:mod:`mechinterp_modadd.pages.diagnosis`).
+Markdown, text and JSON (:meth:`Diagnosis.to_dict` / :meth:`Diagnosis.to_json`, the contract below).
+Its self-contained offline HTML page with plotly figures is presentation and lives in
+:mod:`mechinterp_modadd.pages.diagnosis`: ``render(diagnosis, path)`` (``modadd diagnose --html``).
 
 Compute once, render twice: everything a page shows is computed here and stored on the
 ``Diagnosis``: the claim results, the figure data of :mod:`mechinterp_modadd.analysis.views`
 (``views``) and, with ``diagnose(model, ablation=True)`` or :meth:`Diagnosis.ensure_ablation`, the
 ablation suite (``ablation``). The JSON document and the page render these same objects; the page
-computes nothing.
+computes nothing. This module never imports ``plots`` or ``pages``.
 
 Extending the diagnosis
 -----------------------
-Two ordered, module-level registries make the diagnosis open to new claims without editing
-:func:`diagnose`:
+The claims are the model-level part of the one claim registry,
+:mod:`mechinterp_modadd.analysis.claims`: :func:`diagnose` runs ``claims.checks("model")`` in
+registry order, each as ``check(model, ctx)``. The :class:`DiagnosisContext` ``ctx`` holds what
+several checks share and is computed once per diagnosis: the
+:class:`~mechinterp_modadd.fourier.NeuronSpectrum`, the float64 all-pairs logits [p*p, p],
+accuracy and loss, plus a free ``cache`` dict for extensions. A check must not modify the model
+(use hooks, removed on exit, for interventions). Page sections are registered in
+:mod:`mechinterp_modadd.pages.diagnosis` (``@page_section(name)``). Example of an extension module::
 
-- :data:`CLAIM_CHECKS` maps a claim's JSON name to ``check(model, ctx) -> ClaimResult``. The
-  :class:`DiagnosisContext` ``ctx`` holds what several checks share and is computed once per
-  diagnosis: the :class:`~mechinterp_modadd.fourier.NeuronSpectrum`, the float64 all-pairs logits
-  [p*p, p], accuracy and loss, plus a free ``cache`` dict for extensions. A check must not modify
-  the model (use hooks, removed on exit, for interventions). Add one with :func:`register_claim`
-  (or a plain dict assignment); claims appear in the table and the JSON in registry order.
-- :data:`HTML_SECTIONS` is a list of ``section(page, diagnosis, model) -> None`` that append
-  headings, text, tables and figures to a :class:`~mechinterp_modadd.pages.html.HtmlReport`; they
-  run in order in :meth:`Diagnosis.to_html`. The built-in ones live in
-  :mod:`mechinterp_modadd.pages.diagnosis` and are imported lazily, so a diagnosis without HTML
-  never imports plotly. A section reads the diagnosis only (``model`` is passed for extensions).
+    from mechinterp_modadd.analysis import claims
 
-:data:`CLAIM_CHECKS` is the model-level part of the one claim registry,
-:mod:`mechinterp_modadd.analysis.claims` (where the paper's claims, ``majority_vote`` included,
-are registered with their result classes and thresholds). Example of an extension module::
-
-    from mechinterp_modadd import diagnose as dg
-
-    def _check(model, ctx):
-        return my_claim(ctx.spectrum, logits=ctx.logits)
-
-    dg.register_claim("my_claim", _check)
-    dg.HTML_SECTIONS.append(lambda page, diagnosis, model: ...)
+    claims.register("my_claim", lambda model, ctx: my_claim(ctx.spectrum), function=my_claim,
+                    result=MyResult, thresholds=MyThresholds)
 
 JSON contract (other tools read it; names are stable)
 -----------------------------------------------------
@@ -66,7 +53,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,9 +62,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from .analysis import claims as claim_registry
 from .analysis import views as _views
 from .analysis.base import ClaimResult, accuracy_and_loss, all_pair_logits, to_jsonable
-from .analysis.claims import MODEL_CHECKS, register
 from .checkpoint import atomic_write_text
 from .errors import ConfigError
 from .fourier import NeuronSpectrum, neuron_spectrum
@@ -88,9 +75,7 @@ __all__ = [
     "Diagnosis",
     "diagnose",
     "build_context",
-    "register_claim",
-    "CLAIM_CHECKS",
-    "HTML_SECTIONS",
+    "build_views",
     "NEURON_KEYS",
     "DiagnosisViews",
     "ablation_document",
@@ -124,20 +109,6 @@ class DiagnosisContext:
     @property
     def p(self) -> int:
         return self.spectrum.p
-
-
-ClaimCheck = Callable[[Any, DiagnosisContext], ClaimResult]
-HtmlSection = Callable[[Any, "Diagnosis", Any], None]
-
-#: Ordered registry: claim name -> check(model, ctx). It is the model-level part of the one claim
-#: registry, :data:`mechinterp_modadd.analysis.claims.MODEL_CHECKS` (the same dict object).
-CLAIM_CHECKS: dict[str, ClaimCheck] = MODEL_CHECKS
-
-
-def register_claim(name: str, check: ClaimCheck, *, replace: bool = False) -> None:
-    """Add ``check`` to :data:`CLAIM_CHECKS` under ``name`` (at the end of the order); see
-    :func:`mechinterp_modadd.analysis.claims.register` for claims with a result class and thresholds."""
-    register(name, check, level="model", replace=replace, checks=CLAIM_CHECKS)
 
 
 def _activation_name(model) -> str:
@@ -206,7 +177,8 @@ def ablation_document(suite, settings: dict[str, Any] | None = None) -> dict[str
 
 @dataclass
 class Diagnosis:
-    """All claim checks of one model. Render with ``to_frame``, ``to_markdown``, ``to_json``, ``to_html``.
+    """All claim checks of one model. Render with ``to_frame``, ``to_markdown``, ``to_text``, ``to_json``;
+    its HTML page is :func:`mechinterp_modadd.pages.diagnosis.render`.
 
     ``views`` holds the figure data of the page and ``ablation`` the ablation suite (None until
     computed, see :meth:`ensure_ablation`).
@@ -328,29 +300,6 @@ class Diagnosis:
             atomic_write_text(path, text + "\n")
         return text
 
-    def to_html(self, path: str | os.PathLike | None = None, title: str | None = None, page=None):
-        """A self-contained offline HTML page (plotly.js inlined) built from :data:`HTML_SECTIONS`.
-
-        The page shows the ablation suite too: it is run once here if the diagnosis does not hold
-        it yet (:meth:`ensure_ablation`), so a later :meth:`to_json` carries the same numbers.
-        Returns the :class:`~mechinterp_modadd.pages.html.HtmlReport`; writes it when ``path`` is
-        given. With ``page``, the sections are appended to that existing report instead of a new one.
-        """
-        from .pages.html import HtmlReport
-
-        if self.context is None and (self.views is None or self.ablation is None):
-            raise ConfigError("this Diagnosis has no model attached (context is None); run diagnose(model)")
-        if self.views is None:
-            self.views = build_views(self.model, self.context)
-        self.ensure_ablation()
-        if page is None:
-            page = HtmlReport(title or self.name, subtitle=self.source)
-        for section in HTML_SECTIONS:
-            section(page, self, self.model)
-        if path is not None:
-            page.save(Path(path))
-        return page
-
 
 def display_name(source: str | os.PathLike | None) -> str:
     """``runs/grokking_p23/checkpoints/step_000500.safetensors (step 500)`` -> ``grokking_p23, step 500``.
@@ -387,7 +336,8 @@ def format_value(v: Any) -> str:
 @takes_device
 def diagnose(model, *, claims: Sequence[str] | None = None, source: str | os.PathLike | None = None,
              ablation: bool = False) -> Diagnosis:
-    """Run the claim checks of :data:`CLAIM_CHECKS` (all, or the named ones) on ``model``.
+    """Run the model-level claim checks of :mod:`mechinterp_modadd.analysis.claims` (all, or the
+    named ones) on ``model``, in registry order.
 
     The spectrum and the all-pairs logits are computed once (:func:`build_context`) and shared,
     and so is the figure data of the page (:func:`build_views`). ``ablation=True`` also runs the
@@ -407,13 +357,14 @@ def diagnose(model, *, claims: Sequence[str] | None = None, source: str | os.Pat
     from .runtime import analysis_scope, cpu_model
 
     model = cpu_model(model)
-    names = list(CLAIM_CHECKS) if claims is None else list(claims)
-    unknown = [n for n in names if n not in CLAIM_CHECKS]
+    checks = claim_registry.checks("model")
+    names = list(checks) if claims is None else list(claims)
+    unknown = [n for n in names if n not in checks]
     if unknown:
-        raise ConfigError(f"unknown claims {unknown}; registered: {', '.join(CLAIM_CHECKS)}")
+        raise ConfigError(f"unknown claims {unknown}; registered: {', '.join(checks)}")
     with torch.no_grad(), analysis_scope(model):
         ctx = build_context(model)
-        results = {n: CLAIM_CHECKS[n](model, ctx) for n in names}
+        results = {n: checks[n](model, ctx) for n in names}
         views = build_views(model, ctx)
     d = Diagnosis(p=ctx.p, d_mlp=ctx.spectrum.d_mlp, activation=_activation_name(model),
                   accuracy=ctx.accuracy, loss=ctx.loss, spectrum=ctx.spectrum, claims=results,
@@ -421,24 +372,3 @@ def diagnose(model, *, claims: Sequence[str] | None = None, source: str | os.Pat
     if ablation:
         d.ensure_ablation()
     return d
-
-
-# ------------------------------------------------------------------------------ HTML sections
-def _page_section(name: str) -> HtmlSection:
-    """A registry entry ``_section_NAME`` that draws ``NAME_section`` of
-    :mod:`mechinterp_modadd.pages.diagnosis` (imported on first use, so a diagnosis without HTML
-    never imports plotly)."""
-
-    def section(page, diagnosis: Diagnosis, model=None) -> None:
-        from .pages import diagnosis as sections
-
-        getattr(sections, f"{name}_section")(page, diagnosis)
-
-    section.__name__ = section.__qualname__ = f"_section_{name}"
-    return section
-
-
-#: Ordered HTML sections (see the module docstring).
-HTML_SECTIONS: list[HtmlSection] = [_page_section(n) for n in (
-    "summary", "spectrum", "phases", "magnitudes", "logits", "ablation")]
-

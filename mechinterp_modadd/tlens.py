@@ -27,16 +27,13 @@ Tested with transformer-lens 4.3 (the range pyproject states).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from transformer_lens import ActivationCache
 from transformer_lens.utilities import get_act_name
 
 from .errors import ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .model import ModAddMLP, ModelConfig
 
 __all__ = ["HOOK_ALIASES", "TRANSFORMER_LENS_FIELDS", "HookedConfig", "ModAddActivationCache",
            "canonical_hook_name", "resolve_names_filter"]
@@ -132,16 +129,19 @@ class HookedConfig:
     - ``act_fn``: the activation's registry name (``"custom"`` for an unregistered callable);
     - no normalisation (``normalization_type = None``), no positional embedding
       (``positional_embedding_type = "none"``), no gating, no experts.
+
+    ``config`` is the ModelConfig and ``model`` the ModAddMLP (typed ``Any`` here: this module is
+    imported by :mod:`mechinterp_modadd.model` and imports nothing back).
     """
 
     __slots__ = ("_config", "_model")
 
-    def __init__(self, config: ModelConfig, model: ModAddMLP) -> None:
+    def __init__(self, config: Any, model: Any) -> None:
         object.__setattr__(self, "_config", config)
         object.__setattr__(self, "_model", model)
 
     @property
-    def config(self) -> ModelConfig:
+    def config(self) -> Any:
         """The plain, frozen ModelConfig."""
         return self._config
 

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import pytest
 from browser import load_page, overflowing_tables, screenshot, table_widths
 
-from mechinterp_modadd.report import HtmlReport
+from mechinterp_modadd.pages.html import HtmlReport
 
 pytestmark = pytest.mark.slow
 

@@ -9,6 +9,7 @@ from helpers import DATA, REFERENCE_ACTIVATION, load_reference, reference_path
 
 from mechinterp_modadd import ModAddMLP, ModelConfig, load_checkpoint
 from mechinterp_modadd import diagnose as dg
+from mechinterp_modadd.analysis import claims as claim_registry
 from mechinterp_modadd.analysis.base import ClaimResult
 from mechinterp_modadd.analysis.perturb import concentrate_phases, remove_frequencies
 from mechinterp_modadd.cli import main
@@ -74,8 +75,11 @@ def test_renderings(small_model):
 
 
 def test_html_is_self_contained(small_model, tmp_path):
+    from mechinterp_modadd.pages.diagnosis import render
+
     d = dg.diagnose(small_model, claims=CLAIMS)
-    page = d.to_html(tmp_path / "r.html")
+    d.ensure_ablation()
+    page = render(d, tmp_path / "r.html")
     text = (tmp_path / "r.html").read_text()
     assert page.n_figures >= 8
     assert text.startswith("<!DOCTYPE html>") and "Plotly" in text
@@ -93,28 +97,37 @@ def test_registries_are_extensible(small_model, monkeypatch):
         key_metric = "holds"
         claim = "dummy"
 
-    checks = dict(dg.CLAIM_CHECKS)
-    monkeypatch.setattr(dg, "CLAIM_CHECKS", checks)
-    dg.register_claim("dummy", lambda model, ctx: Dummy(holds=ctx.accuracy > 0.5))
+    from mechinterp_modadd.pages import diagnosis as page_sections
+
+    monkeypatch.setattr(claim_registry, "CLAIMS", dict(claim_registry.CLAIMS))
+    claim_registry.register("dummy", lambda model, ctx: Dummy(holds=ctx.accuracy > 0.5))
     with pytest.raises(ConfigError, match="already registered"):
-        dg.register_claim("dummy", lambda model, ctx: Dummy(holds=False))
+        claim_registry.register("dummy", lambda model, ctx: Dummy(holds=False))
     with pytest.raises(ConfigError, match="identifiers"):
-        dg.register_claim("bad name", lambda model, ctx: Dummy(holds=False))
+        claim_registry.register("bad name", lambda model, ctx: Dummy(holds=False))
     seen = []
-    monkeypatch.setattr(dg, "HTML_SECTIONS", [lambda page, diagnosis, model: seen.append(diagnosis.p)])
+    monkeypatch.setattr(page_sections, "SECTIONS", {})
+    page_sections.page_section("seen")(lambda page, diagnosis, prefix="": seen.append(diagnosis.p))
+    with pytest.raises(ConfigError, match="already registered"):
+        page_sections.page_section("seen")(lambda page, diagnosis, prefix="": None)
     d = dg.diagnose(small_model, claims=CLAIMS + ["dummy"])
     assert list(d.claims)[-1] == "dummy" and d.to_dict()["claims"]["dummy"] == {"holds": True}
-    d.to_html()
+    page_sections.render(d)
     assert seen == [13]
 
 
 def test_unknown_claim_and_detached_diagnosis(small_model):
     with pytest.raises(ConfigError, match="unknown claims"):
         dg.diagnose(small_model, claims=["nope"])
+    from mechinterp_modadd.pages.diagnosis import render
+
     d = dg.diagnose(small_model, claims=["phase_alignment"])
     d.context = None
     with pytest.raises(ConfigError, match="no model attached"):
-        d.to_html()
+        d.ensure_ablation()
+    d.views = None
+    with pytest.raises(ConfigError, match="no figure data"):
+        render(d)
 
 
 def test_context_is_shared_once(small_model, monkeypatch):

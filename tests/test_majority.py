@@ -162,12 +162,14 @@ def test_majority_vote_fails_with_odd_activation():
 
 def test_diagnosis_registers_majority_vote():
     from mechinterp_modadd import diagnose as dg
+    from mechinterp_modadd.analysis import claims
+    from mechinterp_modadd.pages.diagnosis import SECTIONS
 
-    assert "majority_vote" in dg.CLAIM_CHECKS
+    assert "majority_vote" in claims.checks("model")
     model = load_checkpoint(SHIPPED).model
     d = dg.diagnose(model, claims=["majority_vote"])
     assert d["majority_vote"].holds
-    assert any(getattr(s, "__name__", "") == "_section_ablation" for s in dg.HTML_SECTIONS)
+    assert "ablation" in SECTIONS
 
 
 # ------------------------------------------------------------ reference checkpoints (skip when absent)
@@ -218,15 +220,16 @@ def test_reference_quad_random_fails_with_reason():
 def test_figures_and_html_section(small_model):
     import plotly.graph_objects as go
 
+    from mechinterp_modadd.pages.ablation import add_ablation_section
+    from mechinterp_modadd.pages.html import HtmlReport
     from mechinterp_modadd.plots import ablation as pa
-    from mechinterp_modadd.report import HtmlReport
 
     suite = run_ablation_suite(small_model, draws=3, phase_draws=3, noise_draws=3)
     figs = pa.suite_figures(suite, p=small_model.cfg.p)
     assert len(figs) == 5 and all(isinstance(f, go.Figure) and cap for f, cap in figs)
     assert len(pa.noise_scaling_figure(suite.noise_scaling).data) == 4
     page = HtmlReport("t")
-    pa.add_ablation_section(page, suite, p=small_model.cfg.p)
+    add_ablation_section(page, suite, p=small_model.cfg.p)
     assert page.n_figures == 5 and "Majority vote by intervention" in page.render()
 
 

@@ -13,6 +13,7 @@ from helpers import DATA
 from mechinterp_modadd import diagnose as dg
 from mechinterp_modadd import load_checkpoint
 from mechinterp_modadd.cli import main
+from mechinterp_modadd.pages.diagnosis import render
 from mechinterp_modadd.schemas import SchemaError, load_schema, schema_names, stamp, validate, write_json
 
 SHIPPED = DATA / "standard_p23" / "checkpoints" / "step_005000.safetensors"
@@ -151,7 +152,7 @@ def test_the_page_computes_nothing(monkeypatch):
                       (dg, "build_context"), (dg, "build_views")]:
         monkeypatch.setattr(mod, name, forbidden)
     d.context = None  # no model to compute from
-    page = d.to_html()
+    page = render(d)
     assert page.n_figures == 13
     assert json.loads(d.to_json())["ablation"] is not None
 

@@ -4,7 +4,7 @@ import pytest
 from helpers import DATA
 
 from mechinterp_modadd.cli import main
-from mechinterp_modadd.story import build_report
+from mechinterp_modadd.pages.report import build_report
 
 
 def test_report_of_a_checkpoint_has_the_diagnosis_and_ablation(tmp_path, capsys):

@@ -6,8 +6,9 @@ table, ``to_json()`` JSON text). Every entry point that takes a model or a check
 (all-pairs forward passes, batched ablations, the Fourier transform), the rest staying on the
 CPU; results are CPU tensors and tables either way. Each claim's thresholds are one frozen dataclass stored on its
 result (``result.thresholds``). The claims, model-level and run-level, are registered in order in
-:mod:`mechinterp_modadd.analysis.claims`. No plotting and no printing here; figures live in
-``mechinterp_modadd.plots``.
+:mod:`mechinterp_modadd.analysis.claims` (``from mechinterp_modadd.analysis import claims`` gives that
+module: add a claim with ``claims.register``, list them with ``claims.claims()``). No plotting and
+no printing here; figures live in ``mechinterp_modadd.plots``.
 
 The public claim functions, importable from here::
 
@@ -15,7 +16,7 @@ The public claim functions, importable from here::
 """
 
 from .base import ClaimResult, Result, Thresholds
-from .claims import CLAIMS, Claim, RunContext, claims, register, run_claims
+from .claims import CLAIMS, Claim, RunContext, register, run_claims
 from .features import frequency_diversification, magnitude_homogeneity, single_frequency
 from .grokking import grokking_stages
 from .logits import flawed_indicator
@@ -25,7 +26,7 @@ from .phases import phase_alignment, phase_symmetry
 from .restricted import restricted_loss
 
 __all__ = [
-    "Result", "Thresholds", "ClaimResult", "CLAIMS", "Claim", "RunContext", "claims", "register", "run_claims",
+    "Result", "Thresholds", "ClaimResult", "CLAIMS", "Claim", "RunContext", "register", "run_claims",
     "single_frequency", "phase_alignment", "phase_symmetry", "frequency_diversification",
     "magnitude_homogeneity", "flawed_indicator", "majority_vote", "grokking_stages", "lottery_from_series",
     "lottery_predictors", "restricted_loss",

@@ -1,22 +1,26 @@
-"""One registry of the paper's claims, model-level and run-level, in display order.
+"""The one registry of the paper's claims, model-level and run-level, in display order.
 
-Each entry is a :class:`Claim`: its JSON name, its level, the ``check`` that computes it from a
-shared context, the public claim function, its result class and its frozen thresholds
-dataclass. Readers iterate the registry instead of wiring claims by hand:
+Each entry of :data:`CLAIMS` is a :class:`Claim`: its JSON name, its level, the ``check`` that
+computes it from a shared context, the public claim function, its result class and its frozen
+thresholds dataclass. Readers iterate the registry instead of wiring claims by hand:
 
 - model-level checks run as ``check(model, ctx)`` with a diagnosis context (the spectrum, the
-  all-pairs logits, accuracy and loss computed once; see :mod:`mechinterp_modadd.diagnose`):
-  :data:`MODEL_CHECKS` is the dict ``diagnose`` reads (its ``CLAIM_CHECKS``);
+  all-pairs logits, accuracy and loss computed once, plus a free ``cache`` dict; see
+  :class:`mechinterp_modadd.diagnose.DiagnosisContext`). ``diagnose`` runs ``checks("model")``; a
+  check must not modify the model (use hooks, removed on exit, for interventions);
 - run-level checks run as ``check(run)`` with a :class:`RunContext` (a checkpoint series and its
   progress measures) and may return None when the run lacks what they need (the lottery ticket
   needs step 0): :func:`run_claims` evaluates all of them for ``modadd track`` and ``report``.
 
-Add a claim with :func:`register` (at the end of the order). Example::
+Adding a claim: write its function and result class (with its thresholds) in an ``analysis``
+module, then add one :func:`register` line, here at the end of its level or in an extension
+module. Claims appear in the table, the JSON and the pages in registry order. Example::
 
     from mechinterp_modadd.analysis import claims
 
     claims.register("my_claim", lambda model, ctx: my_claim(ctx.spectrum), function=my_claim,
                     result=MyResult, thresholds=MyThresholds)
+    claims.register("my_run_claim", lambda run: my_run_claim(run.measures), level="run")
 """
 
 from __future__ import annotations
@@ -54,8 +58,7 @@ from .phases import (
     phase_symmetry,
 )
 
-__all__ = ["LEVELS", "Claim", "CLAIMS", "MODEL_CHECKS", "RUN_CHECKS", "RunContext", "register", "claims",
-           "run_claims"]
+__all__ = ["LEVELS", "Claim", "CLAIMS", "RunContext", "register", "claims", "checks", "run_claims"]
 
 #: the two levels a claim can live at
 LEVELS = ("model", "run")
@@ -86,45 +89,46 @@ class RunContext:
     cache: dict[str, Any] = field(default_factory=dict)
 
 
-#: Every claim by name, in display order (model-level first as registered, then run-level).
+#: The registry: every claim by name, in registration order (:func:`claims` lists a level's).
 CLAIMS: dict[str, Claim] = {}
-#: name -> check(model, ctx) of the model-level claims (``diagnose.CLAIM_CHECKS`` is this dict).
-MODEL_CHECKS: dict[str, Callable[..., ClaimResult]] = {}
-#: name -> check(run) of the run-level claims.
-RUN_CHECKS: dict[str, Callable[[RunContext], ClaimResult | None]] = {}
+
+
+def _level(level: str | None, *, allow_none: bool = False) -> str | None:
+    if (level is None and allow_none) or level in LEVELS:
+        return level
+    raise ConfigError(f"claim level must be one of {LEVELS}, got {level!r}")
 
 
 def register(name: str, check: Callable[..., ClaimResult | None], *, level: str = "model",
              function: Callable[..., ClaimResult] | None = None, result: type[ClaimResult] | None = None,
-             thresholds: type[Thresholds] | None = None, replace: bool = False,
-             checks: dict[str, Callable] | None = None) -> Claim:
-    """Add a claim at the end of the order of its level.
+             thresholds: type[Thresholds] | None = None, replace: bool = False) -> Claim:
+    """Add a claim to :data:`CLAIMS`, at the end of the order of its level (the one way to add one).
 
-    ``checks`` is the dict of checks to add it to (default: :data:`MODEL_CHECKS` or
-    :data:`RUN_CHECKS` by level); the entry goes into :data:`CLAIMS` only when it is one of those.
+    ``check`` is ``check(model, ctx) -> ClaimResult`` for ``level="model"`` and
+    ``check(run) -> ClaimResult | None`` for ``level="run"`` (see the module docstring).
     Raises :class:`ConfigError` for a name that is not an identifier (names are JSON keys), an
-    unknown level, or a name already registered without ``replace=True``.
+    unknown level, or a name already registered without ``replace=True`` (a replaced claim keeps
+    its place in the order).
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ConfigError(f"claim names must be identifiers (they are JSON keys), got {name!r}")
-    if level not in LEVELS:
-        raise ConfigError(f"claim level must be one of {LEVELS}, got {level!r}")
-    own = MODEL_CHECKS if level == "model" else RUN_CHECKS
-    target = own if checks is None else checks
-    if name in target and not replace:
+    _level(level)
+    if name in CLAIMS and not replace:
         raise ConfigError(f"claim {name!r} is already registered; pass replace=True to swap it")
-    target[name] = check
     entry = Claim(name=name, level=level, check=check, function=function, result=result, thresholds=thresholds)
-    if target is own:
-        CLAIMS[name] = entry
+    CLAIMS[name] = entry
     return entry
 
 
 def claims(level: str | None = None) -> list[Claim]:
-    """The registered claims of one level (or all), in order."""
-    if level is not None and level not in LEVELS:
-        raise ConfigError(f"claim level must be one of {LEVELS}, got {level!r}")
-    return [c for c in CLAIMS.values() if level is None or c.level == level]
+    """The registered claims of one level (or all: model-level first, then run-level), in order."""
+    levels = LEVELS if _level(level, allow_none=True) is None else (level,)
+    return [c for lv in levels for c in CLAIMS.values() if c.level == lv]
+
+
+def checks(level: str) -> dict[str, Callable[..., ClaimResult | None]]:
+    """name -> check of the claims of one level, in order (a fresh dict: register to add one)."""
+    return {c.name: c.check for c in claims(_level(level))}
 
 
 @takes_device
@@ -132,12 +136,13 @@ def run_claims(series: Any, measures: pd.DataFrame, names: list[str] | None = No
                ) -> dict[str, ClaimResult | None]:
     """Every run-level claim (or the named ones) on one run: name -> result, or None when the run
     lacks what the claim needs."""
-    names = list(RUN_CHECKS) if names is None else list(names)
-    unknown = [n for n in names if n not in RUN_CHECKS]
+    registered = checks("run")
+    names = list(registered) if names is None else list(names)
+    unknown = [n for n in names if n not in registered]
     if unknown:
-        raise ConfigError(f"unknown run-level claims {unknown}; registered: {', '.join(RUN_CHECKS)}")
+        raise ConfigError(f"unknown run-level claims {unknown}; registered: {', '.join(registered)}")
     ctx = RunContext(series=series, measures=measures)
-    return {n: RUN_CHECKS[n](ctx) for n in names}
+    return {n: registered[n](ctx) for n in names}
 
 
 # ------------------------------------------------------------------------------ the paper's claims

@@ -65,7 +65,11 @@ def _run(args: argparse.Namespace) -> int:
     dg = diagnose(model, source=f"{path}{step}", ablation=bool(args.json or args.html))
     print(dg.to_text(details=args.details))
     # every output is built before any is written: a failure leaves no partial set of files
-    page = dg.to_html() if args.html else None
+    page = None
+    if args.html:
+        from ..pages.diagnosis import render
+
+        page = render(dg)
     text = dg.to_json() + "\n" if args.json else None
     if args.json:
         atomic_write_text(args.json, text)

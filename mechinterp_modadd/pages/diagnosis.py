@@ -1,22 +1,81 @@
-"""The sections of a diagnosis page (``Diagnosis.to_html``, ``modadd diagnose --html``).
+"""The page of a :class:`~mechinterp_modadd.diagnose.Diagnosis` (``modadd diagnose --html``, and the
+first half of ``modadd report``), and the registry of its sections.
 
-Each ``*_section(page, diagnosis)`` appends headings, text, tables and figures to an
-:class:`~mechinterp_modadd.pages.html.HtmlReport`, reading only the
-:class:`~mechinterp_modadd.diagnose.Diagnosis` (its claims, spectrum, ``views`` and ``ablation``):
-nothing is computed here. Numbers carry their path in the diagnosis JSON (``data-json``).
+Get the page of a diagnosis with :func:`render`::
+
+    from mechinterp_modadd.diagnose import diagnose
+    from mechinterp_modadd.pages.diagnosis import render
+
+    d = diagnose(model, ablation=True)    # ablation=True: the page shows the ablation suite too
+    render(d, "diagnosis.html")           # returns the HtmlReport; writes it when a path is given
+
+The page reads the diagnosis only (its claims, spectrum, ``views`` and ``ablation``): nothing is
+computed here. Without the ablation suite (``diagnose(model)`` alone) its section says how to get it.
+Numbers carry their path in the diagnosis JSON (``data-json``), prefixed with ``prefix`` when the
+diagnosis is nested in a larger document (``modadd report`` passes ``"diagnosis."``).
+
+Adding a section: write one function ``section(page, diagnosis, prefix="") -> None`` here (or in an
+extension module) that appends headings, text, tables and figures to the
+:class:`~mechinterp_modadd.pages.html.HtmlReport`, and register it with the decorator
+``@page_section("name")``; sections are drawn in registration order (:data:`SECTIONS`).
 """
 
 from __future__ import annotations
 
 import html
+import os
+from collections.abc import Callable
+from pathlib import Path
 
 from ..diagnose import Diagnosis, format_value
+from ..errors import ConfigError
 from ..plots import spectrum as sp
 from .ablation import add_ablation_section
 from .html import HtmlReport, cell, number
 
-__all__ = ["summary_section", "spectrum_section", "phases_section", "magnitudes_section", "logits_section",
-           "ablation_section", "header_html"]
+__all__ = ["SECTIONS", "DiagnosisSection", "page_section", "render", "summary_section", "spectrum_section",
+           "phases_section", "magnitudes_section", "logits_section", "ablation_section", "header_html"]
+
+#: ``section(page, diagnosis, prefix="")``: appends to ``page``, reading only ``diagnosis``.
+DiagnosisSection = Callable[..., None]
+
+#: The registry: section name -> section function, in page order (add with :func:`page_section`).
+SECTIONS: dict[str, DiagnosisSection] = {}
+
+
+def page_section(name: str, *, replace: bool = False) -> Callable[[DiagnosisSection], DiagnosisSection]:
+    """Decorator registering ``section(page, diagnosis, prefix="")`` under ``name``, at the end of
+    the page (a replaced section keeps its place). Raises :class:`ConfigError` for a name already
+    registered without ``replace=True``."""
+
+    def add(section: DiagnosisSection) -> DiagnosisSection:
+        if name in SECTIONS and not replace:
+            raise ConfigError(f"page section {name!r} is already registered; pass replace=True to swap it")
+        SECTIONS[name] = section
+        return section
+
+    return add
+
+
+def render(diagnosis: Diagnosis, path: str | os.PathLike | None = None, *, title: str | None = None,
+           page: HtmlReport | None = None, prefix: str = "") -> HtmlReport:
+    """The page of ``diagnosis``: every section of :data:`SECTIONS`, in order.
+
+    Returns the :class:`~mechinterp_modadd.pages.html.HtmlReport` (a self-contained offline page,
+    plotly.js inlined) and writes it when ``path`` is given. With ``page`` the sections are appended
+    to that existing report instead of a new one (titled ``title``, default the diagnosis' name).
+    Raises :class:`ConfigError` when the diagnosis holds no figure data (``views``), i.e. was not
+    made by :func:`~mechinterp_modadd.diagnose.diagnose`.
+    """
+    if diagnosis.views is None:
+        raise ConfigError("this Diagnosis holds no figure data (views is None); make it with diagnose(model)")
+    if page is None:
+        page = HtmlReport(title or diagnosis.name, subtitle=diagnosis.source)
+    for section in SECTIONS.values():
+        section(page, diagnosis, prefix=prefix)
+    if path is not None:
+        page.save(Path(path))
+    return page
 
 
 def header_html(diagnosis: Diagnosis, prefix: str = "") -> str:
@@ -27,6 +86,7 @@ def header_html(diagnosis: Diagnosis, prefix: str = "") -> str:
             f"loss {number(f'{d.loss:.4g}', prefix + 'loss')}</p>")
 
 
+@page_section("summary")
 def summary_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") -> None:
     """The model line and the claims table (claim, metric, value, verdict, details)."""
     page.raw(header_html(diagnosis, prefix))
@@ -45,7 +105,8 @@ def summary_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") ->
               "mechinterp_modadd.analysis). The JSON output holds every number.", cls="note")
 
 
-def spectrum_section(page: HtmlReport, diagnosis: Diagnosis) -> None:
+@page_section("spectrum")
+def spectrum_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") -> None:
     page.heading("Fourier spectrum of the neurons")
     page.figure(sp.frequency_counts(diagnosis.spectrum, diagnosis.claims.get("frequency_diversification")),
                 "Neurons per dominant frequency k* (bars) and each frequency's share of the total vote weight.")
@@ -56,7 +117,8 @@ def spectrum_section(page: HtmlReport, diagnosis: Diagnosis) -> None:
                 "A few neurons' input weights theta_m[j] (dots) against their fit alpha cos(w_k* j + phi) plus DC.")
 
 
-def phases_section(page: HtmlReport, diagnosis: Diagnosis) -> None:
+@page_section("phases")
+def phases_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") -> None:
     page.heading("Phases")
     page.figure(sp.phase_alignment_scatter(diagnosis.spectrum, diagnosis.claims.get("phase_alignment")),
                 "Output phase psi against 2 phi (wrapped) at k*: aligned neurons lie on the diagonal.")
@@ -70,13 +132,15 @@ def phases_section(page: HtmlReport, diagnosis: Diagnosis) -> None:
                     "sqrt(pi)/(2 sqrt n).")
 
 
-def magnitudes_section(page: HtmlReport, diagnosis: Diagnosis) -> None:
+@page_section("magnitudes")
+def magnitudes_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") -> None:
     page.heading("Magnitudes")
     page.figure(sp.magnitude_histograms(diagnosis.spectrum, diagnosis.claims.get("magnitude_homogeneity")),
                 "Distributions of alpha, beta and the vote weight alpha^2 beta at k*.")
 
 
-def logits_section(page: HtmlReport, diagnosis: Diagnosis) -> None:
+@page_section("logits")
+def logits_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") -> None:
     sl = diagnosis.views.logits
     page.heading("Logits and the flawed indicator")
     page.figure(sp.logit_heatmap(sl),
@@ -84,6 +148,7 @@ def logits_section(page: HtmlReport, diagnosis: Diagnosis) -> None:
                 f"class x + y; crosses: the ghosts 2x and 2y.")
 
 
+@page_section("ablation")
 def ablation_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") -> None:
     """The ablation suite held by the diagnosis (``diagnosis.ablation``), next to the diagnosis'
     own ``majority_vote`` verdict."""

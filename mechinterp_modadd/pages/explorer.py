@@ -99,7 +99,7 @@ def _script() -> str:
 
 
 def explorer_page(d: ExplorerData) -> HtmlReport:
-    """The page for ``d`` (an :class:`~mechinterp_modadd.report.HtmlReport`; ``save`` writes it)."""
+    """The page for ``d`` (an :class:`~mechinterp_modadd.pages.html.HtmlReport`; ``save`` writes it)."""
     page = HtmlReport(f"{d.name}: explorer", subtitle=d.source)
     K, S = d.K, len(d.steps)
     step = f", step {d.final_step}" if d.final_step is not None else ""

@@ -2,7 +2,7 @@
 
 For a checkpoint file: the diagnosis (every claim with its verdict, the spectrum, phases,
 magnitudes, the flawed indicator) and the majority vote by ablation, i.e. every section of
-:data:`mechinterp_modadd.diagnose.HTML_SECTIONS`.
+:data:`mechinterp_modadd.pages.diagnosis.SECTIONS`.
 
 For a run folder (ours or the paper authors'): the same for the last checkpoint, followed by the
 training dynamics: progress measures at every checkpoint, the grokking stages, DFT snapshots, the
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..diagnose import HTML_SECTIONS, Diagnosis, diagnose
+from ..diagnose import Diagnosis, diagnose
 from ..dynamics import RunDynamics, run_dynamics
 from ..errors import CheckpointError
 from .html import HtmlReport
@@ -88,7 +88,7 @@ def compute_report(path: str | os.PathLike, activation: str | None = None, *, ne
 
 def render_report(results: ReportResults) -> HtmlReport:
     """The page of :class:`ReportResults` (numbers tagged with their paths in the ``report`` JSON)."""
-    from . import diagnosis as sections
+    from .diagnosis import render
     from .dynamics import add_dynamics_sections
 
     r = results
@@ -97,13 +97,7 @@ def render_report(results: ReportResults) -> HtmlReport:
         page.text(r.description)
     if r.dynamics is not None:
         page.heading(f"The trained network (step {r.dynamics.steps[-1]})", level=2)
-    d = r.diagnosis
-    for section in HTML_SECTIONS:
-        name = getattr(section, "__name__", "")
-        if name in ("_section_summary", "_section_ablation"):  # numbers tagged with the nested JSON paths
-            getattr(sections, name.removeprefix("_section_") + "_section")(page, d, prefix="diagnosis.")
-        else:
-            section(page, d, d.model)
+    render(r.diagnosis, page=page, prefix="diagnosis.")  # numbers tagged with the nested JSON paths
     if r.dynamics is not None:
         page.heading("Training dynamics", level=2)
         add_dynamics_sections(page, r.dynamics, json_prefix="dynamics.")

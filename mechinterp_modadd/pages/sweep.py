@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from ..analysis import sweep as agg
-from ..report import HtmlReport
+from .html import HtmlReport
 
 __all__ = ["is_sweep_folder", "build_sweep_page"]
 

@@ -15,7 +15,6 @@ from ..analysis.majority import (
     AblationSuite,
     ActivationSwapResult,
     FrequencyGroupResult,
-    MajorityVoteResult,
     NoiseScalingResult,
     PhaseBiasedResult,
     RandomAblationResult,
@@ -29,7 +28,6 @@ __all__ = [
     "activation_swap_figure",
     "noise_scaling_figure",
     "suite_figures",
-    "add_ablation_section",
 ]
 
 _BLUE, _ORANGE, _GREY, _GREEN, _RED = "#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#d62728"
@@ -138,12 +136,3 @@ def suite_figures(suite: AblationSuite, p: int | None = None) -> list[tuple[go.F
          "Coherent part (projection on cos/sin of w_k(x+y-j), w_k(2x-j), w_k(2y-j)) and residual of each group's "
          "summed vote: independent random phases give n^1 and n^0.5; symmetric phases make the noise smaller."),
     ])
-
-
-def add_ablation_section(page, suite: AblationSuite, claim: MajorityVoteResult | None = None,
-                         p: int | None = None) -> None:
-    """Old home of :func:`mechinterp_modadd.pages.ablation.add_ablation_section` (pages render,
-    plots only draw); kept so existing notebooks keep working."""
-    from ..pages.ablation import add_ablation_section as add
-
-    add(page, suite, claim, p=p)

@@ -73,7 +73,8 @@ def _first_step(steps: Any, values: Any, threshold: float) -> int | None:
 def _diagnose_rows(model: Any) -> list[tuple[str, str, float, str]]:
     """(claim, metric, key number, verdict) of every registered claim; a claim that cannot be
     measured on this model (e.g. the ghost ratio needs p >= 5) gets NaN and the verdict ``n/a``."""
-    from ..diagnose import CLAIM_CHECKS, diagnose
+    from ..analysis.claims import checks
+    from ..diagnose import diagnose
     from ..errors import ModAddError
 
     def num(v: Any) -> float:
@@ -85,7 +86,7 @@ def _diagnose_rows(model: Any) -> list[tuple[str, str, float, str]]:
     except ModAddError:
         pass
     out = []
-    for name, check in CLAIM_CHECKS.items():
+    for name, check in checks("model").items():
         try:
             r = diagnose(model, claims=[name]).to_frame().iloc[0]
             out.append((name, r["metric"], num(r["value"]), r["verdict"]))
