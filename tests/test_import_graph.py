@@ -10,7 +10,8 @@ submodules would otherwise be in a cycle with each of them).
 Layers (every module of the package must have one, see :func:`layer_of`):
 
 ==========  ==========================================================================================
-core        the package root, _version, constants, errors, data, fourier, model, tlens, checkpoint,
+core        the package root, _version, constants, errors, data, fourier, fourier2d, neurons, families/, model,
+            tlens, checkpoint,
             forward, runtime, memory, schemas, outputs, notebook
 analysis    analysis/ (pure computation, typed results)
 results     diagnose, series, dynamics (result objects built from analysis)
@@ -49,7 +50,8 @@ PKG = ROOT / "mechinterp_modadd"
 NAME = PKG.name
 
 #: top-level modules of the core layer
-CORE = {"", "_version", "constants", "errors", "data", "fourier", "model", "tlens", "checkpoint", "forward",
+CORE = {"", "_version", "constants", "errors", "data", "fourier", "fourier2d", "neurons", "families", "model", "tlens",
+        "checkpoint", "forward",
         "runtime", "memory", "schemas", "outputs", "notebook"}
 #: top-level modules of the results layer
 RESULTS = {"diagnose", "series", "dynamics"}
