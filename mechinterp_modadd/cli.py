@@ -229,12 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--force", action="store_true",
                             help="use --activation even where it contradicts the activation recorded in the "
                                  "checkpoint or given by the authors' folder name")
+            if name in FAMILY_COMMANDS and not any("--family" in a.option_strings for a in sp._actions):
+                sp.add_argument("--family", default=None, metavar="NAME",
+                                help="network family of a plain state dict (mlp, concat_mlp, ...; default: "
+                                     "detected from its keys and shapes; own checkpoints record it)")
         if name in BUDGETED_COMMANDS and not any("--max-memory" in a.option_strings for a in sp._actions):
             add_max_memory_argument(sp, training=name == "train")
         if not any("--device" in a.option_strings for a in sp._actions):
             add_runtime_flags(sp)
     return ap
 
+
+#: Sub-commands that read one checkpoint file and take ``--family`` (plain state dicts of any family).
+FAMILY_COMMANDS: tuple[str, ...] = ("diagnose", "ablate")
 
 #: Sub-commands that take ``--max-memory`` (the analyses stream within it; train checks its step).
 BUDGETED_COMMANDS: tuple[str, ...] = ("diagnose", "ablate", "track", "report", "train")

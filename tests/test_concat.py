@@ -1,5 +1,6 @@
 """The claims on the concatenated-input MLP, Gromov's idealised network and its negative controls."""
 
+import copy
 import json
 import math
 
@@ -128,3 +129,51 @@ def test_single_frequency_needs_u_v_and_xi_to_agree(ideal):
     r = concat_single_frequency(m)
     assert not r.holds and r.same_frequency_fraction == 0.0
     assert concat_single_frequency(ideal).fraction_single == 1.0
+
+
+# ----------------------------------------------------------------------------- commands
+def _plain_concat(path, p=P, width=64, seed=0):
+    from torch import nn
+
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(2 * p, width), nn.Linear(width, p))
+    torch.save(net.state_dict(), path)
+
+
+def test_cli_diagnose_plain_state_dict(tmp_path, capsys):
+    from mechinterp_modadd.cli import main
+
+    f = tmp_path / "net.pt"
+    _plain_concat(f)
+    assert main(["diagnose", str(f), "--activation", "quad"]) == 0
+    out = capsys.readouterr().out
+    assert "family concat_mlp, p = 23, d_mlp = 64" in out and "2D Fourier" in out
+    assert main(["diagnose", str(f), "--activation", "quad", "--family", "concat_mlp",
+                 "--json", str(tmp_path / "d.json")]) == 0
+    doc = json.loads((tmp_path / "d.json").read_text())
+    validate(doc)
+    assert doc["family"] == "concat_mlp" and doc["ablation"] is None
+    capsys.readouterr()
+    assert main(["diagnose", str(f), "--activation", "quad", "--family", "mlp"]) == 2
+    err = capsys.readouterr().err
+    assert "missing key 'mlp.W_in'" in err and "fc" not in err.split("found")[0] and len(err.strip().splitlines()) == 1
+    assert main(["diagnose", str(f)]) == 2
+    assert "does not record the activation" in capsys.readouterr().err
+
+
+def test_cli_own_concat_checkpoint_and_ablate(tmp_path, capsys, ideal):
+    from mechinterp_modadd.checkpoint import load_checkpoint, save_checkpoint
+    from mechinterp_modadd.cli import main
+
+    f = tmp_path / "gromov.safetensors"
+    model = copy.deepcopy(ideal).float()
+    save_checkpoint(model, f, step=0)
+    ck = load_checkpoint(f)
+    assert ck.family == "concat_mlp" and torch.equal(ck.model.W_x, model.W_x)
+    assert main(["ablate", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "majority_vote: holds" in out and "(a, b) = (1,1)" in out
+    assert main(["ablate", str(f), "--json", str(tmp_path / "a.json")]) == 2
+    assert "defined for family 'mlp'" in capsys.readouterr().err
+    with pytest.raises(Exception, match="holds a 'concat_mlp' model, but family 'mlp' was asked for"):
+        load_checkpoint(f, family="mlp")

@@ -279,6 +279,11 @@ class ConcatPhaseSymmetryResult(ClaimResult):
     claim: ClassVar[str] = "phase_symmetry"
     key_metric: ClassVar[str] = "corrected_p"
 
+    @property
+    def moment_labels(self) -> list[str]:
+        """``"(a, b)"`` per moment, for figures."""
+        return [f"({a}, {b})" for a, b in self.combinations]
+
     def details(self) -> str:
         mm = " / ".join(f"{v:.3f}" for v in self.mean_moments)
         combos = ",".join(f"({a},{b})" for a, b in self.combinations)

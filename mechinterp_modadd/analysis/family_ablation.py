@@ -65,6 +65,14 @@ class ViewMajorityVoteResult(MajorityVoteResult):
     phase_drop_angle: str = ""
     claim: ClassVar[str] = "majority_vote"
 
+    def details(self) -> str:
+        th = self.thresholds or MajorityVoteThresholds()
+        return (f"all {self.n_pairs} ordered pairs: random 50% keeps {self.half_accuracy:.3f} (mean of {self.draws} "
+                f"draws; need >= {th.half_accuracy_min}); best single group k={self.best_single_group} alone "
+                f"{self.best_single_group_accuracy:.3f} (need <= {th.single_group_max}); phase-biased half loses "
+                f"{self.phase_drop:.3f} at angle ({self.phase_drop_angle}) (need >= {th.phase_drop_min}); top 5% "
+                f"of neurons hold {self.top_vote_share:.1%} of the vote weight")
+
 
 def _accuracy(view: NeuronView, masks: Tensor) -> Tensor:
     """Accuracy [B] of the view with each boolean keep mask [B, n] (chunks of 16 interventions)."""

@@ -139,13 +139,16 @@ def phase_circles(spectrum: NeuronSpectrum, orders: Sequence[int] = (1, 2, 3, 4)
 def phase_moment_bars(symmetry) -> go.Figure:
     """Per-frequency moments |m_iota| (bars, one colour per iota) and the random baseline (line).
 
-    ``symmetry`` is a :class:`~mechinterp_modadd.analysis.phases.PhaseSymmetryResult`.
+    ``symmetry`` is a :class:`~mechinterp_modadd.analysis.phases.PhaseSymmetryResult` (or the
+    ``concat_mlp`` result, whose moments are of a phi_x + b phi_y; its ``moment_labels`` name them).
     """
     per = symmetry.per_frequency
     ks = [r["k"] for r in per]
     fig = go.Figure()
-    for i, o in enumerate(symmetry.orders):
-        fig.add_trace(go.Bar(x=ks, y=[r["moments"][i] for r in per], name=f"iota = {o}"))
+    labels = symmetry.moment_labels if hasattr(symmetry, "moment_labels") else \
+        [f"iota = {o}" for o in symmetry.orders]
+    for i, label in enumerate(labels):
+        fig.add_trace(go.Bar(x=ks, y=[r["moments"][i] for r in per], name=label))
     fig.add_trace(go.Scatter(x=ks, y=[r["baseline"] for r in per], mode="lines+markers", name="random baseline",
                              line=dict(color="black", dash="dash")))
     fig.update_layout(barmode="group", title=f"Phase moments per frequency (Bonferroni Rayleigh p = "
