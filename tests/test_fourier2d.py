@@ -155,3 +155,23 @@ def test_bad_input():
         frequency_terms(P, 0)
     with pytest.raises(InputError, match="shape"):
         fourier2d(torch.zeros(P * P, 2, 2))
+
+
+def test_figures_render_the_decomposition():
+    from mechinterp_modadd.plots.fourier2d import (
+        activation_heatmap,
+        coefficient_heatmap,
+        fraction_histogram,
+        frequency_energy_bars,
+    )
+
+    a = random_tables(n=3)
+    f = fourier2d(a)
+    fig = coefficient_heatmap(f, 1)
+    assert fig.data[0].z.shape == (P, P) and abs(fig.data[0].z - f.coef[1].numpy()).max() == 0
+    assert coefficient_heatmap(f, 1, energy=True).data[0].z.min() >= 0
+    assert activation_heatmap(a, P, 2).data[0].z.shape == (P, P)
+    h = fraction_histogram({"a": f, "b": f})
+    assert len(h.data) == 2 and "median" in h.data[0].name
+    bars = frequency_energy_bars(f, key=[2])
+    assert list(bars.data[0].x) == list(range(1, K + 1)) and bars.data[0].marker.color[1] == "#d62728"
