@@ -27,7 +27,7 @@ Network families. A model-level claim's ``check`` is its definition on the paper
 and one line saying how it is computed), or the family is declared to have none with
 ``undefined="the reason"``; ``checks("model", family=...)`` gives every claim's check for one
 family, a claim without a definition there answering :class:`UndefinedClaim` (no verdict, with the
-reason). :func:`claim_table` is the table "claim x family" (docs/science.md, "Network families").
+reason). :func:`claim_table` is the table "claim x family" (docs/science.md section 10.3).
 Per family, :func:`register_family_spectrum` names the closed-form decomposition the diagnosis
 context carries (``ctx.spectrum``; None for a family without one, which then reads ``ctx.view``).
 Example (a transformer family registering a view-based claim and declaring another undefined)::

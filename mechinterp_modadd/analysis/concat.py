@@ -3,7 +3,7 @@
 The network (:mod:`mechinterp_modadd.families.concat_mlp`): neuron m sees u_m[x] + v_m[y] and
 writes xi_m = W_out[:, m] into the logits. Its closed form is read from the weights, as for the
 paper's MLP: :func:`concat_spectrum` decomposes u_m, v_m and xi_m in the real Fourier basis of
-Z_p (docs/science.md section "Network families"), giving per neuron and frequency k the
+Z_p (docs/science.md section 10), giving per neuron and frequency k the
 magnitudes alpha_x, alpha_y, beta and the phases phi_x, phi_y, psi (u_m[x] ~ alpha_x cos(w_k x +
 phi_x), ...). The dominant frequency k* maximises the input energy of u and v together.
 
