@@ -177,3 +177,18 @@ def test_cli_own_concat_checkpoint_and_ablate(tmp_path, capsys, ideal):
     assert "defined for family 'mlp'" in capsys.readouterr().err
     with pytest.raises(Exception, match="holds a 'concat_mlp' model, but family 'mlp' was asked for"):
         load_checkpoint(f, family="mlp")
+
+
+def test_view_single_frequency_and_keys(ideal):
+    from mechinterp_modadd.analysis.generic import view_key_frequencies, view_single_frequency
+
+    r = view_single_frequency(neuron_view(ideal))
+    assert r.holds and r.fraction_single == 1.0 and r.median == pytest.approx(1.0)
+    assert sum(r.counts) == ideal.cfg.d_mlp and min(r.counts) == 16
+    step0 = view_single_frequency(neuron_view(ConcatMLP(ConcatMLPConfig(p=P, d_mlp=64), seed=0)))
+    assert not step0.holds and step0.fraction_single < 0.1
+    v = neuron_view(gromov_network(P, 8, freqs=[3, 7]))
+    assert view_key_frequencies(v) == [3, 7]
+    assert sorted(view_key_frequencies(v, rule="top", k=2)) == [3, 7]
+    with pytest.raises(ConfigError, match="needs k"):
+        view_key_frequencies(v, rule="top")
