@@ -102,6 +102,7 @@ class RunDynamics:
     final_spectrum: NeuronSpectrum | None = None
     race: Any = None
     flow: FlowDemo | None = None
+    family: str = "mlp"
 
     @property
     def steps(self) -> list[int]:
@@ -113,8 +114,8 @@ class RunDynamics:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of the module docstring (schema ``track``, without its stamp)."""
-        doc: dict[str, Any] = {"run": self.run, "source_format": self.source_format, "final_step": self.final_step,
-                               "steps": self.steps}
+        doc: dict[str, Any] = {"run": self.run, "family": self.family, "source_format": self.source_format,
+                               "final_step": self.final_step, "steps": self.steps}
         for k in LIST_KEYS:
             doc[k] = None if (k in TEST_KEYS and not self.has_test) else [_num(v) for v in self.measures[k]]
         doc["key_frequencies"] = [int(k) for k in self.key_frequencies]
@@ -173,7 +174,8 @@ def run_dynamics(series, *, neuron: int | None = None, figures: bool = True, pro
     dyn = RunDynamics(run=str(series.path), source_format=series.source_format, final_step=series.final_step,
                       description=series.describe(), p=int(series.p), has_test=bool(series.has_test),
                       measures=measures, stages=stages, key_frequencies=key_frequencies(final), lottery=lottery,
-                      partition_counts=mirror_partitions(series.split).counts() if series.has_test else None)
+                      partition_counts=mirror_partitions(series.split).counts() if series.has_test else None,
+                      family=series.family)
     if neuron is not None and not 0 <= neuron < final.d_mlp:
         raise InputError(f"--neuron {neuron} out of range [0, {final.d_mlp})")
     if not figures:

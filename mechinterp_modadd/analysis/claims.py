@@ -47,7 +47,6 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from ..errors import ConfigError
-from ..fourier import neuron_spectrum
 from ..runtime import takes_device
 from .base import ClaimResult, Thresholds
 from .features import (
@@ -65,6 +64,7 @@ from .grokking import GrokkingStagesThresholds, Stages, grokking_stages
 from .logits import FlawedIndicatorResult, FlawedIndicatorThresholds, flawed_indicator
 from .lottery import LotteryResult, LotteryThresholds, lottery_from_series
 from .majority import MajorityVoteResult, MajorityVoteThresholds, diagnosis_check, majority_vote
+from .per_family import FAMILY_SPECTRA, family_spectrum, register_family_spectrum
 from .phases import (
     PhaseAlignmentResult,
     PhaseAlignmentThresholds,
@@ -172,11 +172,12 @@ def register(name: str, check: Callable[..., ClaimResult | None], *, level: str 
 
 def register_family_check(name: str, family: str, check: Callable[..., ClaimResult | None] | None = None, *,
                           how: str = "", undefined: str = "", replace: bool = False) -> FamilyCheck:
-    """Define the model-level claim ``name`` on ``family``: ``check(model, ctx)`` with a line
+    """Define the claim ``name`` on ``family``: ``check(model, ctx)`` (``check(run)`` for a run-level
+    claim) with a line
     ``how`` it is computed, or ``undefined="why"`` (no check) when the claim has no meaning there.
     ``family="mlp"`` is the claim's own ``check`` and cannot be redefined here."""
-    if name not in CLAIMS or CLAIMS[name].level != "model":
-        raise ConfigError(f"no model-level claim {name!r}; registered: {', '.join(c.name for c in claims('model'))}")
+    if name not in CLAIMS:
+        raise ConfigError(f"no claim {name!r}; registered: {', '.join(CLAIMS)}")
     if family == "mlp":
         raise ConfigError("a claim's check on family 'mlp' is the one given to register()")
     if (check is None) == (not undefined):
@@ -188,23 +189,8 @@ def register_family_check(name: str, family: str, check: Callable[..., ClaimResu
     return fams[family]
 
 
-#: family -> function(model) giving the closed-form spectrum the diagnosis context carries
-FAMILY_SPECTRA: dict[str, Callable[[Any], Any]] = {}
-
-
-def register_family_spectrum(family: str, fn: Callable[[Any], Any]) -> None:
-    """The closed-form per-neuron decomposition of ``family`` (``ctx.spectrum`` in diagnoses)."""
-    FAMILY_SPECTRA[family] = fn
-
-
-def family_spectrum(model: Any, family: str) -> Any:
-    """The registered spectrum of ``model`` (None for a family without one)."""
-    fn = FAMILY_SPECTRA.get(family)
-    return None if fn is None else fn(model)
-
-
 def _undefined_check(name: str, family: str, reason: str) -> Callable[..., UndefinedClaim]:
-    return lambda model, ctx: UndefinedClaim(name=name, family=family, reason=reason)
+    return lambda *args: UndefinedClaim(name=name, family=family, reason=reason)
 
 
 def _family_check(c: Claim, family: str) -> Callable[..., ClaimResult | None]:
@@ -245,11 +231,10 @@ def claims(level: str | None = None) -> list[Claim]:
 
 def checks(level: str, family: str = "mlp") -> dict[str, Callable[..., ClaimResult | None]]:
     """name -> check of the claims of one level, in order (a fresh dict: register to add one).
-    Model-level checks are those of ``family`` (a claim without a definition there gives an
-    :class:`UndefinedClaim`); run-level checks do not depend on the family."""
-    if _level(level) == "run":
-        return {c.name: c.check for c in claims("run")}
-    return {c.name: _family_check(c, family) for c in claims("model")}
+    The checks are those of ``family`` (a claim without a definition there gives an
+    :class:`UndefinedClaim`)."""
+    lv = _level(level)
+    return {c.name: _family_check(c, family) for c in claims(lv)}
 
 
 @takes_device
@@ -257,7 +242,7 @@ def run_claims(series: Any, measures: pd.DataFrame, names: list[str] | None = No
                ) -> dict[str, ClaimResult | None]:
     """Every run-level claim (or the named ones) on one run: name -> result, or None when the run
     lacks what the claim needs."""
-    registered = checks("run")
+    registered = checks("run", getattr(series, "family", "mlp"))
     names = list(registered) if names is None else list(names)
     unknown = [n for n in names if n not in registered]
     if unknown:
@@ -307,12 +292,10 @@ def _register_concat() -> None:
         concat_phase_alignment,
         concat_phase_symmetry,
         concat_single_frequency,
-        concat_spectrum_of,
     )
     from .family_ablation import concat_majority_vote
 
     fam = "concat_mlp"
-    register_family_spectrum(fam, concat_spectrum_of)
     register_family_check("single_frequency", fam, lambda model, ctx: concat_single_frequency(ctx.spectrum),
                           how="u_m, v_m, xi_m from the weights: family share of k* (u and v together) >= 0.8 "
                               "and the same k* in u, v and xi")
@@ -334,7 +317,11 @@ def _register_concat() -> None:
                           lambda model, ctx: concat_majority_vote(model, view=ctx.view, spectrum=ctx.spectrum),
                           how="zero-ablation in the neuron view on all p^2 pairs: random halves, single groups, "
                               "half circles of a phi_x + b phi_y")
+    register_family_check("grokking_stages", fam, CLAIMS["grokking_stages"].check,
+                          how="the stage rule on train/test accuracy and the IPR of u and v together")
+    register_family_check("lottery_ticket", fam,
+                          undefined="the lottery-ticket dynamics (docs/science.md section 4) are derived for the "
+                                    "shared-input MLP; their concatenated-input analogue is not derived here")
 
 
-register_family_spectrum("mlp", neuron_spectrum)
 _register_concat()
