@@ -192,3 +192,18 @@ def test_view_single_frequency_and_keys(ideal):
     assert sorted(view_key_frequencies(v, rule="top", k=2)) == [3, 7]
     with pytest.raises(ConfigError, match="needs k"):
         view_key_frequencies(v, rule="top")
+
+
+def test_cli_report_and_explore_on_concat(tmp_path, capsys, ideal):
+    from mechinterp_modadd.checkpoint import save_checkpoint
+    from mechinterp_modadd.cli import main
+
+    f = tmp_path / "gromov.safetensors"
+    save_checkpoint(copy.deepcopy(ideal).float(), f, step=0)
+    assert main(["report", str(f), "--out", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json"),
+                 "--quiet"]) == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    validate(doc)
+    assert doc["diagnosis"]["family"] == "concat_mlp" and doc["diagnosis"]["holds_all"]
+    assert main(["explore", str(f), "--out", str(tmp_path / "e.html"), "--quiet"]) == 0
+    assert "family concat_mlp" in (tmp_path / "e.html").read_text()

@@ -97,7 +97,7 @@ def test_diagnose_page_shows_the_numbers_of_its_json(tmp_path, capsys):
     assert main(["diagnose", str(SHIPPED), "--json", str(j), "--html", str(h)]) == 0
     doc = json.loads(j.read_text())
     validate(doc)
-    assert doc["schema"] == {"name": "diagnose", "version": 1} and doc["mechinterp_modadd_version"]
+    assert doc["schema"] == {"name": "diagnose", "version": 2} and doc["mechinterp_modadd_version"]
     assert doc["ablation"]["majority_vote"]["holds"] and len(doc["ablation"]["random"]) >= 5
     html = h.read_text()
     # header (4) + every claim's value and verdict (2 x 7) + majority line (7)
