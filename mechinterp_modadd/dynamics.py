@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -85,6 +85,8 @@ class RunDynamics:
         final_spectrum: the spectrum of the last checkpoint (orders the snapshot rows).
         race: :class:`~mechinterp_modadd.analysis.lottery.FrequencyRace` of one neuron.
         flow: :class:`FlowDemo`.
+        family: the run's network family; ``undefined``: run-level claims with no definition on
+            it, name -> reason (e.g. ``lottery_ticket`` on ``concat_mlp``).
     """
 
     run: str
@@ -103,6 +105,7 @@ class RunDynamics:
     race: Any = None
     flow: FlowDemo | None = None
     family: str = "mlp"
+    undefined: dict[str, str] = field(default_factory=dict)
 
     @property
     def steps(self) -> list[int]:
@@ -124,6 +127,8 @@ class RunDynamics:
         doc["stage_rule"] = (f"end of stage I: first checkpoint with train accuracy >= {st.train_threshold}; "
                              f"end of stage II: first later checkpoint with test accuracy >= {st.test_threshold}")
         doc["lottery"] = None if self.lottery is None else {k: _num(v) for k, v in self.lottery.rates().items()}
+        if self.undefined:  # run-level claims with no definition on this family, and why
+            doc["undefined_claims"] = dict(self.undefined)
         if self.lottery is not None:
             t = self.lottery.to_frame()
             doc["lottery_x_chance"] = {str(k): _num(v) for k, v in zip(t["predictor"], t["x_chance"], strict=True)}
@@ -169,13 +174,15 @@ def run_dynamics(series, *, neuron: int | None = None, figures: bool = True, pro
 
     measures = progress_measures(series, progress=progress)
     run = run_claims(series, measures)  # every registered run-level claim (analysis.claims)
+    undefined = {name: r.reason for name, r in run.items() if r is not None and not getattr(r, "defined", True)}
     stages, lottery = run["grokking_stages"], run["lottery_ticket"]
+    lottery = None if "lottery_ticket" in undefined else lottery
     final = series.spectrum(series.last_step)
     dyn = RunDynamics(run=str(series.path), source_format=series.source_format, final_step=series.final_step,
                       description=series.describe(), p=int(series.p), has_test=bool(series.has_test),
                       measures=measures, stages=stages, key_frequencies=key_frequencies(final), lottery=lottery,
                       partition_counts=mirror_partitions(series.split).counts() if series.has_test else None,
-                      family=series.family)
+                      family=series.family, undefined=undefined)
     if neuron is not None and not 0 <= neuron < final.d_mlp:
         raise InputError(f"--neuron {neuron} out of range [0, {final.d_mlp})")
     if not figures:

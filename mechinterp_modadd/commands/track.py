@@ -70,7 +70,9 @@ def _run(args: argparse.Namespace) -> int:
           f"(rule: train accuracy >= {stages.train_threshold}, then test accuracy >= {stages.test_threshold})")
     if series.has_test:
         print(f"final test accuracy {stages.final_test_accuracy:.4f}")
-    if lottery is None:
+    if "lottery_ticket" in dyn.undefined:
+        print(f"lottery: undefined for family {dyn.family!r}: {dyn.undefined['lottery_ticket']}")
+    elif lottery is None:
         print("lottery: step 0 not in the run; predictors skipped")
     else:
         print(f"\nlottery ticket: winner predictors from step-0 weights vs the dominant frequency at step "
