@@ -117,7 +117,8 @@ def analyse_run(run_dir: Path, plan: Any, analyses: Sequence[str]) -> dict[str, 
     from ..series import load_run
 
     cfg = plan.config
-    row: dict[str, Any] = {"name": plan.name, "preset": cfg.preset, "p": cfg.p, "d_mlp": cfg.model_config().d_mlp,
+    row: dict[str, Any] = {"name": plan.name, "family": getattr(cfg, "family", "mlp"), "preset": cfg.preset,
+                           "p": cfg.p, "d_mlp": cfg.model_config().d_mlp,
                            "activation": cfg.activation, "init": cfg.init, "optimizer": cfg.optimizer,
                            "seed": cfg.seed, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
                            "train_fraction": cfg.train_fraction, "init_scale": cfg.init_scale, "steps": cfg.steps,
@@ -150,7 +151,8 @@ def analyse_run(run_dir: Path, plan: Any, analyses: Sequence[str]) -> dict[str, 
     if "lottery" in analyses:
         from ..analysis.lottery import lottery_from_series
 
-        if series.has_step0:
+        # the lottery ticket is derived for the paper's MLP only (analysis.claims: undefined elsewhere)
+        if series.has_step0 and series.family == "mlp":
             for k, v in lottery_from_series(series).rates().items():
                 row[f"lottery.{k}"] = v
     return row
