@@ -8,8 +8,7 @@ import torch
 from mechinterp_modadd import ConfigError, all_pairs, labels, load_checkpoint
 from mechinterp_modadd.cli import main
 from mechinterp_modadd.data import random_split
-from mechinterp_modadd.training import PRESETS, FullBatchObjective, preset, train
-from mechinterp_modadd.training.trainer import checkpoint_path
+from mechinterp_modadd.training import PRESETS, checkpoint_path, preset, train
 
 
 def test_presets_match_the_paper():
@@ -23,20 +22,24 @@ def test_presets_match_the_paper():
 
 
 @pytest.mark.parametrize("frac", [1.0, 0.6])
-def test_symmetric_objective_equals_full_grid(small_model, frac):
+def test_symmetric_objective_equals_full_grid(frac):
+    """The engine's metrics, taken over the p(p + 1)/2 unordered pairs with their weights, equal
+    cross-entropy and accuracy over all p^2 ordered pairs of each split."""
+    cfg = preset("grokking", p=13, d_mlp=64, steps=0, train_fraction=frac, split_seed=4)
+    res = train(cfg, progress=False, device="cpu")
+    m = res.metrics.iloc[0]
     split = random_split(13, frac, seed=4)
-    obj = FullBatchObjective(split)
-    loss, m = obj(small_model)
     P = all_pairs(13)
     with torch.no_grad():
-        logits = small_model(P).double()
+        logits = res.model(P).double()
     y = labels(P, 13)
     ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
     tr = split.train_mask
-    assert float(loss.detach()) == pytest.approx(float(ce[tr].mean()), rel=1e-6, abs=1e-9)
+    assert m["train_loss"] == pytest.approx(float(ce[tr].mean()), rel=1e-6, abs=1e-9)
     assert m["train_accuracy"] == pytest.approx(float((logits.argmax(-1) == y)[tr].double().mean()))
     if frac < 1:
         assert m["test_loss"] == pytest.approx(float(ce[~tr].mean()), rel=1e-6, abs=1e-9)
+        assert m["test_accuracy"] == pytest.approx(float((logits.argmax(-1) == y)[~tr].double().mean()))
     else:
         assert math.isnan(m["test_loss"])
 
@@ -92,20 +95,21 @@ def test_resume_after_kill_mid_interval(tmp_path):
     class Kill(Exception):
         pass
 
-    import mechinterp_modadd.training.trainer as tr
-    orig = tr._lr_at
+    from mechinterp_modadd.training.stack import Stack
 
-    def killing_lr(c, t):
+    orig = Stack.update
+
+    def killing_update(self, t):
         if t == 37:
             raise Kill()
-        return orig(c, t)
+        return orig(self, t)
 
-    tr._lr_at = killing_lr
+    Stack.update = killing_update
     try:
         with pytest.raises(Kill):
             train(cfg, tmp_path / "run", progress=False)
     finally:
-        tr._lr_at = orig
+        Stack.update = orig
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["train"]["steps"] == 40
     resumed = train(cfg, tmp_path / "run", resume=True, progress=False)

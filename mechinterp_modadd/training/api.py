@@ -218,9 +218,8 @@ def train(
         where = "" if dev.type == "cpu" else f" ({dev})"
         bar = stack.enter_context(tqdm(total=cfg.steps, initial=run.start, disable=not progress,
                                        desc=f"train p={cfg.p}{where}", unit="step", mininterval=0.5))
-        with thread_scope(_threads(cfg, 1, threads, dev)):
-            if run.start < cfg.steps:
-                train_chunk([run], dev, bar, extra=frozenset(checkpoint_steps or ()))
+        with thread_scope(_threads(cfg, 1, threads, dev)):  # step `start` runs even when it is the last
+            train_chunk([run], dev, bar, extra=frozenset(checkpoint_steps or ()))
     if run.status != "ok":
         raise ConfigError(f"training {run.status}: the train loss is not finite; lower the learning rate")
     metrics = metrics_frame(run.rows, run.start)  # run.start: the last step (the stop step if it stopped)

@@ -34,9 +34,10 @@ Adding a family, one file ``training/family_NAME.py``::
 
     register_train_family("concat_mlp", ConcatMLPFamily())
 
-:func:`get_train_family` imports ``training/family_NAME.py`` the first time ``NAME`` is asked
-for, so nothing else needs editing: ``TrainConfig(family="concat_mlp")`` trains it with
-``train`` and ``train_many``, alone or batched, with every optimizer of :mod:`.optim`.
+and one line in ``training/__init__.py``, ``from . import family_NAME`` (the package imports its
+families, so they are registered whenever training is imported, and the import graph shows it).
+Then ``TrainConfig(family="concat_mlp")`` trains with ``train`` and ``train_many``, alone or
+batched, with every optimizer of :mod:`.optim`.
 
 Bits: the generic step is exact autograd arithmetic, but ``vmap`` turns each product into a
 batched product whose BLAS may sum in another order than the single product, so a run trained
@@ -46,7 +47,6 @@ MLP and on a test family), not necessarily bit for bit.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -79,13 +79,7 @@ def register_train_family(name: str, family: TrainFamily) -> TrainFamily:
 
 
 def get_train_family(name: str) -> TrainFamily:
-    """The family registered as ``name``, importing ``training/family_<name>.py`` if need be."""
-    if name not in TRAIN_FAMILIES and isinstance(name, str) and name.isidentifier():
-        try:
-            importlib.import_module(f"{__package__}.family_{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.family_{name}":
-                raise
+    """The family registered as ``name`` (raises :class:`ConfigError` naming the known ones)."""
     if name not in TRAIN_FAMILIES:
         raise ConfigError(f"unknown training family {name!r}; known: {', '.join(sorted(TRAIN_FAMILIES))}")
     return TRAIN_FAMILIES[name]

@@ -117,7 +117,9 @@ class StackedOptimizer(ABC):
 
     @classmethod
     def check(cls, cfg: Any) -> None:
-        """Raise :class:`ConfigError` when ``cfg``'s values of :attr:`hyper` are out of range."""
+        """Raise :class:`ConfigError` when ``cfg``'s values of :attr:`hyper` are out of range (the
+        base class has no hyper-parameter to check)."""
+        return None
 
     def factor_shape(self, j: int) -> list[int]:
         """Shape that broadcasts an [S] vector along storage tensor ``j``'s run axis."""
