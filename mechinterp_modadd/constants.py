@@ -21,8 +21,9 @@ ACTIVATION_NAMES: tuple[str, ...] = ("abs", "cube", "exp", "gelu", "identity", "
 ACTIVATION_ALIASES: dict[str, str] = {"x^2": "quad", "square": "quad", "x": "identity", "linear": "identity",
                                       "x^3": "cube", "x^4": "quartic", "|x|": "abs"}
 
-#: The authors' five configurations (full batch, AdamW betas (0.9, 0.98), 10-step warm-up); the
-#: training presets of :mod:`mechinterp_modadd.training.config` are these dictionaries.
+#: The authors' five configurations (full batch, AdamW betas (0.9, 0.98), 10-step warm-up) and
+#: Gromov's (family concat_mlp, no warm-up); the training presets of
+#: :mod:`mechinterp_modadd.training.config` are these dictionaries.
 PRESETS: dict[str, dict[str, Any]] = {
     "standard": dict(activation="relu", optimizer="adamw", lr=5e-5, weight_decay=0.0,
                      train_fraction=1.0, steps=5000, init="random", init_scale=0.1),
@@ -34,6 +35,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                              train_fraction=1.0, steps=5000, init="single_freq", init_scale=0.02),
     "relu_single_freq": dict(activation="relu", optimizer="sgd", lr=0.01, weight_decay=0.0,
                              train_fraction=1.0, steps=10000, init="single_freq", init_scale=0.002),
+    # Gromov 2023's concatenated-input MLP (family concat_mlp; docs/science.md section 10.4)
+    "gromov": dict(family="concat_mlp", activation="quad", d_mlp=256, optimizer="adamw", lr=3e-3,
+                   weight_decay=1.0, train_fraction=0.5, steps=3000, init="random", init_scale=1.0,
+                   warmup_steps=0),
 }
 
 #: The preset names, in the order above.
