@@ -99,3 +99,16 @@ def test_cli_train_seeds_and_diagnose(tmp_path, capsys):
 def test_config_json_round_trip():
     cfg = small()
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_sweep_of_the_concat_family(tmp_path):
+    from mechinterp_modadd.sweeps import parse_spec, run_sweep
+
+    spec = parse_spec('analyses = ["diagnose", "lottery", "progress"]\n[grid]\npreset = "gromov"\np = 11\n'
+                      'd_mlp = [32]\nseed = "0-1"\nsteps = 60\nsave_every = 30\n', "gromov.toml")
+    table = run_sweep(spec, tmp_path / "sw", executor="local", progress=False)
+    df = table.frame
+    assert list(df["family"]) == ["concat_mlp", "concat_mlp"] and (df["d_mlp"] == 32).all()
+    assert "single_frequency.verdict" in df and not any(c.startswith("lottery.") for c in df)
+    again = run_sweep(spec, tmp_path / "sw", executor="local", progress=False)  # resumes: nothing to train
+    assert list(again.frame["name"]) == list(df["name"])
