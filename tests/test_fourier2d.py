@@ -175,3 +175,19 @@ def test_figures_render_the_decomposition():
     assert len(h.data) == 2 and "median" in h.data[0].name
     bars = frequency_energy_bars(f, key=[2])
     assert list(bars.data[0].x) == list(range(1, K + 1)) and bars.data[0].marker.color[1] == "#d62728"
+
+
+def test_shipped_standard_run_numbers():
+    """The 2D Fourier fractions `modadd diagnose` prints for the shipped checkpoint (docs/science.md
+    section 10.1): pre median 0.824, 10th percentile 0.502; post 0.771 / 0.419."""
+    from pathlib import Path
+
+    import mechinterp_modadd
+    from mechinterp_modadd.checkpoint import load_checkpoint
+    from mechinterp_modadd.diagnose import fourier2d_summary
+
+    ck = load_checkpoint(Path(mechinterp_modadd.__file__).parent / "_data" / "standard_p23_step_005000.safetensors")
+    s = fourier2d_summary(ck.model)
+    assert (round(s.pre["median"], 3), round(s.pre["p10"], 3)) == (0.824, 0.502)
+    assert (round(s.post["median"], 3), round(s.post["p10"], 3)) == (0.771, 0.419)
+    assert s.n_neurons == 512 and not s.sampled
