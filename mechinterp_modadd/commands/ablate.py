@@ -90,7 +90,8 @@ def _run(args: argparse.Namespace) -> int:
     for r in c.reasons:
         print(f"  - {r}")
     # every output is built before any is written: a failure leaves no partial set of files
-    doc = {"p": model.cfg.p, "d_mlp": model.cfg.d_mlp, "activation": act, "source": str(args.checkpoint),
+    doc = {"family": ckpt.family, "p": model.cfg.p, "d_mlp": model.cfg.d_mlp, "activation": act,
+           "source": str(args.checkpoint),
            **ablation_document(suite, {"seed": args.seed, "noise_scaling": True,
                                        "max_pairs": None if suite.sample.exact else suite.sample.n_pairs})}
     text = json.dumps(stamp(doc, "ablate"), indent=1, allow_nan=False) + "\n" if args.json else None
