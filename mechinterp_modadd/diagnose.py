@@ -166,12 +166,16 @@ class Fourier2DSummary:
     """The 2D Fourier fraction of variance explained by one frequency, per neuron, summarised:
     median and 10th percentile over the neurons, for the pre- and post-activations over the p x p
     grid (:meth:`mechinterp_modadd.fourier2d.Fourier2D.best_fraction`). ``sampled``: a seeded
-    sample of ``n_neurons`` neurons was read (large models, see :data:`FOURIER2D_MAX_NUMBERS`)."""
+    sample of ``n_neurons`` neurons was read (large models, see :data:`FOURIER2D_MAX_NUMBERS`).
+    ``pre_fractions`` / ``post_fractions``: the per-neuron fractions (the page's histogram; not in
+    the JSON)."""
 
     pre: dict[str, float]
     post: dict[str, float]
     n_neurons: int
     sampled: bool
+    pre_fractions: tuple[float, ...] = field(default=(), repr=False)
+    post_fractions: tuple[float, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pre": dict(self.pre), "post": dict(self.post), "n_neurons": self.n_neurons, "sampled": self.sampled}
@@ -195,8 +199,10 @@ def fourier2d_summary(model, ctx: DiagnosisContext | None = None) -> Fourier2DSu
         idx = torch.randperm(M, generator=g)[:FOURIER2D_SAMPLE].sort().values
         view = fam.neuron_view(model, neurons=idx)
         sampled = True
-    return Fourier2DSummary(pre=view.fourier2d("pre").summary(), post=view.fourier2d("post").summary(),
-                            n_neurons=view.n, sampled=sampled)
+    pre, post = view.fourier2d("pre"), view.fourier2d("post")
+    return Fourier2DSummary(pre=pre.summary(), post=post.summary(), n_neurons=view.n, sampled=sampled,
+                            pre_fractions=tuple(pre.best_fraction.tolist()),
+                            post_fractions=tuple(post.best_fraction.tolist()))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from torch import Tensor
 from ..fourier import basis_labels
 from ..fourier2d import Fourier2D
 
-__all__ = ["coefficient_heatmap", "activation_heatmap", "fraction_histogram", "frequency_energy_bars"]
+__all__ = ["coefficient_heatmap", "activation_heatmap", "fraction_histogram", "frequency_energy_bars",
+           "summary_histogram"]
 
 
 def coefficient_heatmap(f: Fourier2D, neuron: int = 0, *, energy: bool = False, title: str | None = None) -> go.Figure:
@@ -74,4 +75,16 @@ def frequency_energy_bars(f: Fourier2D, key: Sequence[int] | None = None, *,
     colors = ["#d62728" if k in key else "#1f77b4" for k in ks]
     fig = go.Figure(go.Bar(x=ks, y=tot, marker_color=colors))
     fig.update_layout(title=title, xaxis_title="k", yaxis_title="energy", height=380)
+    return fig
+
+
+def summary_histogram(summary, *, bins: int = 40) -> go.Figure:
+    """Histograms of the per-neuron fractions held by a diagnosis'
+    :class:`~mechinterp_modadd.diagnose.Fourier2DSummary` (pre- and post-activations)."""
+    fig = go.Figure()
+    for name, vals, s in (("pre", summary.pre_fractions, summary.pre), ("post", summary.post_fractions, summary.post)):
+        fig.add_trace(go.Histogram(x=list(vals), name=f"{name} (median {s['median']:.2f}, 10th pct {s['p10']:.2f})",
+                                   opacity=0.6, xbins=dict(start=0, end=1, size=1 / bins)))
+    fig.update_layout(barmode="overlay", title="Variance explained by one frequency, per neuron (2D Fourier)",
+                      xaxis_title="fraction of the neuron's variance", yaxis_title="neurons", height=400)
     return fig
