@@ -191,16 +191,18 @@ def fourier2d_summary(model, ctx: DiagnosisContext | None = None) -> Fourier2DSu
     """:class:`Fourier2DSummary` of ``model`` through its neuron view (``ctx.view`` when it fits)."""
     fam = family_of(model)
     M, p = fam.d_mlp(model), int(model.cfg.p)
+    from .fourier2d import fourier2d
+
     if 2 * p * p * M <= FOURIER2D_MAX_NUMBERS:
         view = ctx.view if ctx is not None else fam.neuron_view(model)
-        sampled = False
-    else:
+        pre_acts, post_acts, sampled = view.pre, view.post, False
+    else:  # a seeded sample of neurons, read without the rest of the view
         g = torch.Generator().manual_seed(0)
         idx = torch.randperm(M, generator=g)[:FOURIER2D_SAMPLE].sort().values
-        view = fam.neuron_view(model, neurons=idx)
+        pre_acts, post_acts = fam.activations(model, neurons=idx)
         sampled = True
-    pre, post = view.fourier2d("pre"), view.fourier2d("post")
-    return Fourier2DSummary(pre=pre.summary(), post=post.summary(), n_neurons=view.n, sampled=sampled,
+    pre, post = fourier2d(pre_acts), fourier2d(post_acts)
+    return Fourier2DSummary(pre=pre.summary(), post=post.summary(), n_neurons=pre.n, sampled=sampled,
                             pre_fractions=tuple(pre.best_fraction.tolist()),
                             post_fractions=tuple(post.best_fraction.tolist()))
 

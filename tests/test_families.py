@@ -242,3 +242,22 @@ def test_parse_prefers_linear_layout():
     # a square-ish case: width 2p; the nn.Linear layout [out, in] is read first
     lay = parse_concat_state_dict({"i": torch.zeros(2 * P, 2 * P), "o": torch.zeros(P, 2 * P)})
     assert (lay.p, lay.width) == (P, 2 * P)
+
+
+def test_activations_without_the_rest(mlp, concat):
+    for model in (mlp, concat):
+        fam = family_of(model)
+        pre, post = fam.activations(model, neurons=[3, 1])
+        view = neuron_view(model, neurons=[3, 1])
+        assert torch.equal(pre, view.pre) and torch.equal(post, view.post)
+
+
+def test_sampled_fourier2d_summary(monkeypatch, mlp):
+    import mechinterp_modadd.diagnose as dg
+
+    full = dg.fourier2d_summary(mlp)
+    monkeypatch.setattr(dg, "FOURIER2D_MAX_NUMBERS", 10)
+    monkeypatch.setattr(dg, "FOURIER2D_SAMPLE", 24)  # every neuron, through the sampled path
+    s = dg.fourier2d_summary(mlp)
+    assert s.sampled and s.n_neurons == 24 and "a seeded sample of 24 neurons" in s.text()
+    assert s.pre == full.pre and s.post == full.post and not full.sampled

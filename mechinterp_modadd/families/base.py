@@ -25,7 +25,8 @@ What a subclass provides (class attributes, then methods):
   through the model's hook points (so TransformerLens hooks attached to the model apply), of all
   neurons or of ``neurons=``;
 - optionally :meth:`Family.d_mlp` (the number of hidden neurons of a model; default
-  ``model.cfg.d_mlp``) and :meth:`Family.activation_name`.
+  ``model.cfg.d_mlp``), :meth:`Family.activation_name` and :meth:`Family.activations` (pre and
+  post of some neurons without the rest of the view, for large models).
 
 :func:`check_tensor` is the shared validation of one state-dict entry (tensor, shape, float,
 finite) that every loader uses, so every family words its errors alike.
@@ -118,6 +119,14 @@ class Family(ABC):
     @abstractmethod
     def neuron_view(self, model: Any, neurons: Sequence[int] | Tensor | slice | None = None) -> Any:
         """The model's :class:`~mechinterp_modadd.neurons.NeuronView` (all neurons, or ``neurons``)."""
+
+    def activations(self, model: Any, neurons: Sequence[int] | Tensor | slice | None = None
+                    ) -> tuple[Tensor, Tensor]:
+        """float64 pre- and post-activations [p*p, n] of ``neurons`` on all pairs: the view's
+        ``pre`` and ``post`` without the rest of it (a family may override this with a cheaper pass;
+        the default builds the view)."""
+        view = self.neuron_view(model, neurons=neurons)
+        return view.pre, view.post
 
     def __repr__(self) -> str:
         return f"<family {self.name!r}: {self.description}>"

@@ -119,7 +119,19 @@ class MLPFamily(Family):
 
     # ------------------------------------------------------------------------------- the view
     @torch.no_grad()
+    def activations(self, model: ModAddMLP, neurons: Sequence[int] | Tensor | slice | None = None
+                    ) -> tuple[Tensor, Tensor]:
+        """pre and post [p*p, n] of ``neurons`` without the view's ``rest`` (no pass over the other
+        neurons' contributions: cheap for a sample of a wide model)."""
+        return self._pass(model, neurons, with_rest=False)[:2]
+
+    @torch.no_grad()
     def neuron_view(self, model: ModAddMLP, neurons: Sequence[int] | Tensor | slice | None = None) -> NeuronView:
+        pre, post, rest, idx, W = self._pass(model, neurons, with_rest=True)
+        return NeuronView(family=self.name, p=int(model.cfg.p), pre=pre, post=post, W=W, rest=rest,
+                          neurons=idx, hook_pre=self.hook_pre, hook_post=self.hook_post)
+
+    def _pass(self, model: ModAddMLP, neurons, with_rest: bool):
         w = weights64(model)
         p, M = w.p, w.d_mlp
         idx = neuron_index(neurons, M)
@@ -146,10 +158,9 @@ class MLPFamily(Family):
                 pre[sl], post[sl] = h, a
             else:
                 pre[sl], post[sl] = h[:, idx], a[:, idx]
-                if bool(others.any()):
+                if with_rest and bool(others.any()):
                     rest[sl] = a[:, others] @ w.W_out.T[others]
-        return NeuronView(family=self.name, p=p, pre=pre, post=post, W=w.W_out.T if full else w.W_out.T[idx], rest=rest,
-                          neurons=idx, hook_pre=self.hook_pre, hook_post=self.hook_post)
+        return pre, post, rest, idx, (w.W_out.T if full else w.W_out.T[idx])
 
 
 register_family(MLPFamily())
