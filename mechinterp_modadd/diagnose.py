@@ -157,7 +157,7 @@ def build_context(model) -> DiagnosisContext:
 
 #: Above this many float64 numbers (pre and post over all p^2 pairs) the 2D Fourier summary reads a
 #: seeded sample of :data:`FOURIER2D_SAMPLE` neurons instead of all of them.
-FOURIER2D_MAX_NUMBERS = 2**26
+FOURIER2D_MAX_NUMBERS = 2**23  # 64 MiB of float64
 FOURIER2D_SAMPLE = 512
 
 
