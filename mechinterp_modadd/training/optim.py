@@ -202,7 +202,6 @@ class AdamW(StackedOptimizer):
         wd = torch.tensor(self._wd, dtype=torch.float64, device=lr.device)[None]
         self._neg_step = (-(lr / bc1)).float()  # [T, S]
         self._decay = (1 - lr * wd).float()
-        self._i0 = 0
         # runs that share lr, schedule and weight decay (e.g. a batch of seeds) take each factor as
         # one Python number (a float32 value), so the last two passes fuse into addcdiv_
         same = bool((lr == lr[:, :1]).all()) and len(set(self._wd)) == 1
