@@ -261,3 +261,21 @@ def test_sampled_fourier2d_summary(monkeypatch, mlp):
     s = dg.fourier2d_summary(mlp)
     assert s.sampled and s.n_neurons == 24 and "a seeded sample of 24 neurons" in s.text()
     assert s.pre == full.pre and s.post == full.post and not full.sampled
+
+
+def test_plain_safetensors_and_torch_files_load(tmp_path):
+    from safetensors.torch import save_file
+
+    from mechinterp_modadd.checkpoint import load_checkpoint
+
+    torch.manual_seed(1)
+    net = TorchConcat(P, 12, bias=False)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp_path / "net.safetensors")
+    torch.save({"state_dict": net.state_dict(), "epoch": 3}, tmp_path / "net.pt")
+    pairs = all_pairs(P)
+    for f in ("net.safetensors", "net.pt"):
+        ck = load_checkpoint(tmp_path / f, activation="quad")
+        assert ck.family == "concat_mlp" and ck.source_format == "state_dict"
+        assert torch.allclose(ck.model(pairs), net(pairs), atol=1e-5)
+    with pytest.raises(CheckpointError, match="p mismatch"):
+        load_checkpoint(tmp_path / "net.pt", activation="quad", p=13)

@@ -12,8 +12,9 @@ registered here by name. The registry answers four questions:
 
 Registered here: ``"mlp"`` (the paper's network, :class:`~mechinterp_modadd.model.ModAddMLP`) and
 ``"concat_mlp"`` (one-hot x and y concatenated, separate weights,
-:class:`~mechinterp_modadd.families.concat_mlp.ConcatMLP`). A new family registers itself with
-:func:`register_family` in its own module, imported at the end of this file (or by the user)::
+:class:`~mechinterp_modadd.families.concat_mlp.ConcatMLP`). A family module registers its adapter
+with :func:`register_family` when imported (this package imports its own at the top); a new family
+does the same in its own module, imported by the user or added to the imports here::
 
     from mechinterp_modadd.families import register_family
     from mechinterp_modadd.families.base import Family
