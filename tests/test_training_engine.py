@@ -43,6 +43,17 @@ def _bits_machine() -> bool:
 BITS = _bits_machine()
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Both sides on one intra-op thread: the frozen loop would otherwise run on torch's default count
+    while the engine picks its own from the machine's load, and a product split over two threads sums
+    in another order (different bits, same numbers to rounding)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _same(model_a, model_b, metrics_a: pd.DataFrame, metrics_b: pd.DataFrame, *, bits: bool = BITS,
           rel: float = 1e-6, wtol: float = 1e-4) -> None:
     """Weights and per-step losses of two runs: equal bit for bit (``bits``), else losses within
