@@ -165,10 +165,11 @@ def _announce_training(cfg, max_memory: int | None) -> None:
     step and for the run when it may last longer than a few minutes (see training.estimate)."""
     from ..errors import ConfigError
     from ..memory import format_bytes
-    from ..training.estimate import REPORT_AFTER_S, available_memory, estimate_training, run_bytes
+    from ..training import get_train_family
+    from ..training.estimate import REPORT_AFTER_S, available_memory, estimate_training
 
     mcfg = cfg.model_config()
-    need = run_bytes(mcfg.p, mcfg.d_mlp)
+    need = get_train_family(cfg.family).run_bytes(cfg, 0)
     what = f"a full-batch training step at p = {mcfg.p}, d_mlp = {mcfg.d_mlp} needs about {format_bytes(need)}"
     if max_memory is not None and need > max_memory:
         raise ConfigError(f"--max-memory {format_bytes(max_memory)}: {what}; raise the budget or lower --d-mlp")
