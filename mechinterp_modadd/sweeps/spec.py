@@ -37,7 +37,6 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModAddError
@@ -48,7 +47,7 @@ else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport (a de
     import tomli as tomllib
 
 __all__ = ["SweepSpec", "RunPlan", "SpecError", "parse_spec", "load_spec", "spec_from_dict", "ANALYSES", "PAGES",
-           "GRID_KEYS", "spec_differences"]
+           "GRID_KEYS", "MAX_RUNS", "spec_differences"]
 
 #: analyses a sweep can run on each finished run
 ANALYSES = ("diagnose", "lottery", "progress")
@@ -58,6 +57,9 @@ PAGES = ("lottery", "grokking", "primes")
 GRID_KEYS = ("preset", "p", "d_mlp", "activation", "init_scale", "lr", "weight_decay", "train_fraction", "steps",
              "save_every", "stop_accuracy", "stop_window", "seed")
 _TOP_KEYS = ("name", "page", "analyses", "threads", "grid")
+#: most runs one sweep may plan: a larger grid is refused, with its count, before anything is
+#: built or written (split it into several sweeps)
+MAX_RUNS = 10_000
 _FLOAT_KEYS = ("lr", "weight_decay", "train_fraction", "init_scale", "stop_accuracy")
 _INT_KEYS = ("p", "steps", "save_every", "stop_window", "seed")
 
@@ -132,6 +134,9 @@ def _seeds(source: str, v: Any) -> list[int]:
                 raise _fail(source, "grid.seed", f"expected integers or ranges like '0-63', got {v!r}") from None
             if hi < lo:
                 raise _fail(source, "grid.seed", f"empty range {part!r}")
+            if hi - lo + 1 > MAX_RUNS:
+                raise _fail(source, "grid.seed", f"{part!r} names {hi - lo + 1:,} seeds; a sweep plans at most "
+                            f"{MAX_RUNS:,} runs (split it into several sweeps)")
             out += range(lo, hi + 1)
         return out
     return _as_list(source, "seed", v)
@@ -210,6 +215,11 @@ def spec_from_dict(doc: dict[str, Any], source: str = "<spec>") -> SweepSpec:
     grid.setdefault("preset", ["standard"])
     grid.setdefault("p", [23])
     grid.setdefault("seed", [0])
+    n_runs = math.prod(len(v) for v in grid.values())
+    if n_runs > MAX_RUNS:
+        sizes = " x ".join(f"{len(v)} {k}" for k, v in grid.items() if len(v) > 1)
+        raise _fail(source, "grid", f"{n_runs:,} runs ({sizes}); a sweep plans at most {MAX_RUNS:,} runs (split "
+                    f"the grid into several sweeps)")
     name = doc.get("name", "")
     if not isinstance(name, str):
         raise _fail(source, "name", f"expected a string, got {name!r}")
@@ -284,12 +294,27 @@ def parse_spec(text: str, source: str = "<spec>", overrides: dict[str, Any] | No
 
 def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> SweepSpec:
     """Read and parse a TOML spec file (``overrides``: grid keys to replace)."""
-    path = Path(path)
+    from ..inputs import check_input_path
+
+    path = check_input_path(path, what="sweep spec", kind="file", error=SpecError)  # stat only: no pipe is read
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as e:
         raise SpecError(f"{path}: cannot read the sweep spec ({e.strerror})") from None
-    return parse_spec(text, str(path), overrides)
+    return parse_spec(decode_spec(data, str(path)), str(path), overrides)
+
+
+def decode_spec(data: bytes, source: str) -> str:
+    """The text of a spec file: UTF-8 (TOML's encoding), with a leading BOM allowed; binary content
+    or another encoding is refused in one line naming the file and the first bad byte."""
+    if b"\x00" in data[:8192]:
+        raise SpecError(f"{source}: not a text file (it holds NUL bytes); a sweep spec is TOML text in UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise SpecError(f"{source}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); a sweep spec is "
+                        f"TOML in UTF-8: save it as UTF-8") from None
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:
