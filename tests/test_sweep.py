@@ -102,7 +102,7 @@ def test_cli_bad_inputs_exit_2(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")]) == 2
     assert main(["sweep", "--preset", "nope", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "exactly one of SPEC.toml and --preset" in err and "cannot read the sweep spec" in err
+    assert "exactly one of SPEC.toml and --preset" in err and "no such sweep spec" in err
     assert "unknown sweep preset 'nope'" in err
     assert main(["sweep", "--preset", "grokking", "--print-spec"]) == 0
     assert "weight_decay = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0]" in capsys.readouterr().out

@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ModAddError
+from ..errors import ConfigError, ModAddError, ModAddWarning
 from ..locks import FolderLock
 from .budget import check_sweep_budget
 from .runner import is_complete, read_row, resolve_device, run_batch
@@ -140,6 +141,8 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, executor: str = "ray",
     _check_out(spec, out)
     check_sweep_budget(spec, [r for r in spec.runs if not is_complete(out, r.name)], out,
                        check_memory=address is None)
+    for note in spec.notes:  # e.g. a composite p: said once the sweep is known to start
+        warnings.warn(note, ModAddWarning, stacklevel=2)
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -36,10 +36,11 @@ import json
 import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError, ModAddError
+from ..errors import ConfigError, ModAddError, ModAddWarning
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -94,6 +95,9 @@ class SweepSpec:
     threads: int = 1
     source: str = "<spec>"
     runs: tuple[RunPlan, ...] = field(default=(), repr=False, compare=False)
+    #: warnings about the grid (e.g. a composite p), raised by :func:`run_sweep` only once the sweep
+    #: passed every check: a refused sweep prints its one error line alone
+    notes: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised spec (what ``DIR/sweep.json`` stores and compares)."""
@@ -234,10 +238,13 @@ def spec_from_dict(doc: dict[str, Any], source: str = "<spec>") -> SweepSpec:
         raise _fail(source, "threads", f"expected a positive integer, got {threads!r}")
     spec = SweepSpec(grid=grid, name=name, page=page, analyses=tuple(dict.fromkeys(analyses)), threads=threads,
                      source=source)
-    runs = _expand(spec)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ModAddWarning)
+        runs = _expand(spec)
     _check_page(spec, runs)
+    notes = tuple(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ModAddWarning)))
     return SweepSpec(grid=grid, name=name, page=page, analyses=spec.analyses, threads=threads, source=source,
-                     runs=tuple(runs))
+                     runs=tuple(runs), notes=notes)
 
 
 def _expand(spec: SweepSpec) -> list[RunPlan]:
