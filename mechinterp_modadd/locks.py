@@ -60,7 +60,9 @@ def _describe(info: dict[str, Any] | None) -> str:
 class FolderLock:
     """Exclusive writer lock on a folder (a run, a batch of runs, a sweep).
 
-    Use as a context manager or with :meth:`acquire` / :meth:`release`. The folder must exist.
+    Use as a context manager or with :meth:`acquire` / :meth:`release`, keeping a reference for as
+    long as the lock must be held (like any ``filelock`` lock, a collected one is released). The
+    folder must exist.
 
     Args:
         folder: the folder to lock.

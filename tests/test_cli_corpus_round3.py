@@ -311,7 +311,7 @@ _RACER = textwrap.dedent("""
     while not os.path.exists(go):
         pass
     try:
-        FolderLock(folder).acquire()
+        lock = FolderLock(folder).acquire()  # kept referenced: a collected lock is released
         print("won", flush=True)
         while not os.path.exists(stop):  # hold the lock until every racer has tried
             time.sleep(0.01)
