@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .commands import COMMAND_MODULES
 from .commands.registry import COMMANDS, command
-from .constants import PRESET_NAMES, version
+from .constants import MAX_RUNS, PRESET_NAMES, version
 from .errors import ModAddError
 from .memory import add_max_memory_argument, memory_budget
 
@@ -70,6 +70,9 @@ def _int_values(text: str) -> list[int]:
             a, b = int(lo), int(hi)
             if b < a:
                 raise ValueError
+            if b - a + 1 > MAX_RUNS:
+                raise argparse.ArgumentTypeError(f"{text!r} names {b - a + 1:,} values; one command trains at most "
+                                                 f"{MAX_RUNS:,} runs (split it into several)")
             return list(range(a, b + 1))
         return [int(t)]
     except ValueError:
@@ -122,13 +125,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from .errors import ConfigError
     from .training import preset, train, train_many
 
-    grid = {
-        "seed": sorted(set(itertools.chain.from_iterable(args.seed))) if args.seed else [0],
-        "lr": args.lr or [None],
-        "weight_decay": args.weight_decay or [None],
-        "train_fraction": args.train_fraction or [None],
-        "init_scale": args.init_scale or [None],
-    }
+    grid = _train_grid(args)
     cfgs = [preset(args.preset, p=args.p, d_mlp=args.d_mlp, steps=args.steps, activation=args.activation,
                    save_every=args.save_every, stop_accuracy=args.stop_accuracy, stop_window=args.stop_window,
                    **dict(zip(grid, values, strict=True)))
@@ -161,6 +158,30 @@ def _run_train(args: argparse.Namespace) -> int:
     print(f"run folder: {out}")
     print(f"{summary_line(res.metrics.iloc[-1])}  ({dt:.1f} s)")
     return 0
+
+
+def _train_grid(args: argparse.Namespace) -> dict[str, list]:
+    """The values of the multi-valued flags of ``train`` (their product is the runs). A product above
+    :data:`~mechinterp_modadd.constants.MAX_RUNS` runs is refused with its count (standard library
+    only: the CLI checks it before torch loads and before anything is written)."""
+    import itertools
+    import math
+
+    from .errors import ConfigError
+
+    grid = {
+        "seed": sorted(set(itertools.chain.from_iterable(args.seed))) if args.seed else [0],
+        "lr": args.lr or [None],
+        "weight_decay": args.weight_decay or [None],
+        "train_fraction": args.train_fraction or [None],
+        "init_scale": args.init_scale or [None],
+    }
+    n = math.prod(len(v) for v in grid.values())
+    if n > MAX_RUNS:
+        sizes = " x ".join(f"{len(v)} --{k.replace('_', '-')}" for k, v in grid.items() if len(v) > 1)
+        raise ConfigError(f"{sizes} = {n:,} runs; one command trains at most {MAX_RUNS:,} runs (split the grid "
+                          f"into several commands or use modadd sweep)")
+    return grid
 
 
 def summary_line(last) -> str:
@@ -289,6 +310,12 @@ def _check_paths(args: argparse.Namespace) -> None:
     from .inputs import check_folder_entries, check_input_path
     from .outputs import check_output_files, check_output_folders
 
+    if args.command == "train":
+        _train_grid(args)  # the number of runs, before torch loads
+        if args.resume and args.out and Path(args.out).is_dir():
+            from .errors import RunFolderError
+
+            check_folder_entries(args.out, error=RunFolderError)  # no pipe among the files --resume reads
     inputs = []
     for name in INPUT_OPTIONS:
         value = getattr(args, name, None)

@@ -5,7 +5,7 @@ where a folder is expected (or the reverse), and anything that is not a regular 
 named pipe, a character or block device, a socket). Those are never opened: reading a pipe as a
 checkpoint would block forever, reading a device could read without end. :func:`check_folder_entries`
 applies the same test to the entries of a run or sweep folder (the folder itself, its
-``checkpoints/`` and ``runs/`` sub-folders), so a pipe planted inside a run is refused too.
+sub-folders a few levels down), so a pipe planted inside a run, a batch or a sweep is refused too.
 
 Standard library only (core layer): the command line runs these checks before torch loads, so an
 argument or path error answers in well under a second.
@@ -81,30 +81,26 @@ def regular_file(path: str | os.PathLike) -> bool:
         return False
 
 
-#: sub-folders of a run or sweep folder whose entries the commands read
-_READ_SUBFOLDERS = ("checkpoints", "runs")
-
-
 def check_folder_entries(folder: str | os.PathLike, *, error: type[ModAddError] = CheckpointError,
-                         limit: int = 200_000) -> None:
-    """Refuse a folder holding a pipe, device or socket where a command reads files: among its own
-    entries or those of its ``checkpoints/`` and ``runs/`` sub-folders (``lstat``: a link is judged
-    by what it points to). At most ``limit`` entries are looked at."""
+                         depth: int = 3, limit: int = 200_000) -> None:
+    """Refuse a folder holding a pipe, device or socket anywhere a command may read: among its
+    entries and those of its sub-folders down to ``depth`` levels (a run's ``checkpoints/``, a
+    batch's ``seed0/checkpoints/``, a sweep's ``runs/NAME/``). Judged by ``stat`` (a link by what it
+    points to); at most ``limit`` entries are looked at."""
     folder = Path(folder)
     seen = 0
-
-    def scan(d: Path) -> list[Path]:
-        nonlocal seen
-        subs = []
+    todo = [(folder, 0)]
+    while todo:
+        d, level = todo.pop()
         try:
             it = os.scandir(d)
         except OSError:
-            return subs
+            continue
         with it:
             for entry in it:
                 seen += 1
                 if seen > limit:
-                    return subs
+                    return
                 try:
                     mode = entry.stat(follow_symlinks=True).st_mode
                 except OSError:
@@ -112,12 +108,5 @@ def check_folder_entries(folder: str | os.PathLike, *, error: type[ModAddError] 
                 special = special_kind(mode)
                 if special is not None:
                     raise error(f"{Path(entry.path)}: is {special} inside {folder}; refusing to read it")
-                if stat.S_ISDIR(mode):
-                    subs.append(Path(entry.path))
-        return subs
-
-    for sub in scan(folder):
-        if sub.name in _READ_SUBFOLDERS:
-            for inner in scan(sub):
-                if sub.name == "runs":
-                    scan(inner)
+                if stat.S_ISDIR(mode) and level + 1 < depth and not entry.is_symlink():
+                    todo.append((Path(entry.path), level + 1))

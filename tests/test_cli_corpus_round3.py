@@ -180,6 +180,14 @@ CORPUS3: list[Bad] = [
     Bad("sweep-disk-budget", "sweep",
         lambda ws: _sweep(ws, "[grid]\np = 5\nd_mlp = 8\nsteps = 1000000000\nsave_every = 1\n")),
     Bad("sweep-folder-locked-by-another-sweep", "sweep", _locked_sweep),
+    # ---- train: grids counted before anything is built; files --resume reads are no pipes
+    Bad("train-seed-0-100000", "train", lambda ws: ["train", *RUN_ARGS, "--seed", "0-100000", "--out",
+                                                    str(ws.root / "many")]),
+    Bad("train-grid-product-above-the-limit", "train",
+        lambda ws: ["train", *RUN_ARGS, "--seed", "0-999", "--lr", *[f"{i}e-3" for i in range(1, 12)], "--out",
+                    str(ws.root / "many")]),
+    Bad("train-resume-pipe-in-the-run", "train",
+        lambda ws: ["train", *RUN_ARGS, "--steps", "4", "--out", str(_run_with_pipe(ws)), "--resume", "--quiet"]),
     # ---- report SWEEP: results.csv cross-checked against sweep.json and runs/
     Bad("report-sweep-results-truncated", "report",
         lambda ws: ["report", str(_sweep_copy(ws, ws.sweep, _half_results)), "--out", str(ws.root / "r.html")]),
@@ -208,7 +216,8 @@ NAMES: dict[str, str] = {
     "sweep-p-100001": "grid.p", "sweep-disk-budget": "of disk",
     "sweep-folder-locked-by-another-sweep": "another process", "report-sweep-results-truncated": "results.csv",
     "report-sweep-run-folder-gone": "results.csv", "report-sweep-results-missing": "results.csv",
-    "report-sweep-spec-not-json": "sweep.json",
+    "report-sweep-spec-not-json": "sweep.json", "train-seed-0-100000": "100,001",
+    "train-grid-product-above-the-limit": "11,000 runs", "train-resume-pipe-in-the-run": "named pipe",
 }
 
 
@@ -263,6 +272,9 @@ EARLY = [
     ["report", "{ckpt}", "--out", "{ws}/r.html", "--png", "{ws}/afile"],
     ["sweep", "{ws}/fifo", "--out", "{ws}/sw"],
     ["diagnose", "--threads", "-1"],
+    ["train", "--preset", "standard", "--seed", "0-100000"],
+    ["train", "--preset", "standard", "--seed", "0-999", "--lr", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10",
+     "11", "--out", "{ws}/many"],
 ]
 
 

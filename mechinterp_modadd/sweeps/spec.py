@@ -40,6 +40,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..constants import MAX_RUNS as _MAX_RUNS
 from ..errors import ConfigError, ModAddError, ModAddWarning
 
 if sys.version_info >= (3, 11):
@@ -58,9 +59,9 @@ PAGES = ("lottery", "grokking", "primes")
 GRID_KEYS = ("preset", "p", "d_mlp", "activation", "init_scale", "lr", "weight_decay", "train_fraction", "steps",
              "save_every", "stop_accuracy", "stop_window", "seed")
 _TOP_KEYS = ("name", "page", "analyses", "threads", "grid")
-#: most runs one sweep may plan: a larger grid is refused, with its count, before anything is
-#: built or written (split it into several sweeps)
-MAX_RUNS = 10_000
+#: most runs one sweep may plan (:data:`mechinterp_modadd.constants.MAX_RUNS`): a larger grid is
+#: refused, with its count, before anything is built or written (split it into several sweeps)
+MAX_RUNS = _MAX_RUNS
 _FLOAT_KEYS = ("lr", "weight_decay", "train_fraction", "init_scale", "stop_accuracy")
 _INT_KEYS = ("p", "steps", "save_every", "stop_window", "seed")
 
