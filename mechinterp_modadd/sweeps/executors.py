@@ -56,7 +56,7 @@ def group_batches(runs: Sequence[RunPlan], max_batch: int = 16, workers: int = 1
     return out
 
 
-def _check_out(spec: SweepSpec, out: Path) -> bool:
+def _check_folder(spec: SweepSpec, out: Path) -> bool:
     """Check ``--out`` without writing: absent, empty (lock files aside) or a sweep of this very spec.
     Returns whether it already is that sweep."""
     from ..inputs import regular_file
@@ -92,7 +92,7 @@ def _prepare(spec: SweepSpec, out: Path) -> None:
     """Under the folder's lock: check ``out`` again, store the spec when new, clear old batches."""
     from ..fileio import atomic_write_text
 
-    if not _check_out(spec, out):
+    if not _check_folder(spec, out):
         atomic_write_text(out / SPEC_FILE, json.dumps(spec.to_dict(), indent=1))
     shutil.rmtree(out / ".work", ignore_errors=True)  # batches of a killed earlier attempt
 
@@ -138,7 +138,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, executor: str = "ray",
         raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
     dev = resolve_device(device)
     # everything is checked before anything is written: the folder, then memory and disk
-    _check_out(spec, out)
+    _check_folder(spec, out)
     check_sweep_budget(spec, [r for r in spec.runs if not is_complete(out, r.name)], out,
                        check_memory=address is None)
     for note in spec.notes:  # e.g. a composite p: said once the sweep is known to start
