@@ -28,8 +28,8 @@ def build_sweep_page(path: str | os.PathLike, n_planned: int | None = None) -> H
     table = agg.SweepTable.from_folder(path)
     spec = table.spec
     page = HtmlReport(f"modadd sweep: {spec.get('name') or Path(path).name}")
-    done = f"{table.n_complete} runs" if n_planned in (None, table.n_complete) else \
-        f"{table.n_complete} of {n_planned} planned runs complete"
+    n = table.n_complete
+    done = f"{n} run{'' if n == 1 else 's'}" if n_planned in (None, n) else f"{n} of {n_planned} planned runs complete"
     page.text(f"{done}; grid: " + "; ".join(f"{k} = {v}" for k, v in spec.get("grid", {}).items()))
     kind = spec.get("page")
     if kind == "lottery":
