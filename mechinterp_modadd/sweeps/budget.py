@@ -1,7 +1,7 @@
 """What a sweep will need, checked before anything is written: memory of one run, disk of all runs.
 
-- Memory: one full-batch training step of the largest run shape needs about
-  :func:`~mechinterp_modadd.training.estimate.step_bytes` (p, d_mlp) bytes; a sweep whose largest
+- Memory: one run of the largest shape holds about
+  :func:`~mechinterp_modadd.training.estimate.run_bytes` (p, d_mlp) bytes; a sweep whose largest
   run needs more than the memory available on this machine (``MemAvailable``; skipped when joining
   a Ray cluster with ``--address``, whose workers' memory is not known here) is refused, naming
   ``grid.p`` / ``grid.d_mlp`` and the two sizes.
@@ -62,18 +62,18 @@ def check_sweep_budget(spec: Any, runs: Sequence[Any], out: str | os.PathLike, *
     """Refuse (:class:`SpecError`, one line) a sweep whose largest run cannot fit this machine's memory
     or whose ``runs`` (the missing ones) cannot fit the free disk under ``out``."""
     from ..memory import format_bytes
-    from ..training.estimate import available_memory, step_bytes
+    from ..training.estimate import available_memory, run_bytes
 
     if not runs:
         return
     if check_memory:
-        big = max(runs, key=lambda r: step_bytes(r.config.p, r.config.model_config().d_mlp))
+        big = max(runs, key=lambda r: run_bytes(r.config.p, r.config.model_config().d_mlp))
         mcfg = big.config.model_config()
-        need = step_bytes(mcfg.p, mcfg.d_mlp)
+        need = run_bytes(mcfg.p, mcfg.d_mlp)
         avail = available_memory()
         if avail is not None and need > avail:
             raise SpecError(f"{spec.source}: grid.p / grid.d_mlp: a run at p = {mcfg.p}, d_mlp = {mcfg.d_mlp:,} needs "
-                            f"about {format_bytes(need)} of memory for one full-batch step, but this machine has "
+                            f"about {format_bytes(need)} of memory to train, but this machine has "
                             f"{format_bytes(avail)} available; lower p or d_mlp")
     need_disk = sum(run_disk_bytes(r.config) for r in runs)
     free = _free_bytes(Path(out))
