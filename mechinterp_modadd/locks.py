@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModAddError, RunFolderError
+from .layout import LOCK, LOCK_OWNER
 
 __all__ = ["FolderLock", "LOCK_NAME", "OWNER_NAME", "LOCK_FILES", "lock_holder"]
 
 #: the file the OS lock is taken on
-LOCK_NAME = ".modadd.lock"
+LOCK_NAME = LOCK
 #: the holder's pid, host, start time and purpose (JSON), written after the lock is taken
-OWNER_NAME = ".modadd.lock.json"
+OWNER_NAME = LOCK_OWNER
 #: names a folder may hold and still count as empty
 LOCK_FILES = (LOCK_NAME, OWNER_NAME)
 
@@ -53,8 +54,8 @@ def lock_holder(folder: str | os.PathLike) -> dict[str, Any] | None:
 def _describe(info: dict[str, Any] | None) -> str:
     if not info:
         return "holder unknown: it is just starting"
-    what = f"{info.get('purpose')}, " if info.get("purpose") else ""
-    return f"{what}pid {info.get('pid', '?')} on host {info.get('host', '?')} since {info.get('started', '?')}"
+    what = f", {info.get('purpose')}" if info.get("purpose") else ""
+    return f"pid {info.get('pid', '?')} on host {info.get('host', '?')} since {info.get('started', '?')}{what}"
 
 
 class FolderLock:

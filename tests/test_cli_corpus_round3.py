@@ -81,6 +81,28 @@ def _run_gone(folder: Path) -> None:
     shutil.rmtree(sorted((folder / "runs").iterdir())[0])
 
 
+BATCH_ARGS = [*RUN_ARGS, "--seed", "0-3"]
+
+
+@pytest.fixture(scope="module")
+def batch_done(tmp_path_factory) -> Path:
+    """A finished batch of four runs (seeds 0-3, p = 7, two steps)."""
+    out = tmp_path_factory.mktemp("corpus3_batch") / "batch"
+    assert main(["train", *BATCH_ARGS, "--steps", "2", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def _batch_copy(ws: Workspace, damage=lambda b: None) -> Path:
+    dst = ws.root / "batch"
+    shutil.copytree(ws.batch, dst)
+    damage(dst)
+    return dst
+
+
+def _batch_resume(out: Path, *extra: str) -> list[str]:
+    return ["train", *BATCH_ARGS, "--steps", "4", "--out", str(out), "--resume", "--quiet", *extra]
+
+
 _HOLDER = textwrap.dedent("""
     import sys, time
     from mechinterp_modadd.locks import FolderLock
@@ -188,6 +210,16 @@ CORPUS3: list[Bad] = [
                     str(ws.root / "many")]),
     Bad("train-resume-pipe-in-the-run", "train",
         lambda ws: ["train", *RUN_ARGS, "--steps", "4", "--out", str(_run_with_pipe(ws)), "--resume", "--quiet"]),
+    # ---- train --resume of a batch: only batch folders, members checked before any trains
+    Bad("train-batch-resume-into-a-users-folder", "train",
+        lambda ws: _batch_resume(_write(ws.root / "mine" / "thesis.txt", "chapter 1").parent)),
+    Bad("train-batch-resume-into-a-single-run", "train", lambda ws: _batch_resume(ws.copy_run("single"))),
+    Bad("train-batch-resume-into-a-sweep-folder", "train",
+        lambda ws: _batch_resume(_sweep_copy(ws, ws.sweep, lambda d: None))),
+    Bad("train-batch-resume-member-replaced-by-p11", "train", lambda ws: _batch_resume(_batch_copy(
+        ws, lambda b: (shutil.rmtree(b / "seed1"), shutil.copytree(ws.others / "p11", b / "seed1"))))),
+    Bad("train-batch-resume-stray-file", "train",
+        lambda ws: _batch_resume(_batch_copy(ws, lambda b: _write(b / "notes.txt", "mine")))),
     # ---- report SWEEP: results.csv cross-checked against sweep.json and runs/
     Bad("report-sweep-results-truncated", "report",
         lambda ws: ["report", str(_sweep_copy(ws, ws.sweep, _half_results)), "--out", str(ws.root / "r.html")]),
@@ -218,16 +250,19 @@ NAMES: dict[str, str] = {
     "report-sweep-run-folder-gone": "results.csv", "report-sweep-results-missing": "results.csv",
     "report-sweep-spec-not-json": "sweep.json", "train-seed-0-100000": "100,001",
     "train-grid-product-above-the-limit": "11,000 runs", "train-resume-pipe-in-the-run": "named pipe",
+    "train-batch-resume-into-a-users-folder": "thesis.txt", "train-batch-resume-into-a-single-run": "single run",
+    "train-batch-resume-into-a-sweep-folder": "sweep folder", "train-batch-resume-member-replaced-by-p11": "seed1",
+    "train-batch-resume-stray-file": "notes.txt",
 }
 
 
 @pytest.mark.parametrize("case", CORPUS3, ids=[c.id for c in CORPUS3])
-def test_bad_input_round3(case, base, sweep_done, tmp_path, capsys, monkeypatch):  # noqa: F811
+def test_bad_input_round3(case, base, sweep_done, batch_done, tmp_path, capsys):  # noqa: F811
     ws_root = tmp_path / "ws"
     real_build = case.build
 
     def build(ws: Workspace) -> list[str]:
-        ws.sweep = sweep_done
+        ws.sweep, ws.batch = sweep_done, batch_done
         return real_build(ws)
 
     line = check_bad_input(Bad(case.id, case.command, build, case.skip_as_root), ws_root, base, capsys)
@@ -245,6 +280,35 @@ def test_locked_sweep_leaves_the_first_sweeps_work_alone(base, tmp_path, capsys)
     err = capsys.readouterr().err
     assert f"pid {_HOLDERS[-1].pid}" in err and "modadd sweep" in err, err
     assert (tmp_path / "sw" / ".work" / "b_0123456789ab" / "standard_p5_seed0" / "metrics.csv").is_file()
+
+
+def test_batch_resumed_for_some_runs_keeps_every_run_in_runs_csv(batch_done, tmp_path, capsys):
+    out = tmp_path / "batch"
+    shutil.copytree(batch_done, out)
+    assert main(["train", *RUN_ARGS, "--seed", "0-1", "--steps", "4", "--out", str(out), "--resume", "--quiet"]) == 0
+    import pandas as pd
+
+    tab = pd.read_csv(out / "runs.csv")
+    assert list(tab["folder"]) == ["seed0", "seed1", "seed2", "seed3"]
+    assert list(tab["steps_done"]) == [4, 4, 2, 2]
+    # and the whole batch still resumes as one
+    assert main(_batch_resume(out)) == 0
+    assert list(pd.read_csv(out / "runs.csv")["steps_done"]) == [4, 4, 4, 4]
+
+
+def test_a_lock_left_by_a_killed_training_does_not_block(base, tmp_path, capsys):  # noqa: F811
+    """The lock dies with its holder: what a SIGKILLed training leaves (its holder JSON) is replaced
+    by the next writer, with no --break-lock (the old corpus cases 'stale lock' now succeed)."""
+    from test_cli_corpus import HOLDERS, _held
+
+    ws = Workspace(root=tmp_path, run=base / "run", ckpt=tmp_path, quad=tmp_path, afile=tmp_path,
+                   others=base / "_others")
+    run = _held(ws, "r")
+    child = HOLDERS.pop()
+    child.kill()
+    child.wait()
+    assert main(["train", *RUN_ARGS, "--steps", "4", "--out", str(run), "--resume", "--quiet"]) == 0
+    assert not (run / ".modadd.lock.json").exists()
 
 
 def test_report_sweep_still_works_and_says_how_many_runs(sweep_done, tmp_path, capsys):

@@ -85,7 +85,8 @@ def _configure(ap: argparse.ArgumentParser) -> None:
                     "(default runs/<preset>_p<p>_many)")
     ap.add_argument("--resume", action="store_true", help="continue the run(s) in --out from the last checkpoint")
     ap.add_argument("--break-lock", action="store_true",
-                    help="take over a stale lock of --out (left by a training that no longer runs)")
+                    help="accepted for older scripts and no longer needed: the lock of --out goes away with the "
+                         "training that held it, however it ended; a live training's lock is never broken")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
