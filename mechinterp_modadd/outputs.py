@@ -11,7 +11,8 @@ output file may not be:
   authors' folder, a sweep), and any existing file inside the run folder of an input checkpoint
   (``RUN/checkpoints/step_*.safetensors`` belongs to ``RUN``; an authors' ``N.pth`` to its folder);
 - an existing file inside any run, batch or sweep folder (recognised by ``checkpoints/`` next to
-  ``config.json``, by ``runs.csv`` or by ``sweep.json``), or an existing checkpoint file anywhere
+  ``config.json`` or a metrics table, by ``runs.csv`` or by ``sweep.json``; names from
+  :mod:`mechinterp_modadd.layout`), or an existing checkpoint file anywhere
   (``.safetensors``, ``.pth``, ``.pt``): replacing it would break that run for ``train --resume``,
   ``track`` or ``report``.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from .errors import OutputError
 from .inputs import special_kind
+from .layout import CHECKPOINTS, CONFIG, METRICS_FILES, RUNS_CSV
 
 __all__ = ["check_output_files", "check_output_folders", "input_folders", "CHECKPOINT_SUFFIXES"]
 
@@ -50,9 +52,9 @@ def _is_run_like(folder: Path) -> str | None:
     """``"run folder"``, ``"batch folder"`` or ``"sweep folder"`` when ``folder`` is one, else None."""
     if (folder / "sweep.json").is_file():
         return "sweep folder"
-    if (folder / "runs.csv").is_file():
+    if (folder / RUNS_CSV).is_file():
         return "batch folder"
-    if (folder / "checkpoints").is_dir() and ((folder / "config.json").is_file() or (folder / "metrics.csv").is_file()):
+    if (folder / CHECKPOINTS).is_dir() and any((folder / f).is_file() for f in (CONFIG, *METRICS_FILES)):
         return "run folder"
     return None
 
