@@ -11,7 +11,7 @@ from typing import Any
 
 from ._version import __version__
 
-__all__ = ["ACTIVATION_NAMES", "ACTIVATION_ALIASES", "PRESETS", "PRESET_NAMES", "version", "__version__"]
+__all__ = ["ACTIVATION_NAMES", "ACTIVATION_ALIASES", "PRESETS", "PRESET_NAMES", "MAX_RUNS", "version", "__version__"]
 
 #: Names of the activations of :data:`mechinterp_modadd.model.ACTIVATIONS` (a test checks they agree).
 ACTIVATION_NAMES: tuple[str, ...] = ("abs", "cube", "exp", "gelu", "identity", "quad", "quartic", "relu",
@@ -38,6 +38,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: The preset names, in the order above.
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
+
+
+#: Most runs one command plans (``train`` with several values, a ``sweep`` grid): a larger grid is
+#: refused with its count before anything is built or written (split it into several commands).
+MAX_RUNS: int = 10_000
 
 
 def version() -> str:

@@ -122,7 +122,7 @@ def test_cli_bad_inputs_exit_2(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")]) == 2
     assert main(["sweep", "--preset", "nope", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "exactly one of SPEC.toml and --preset" in err and "cannot read the sweep spec" in err
+    assert "exactly one of SPEC.toml and --preset" in err and "no such sweep spec" in err
     assert "unknown sweep preset 'nope'" in err
     assert main(["sweep", "--preset", "grokking", "--print-spec"]) == 0
     assert "weight_decay = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0]" in capsys.readouterr().out
@@ -297,7 +297,7 @@ def test_primes_preset_aggregation_on_a_tiny_grid(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_of_a_ray_worker_is_retried_and_gives_the_same_table(tmp_path):
-    """Kill the Ray worker process that is training a batch (its pid is in the batch folder's lock):
+    """Kill the Ray worker process that is training a batch (its pid is in the batch folder's lock JSON):
     Ray retries the task, the retry starts the batch afresh, and the sweep ends in the same command
     with the same table as an uninterrupted in-process sweep."""
     pytest.importorskip("ray")
@@ -313,7 +313,7 @@ def test_sigkill_of_a_ray_worker_is_retried_and_gives_the_same_table(tmp_path):
     killed = None
     deadline = time.time() + 300
     while killed is None and time.time() < deadline and proc.poll() is None:
-        for lock in (out / ".work").glob("*/.modadd.lock") if (out / ".work").is_dir() else []:
+        for lock in (out / ".work").glob("*/.modadd.lock.json") if (out / ".work").is_dir() else []:
             try:
                 pid = json.loads(lock.read_text())["pid"]
             except (OSError, ValueError, KeyError):

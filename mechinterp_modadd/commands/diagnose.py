@@ -55,8 +55,9 @@ def _configure(ap: argparse.ArgumentParser) -> None:
 
 @command("diagnose", "check every mechanism claim on one checkpoint (default: the shipped p = 23 run)")(_configure)
 def _run(args: argparse.Namespace) -> int:
-    from ..checkpoint import atomic_write_text, load_checkpoint
+    from ..checkpoint import load_checkpoint
     from ..diagnose import diagnose
+    from ..fileio import atomic_write_text
 
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     ckpt = load_checkpoint(path, activation=args.activation, force=args.force)

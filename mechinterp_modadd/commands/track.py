@@ -52,8 +52,8 @@ def _run(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from ..checkpoint import atomic_write_text
     from ..dynamics import run_dynamics
+    from ..fileio import atomic_write_text
     from ..schemas import stamp
     from ..series import load_run
 

@@ -20,14 +20,17 @@ def is_sweep_folder(path: str | os.PathLike) -> bool:
     return (Path(path) / "sweep.json").is_file()
 
 
-def build_sweep_page(path: str | os.PathLike) -> HtmlReport:
-    """The page of the sweep in ``path``: its research page when the spec names one, else the table."""
+def build_sweep_page(path: str | os.PathLike, n_planned: int | None = None) -> HtmlReport:
+    """The page of the sweep in ``path``: its research page when the spec names one, else the table.
+    ``n_planned``: the runs the spec plans (the page then says how many of them are complete)."""
     from ..plots import sweep as figs
 
     table = agg.SweepTable.from_folder(path)
     spec = table.spec
     page = HtmlReport(f"modadd sweep: {spec.get('name') or Path(path).name}")
-    page.text(f"{table.n_complete} runs; grid: " + "; ".join(f"{k} = {v}" for k, v in spec.get("grid", {}).items()))
+    n = table.n_complete
+    done = f"{n} run{'' if n == 1 else 's'}" if n_planned in (None, n) else f"{n} of {n_planned} planned runs complete"
+    page.text(f"{done}; grid: " + "; ".join(f"{k} = {v}" for k, v in spec.get("grid", {}).items()))
     kind = spec.get("page")
     if kind == "lottery":
         s = agg.lottery_summary(table)

@@ -173,7 +173,7 @@ def run_batch(plans: Sequence[Any], out: str | os.PathLike, analyses: Sequence[s
 
     Runs already complete are skipped (a retried task after a worker died does only the rest).
     """
-    from ..checkpoint import atomic_write_text
+    from ..fileio import atomic_rename, atomic_write_text
 
     out = Path(out)
     todo = [p for p in plans if not is_complete(out, p.name)]
@@ -195,7 +195,7 @@ def run_batch(plans: Sequence[Any], out: str | os.PathLike, analyses: Sequence[s
         if dest.exists():  # completed by a concurrent attempt: keep the first
             shutil.rmtree(work / plan.name, ignore_errors=True)
         else:
-            os.rename(work / plan.name, dest)
+            atomic_rename(work / plan.name, dest)  # complete or absent, and on disk once renamed
         done.append(plan.name)
     shutil.rmtree(work, ignore_errors=True)
     return done
