@@ -11,7 +11,9 @@ of :class:`~mechinterp_modadd.training.TrainConfig` ended the run); the last ste
 >= 0.95), ``grok_step`` / ``grok_step_99`` (first step with test accuracy >= 0.95 / 0.99; empty
 if never or without a test set), ``end_stage1`` / ``end_stage2`` (the stage boundaries of
 :func:`~mechinterp_modadd.analysis.grokking.detect_stages`); with the ``progress`` analysis the
-final ``restricted_loss``, ``excluded_loss``, ``mean_abs_sin_d``, ``ipr``; with ``diagnose`` one
+final ``restricted_loss`` (test pairs; all pairs for a full-data run), ``restricted_loss_all``,
+``excluded_loss``, ``restricted_verdict`` (holds / fails / undetermined: more than half of the
+frequencies are keys), ``restricted_n_keys``, ``mean_abs_sin_d``, ``ipr``; with ``diagnose`` one
 ``<claim>.<metric>`` (key number) and ``<claim>.verdict`` per claim; with ``lottery`` the success
 rates ``lottery.<predictor>`` and ``lottery.chance``; ``train_seconds`` and ``analysis_seconds``
 (wall clock: the only columns that differ between two executions of one sweep).

@@ -28,18 +28,24 @@ def _configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--html", default=None, metavar="FILE", help="write a self-contained HTML report with figures")
     ap.add_argument("--neuron", type=int, default=None,
                     help="neuron for the race figure (default: the one with the largest final alpha at k*)")
+    ap.add_argument("--keys", default=None, metavar="KEYS",
+                    help="key frequencies of the restricted / excluded loss: 'norm' (default: the top frequencies "
+                         "by the norm of the last checkpoint's input weights, holding 80%% of their energy), "
+                         "'norm:N' (top N), 'vote' (vote share >= 1/(2K)) or a comma list such as 3,9,10")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _print_table(measures: Any, has_test: bool) -> None:
     cols = ["train_loss", "train_accuracy"] + (["test_loss", "test_accuracy"] if has_test else []) + \
-        ["mean_abs_sin_d", "ipr", "param_norm", "restricted_loss", "excluded_loss"]
+        ["mean_abs_sin_d", "ipr", "param_norm", "restricted_loss"] + (["restricted_loss_all"] if has_test else []) + \
+        ["excluded_loss"]
     if has_test:
         cols += ["test_mirrored_accuracy", "test_unseen_accuracy", "train_both_orders_accuracy",
                  "train_one_order_accuracy"]
     short = {"train_loss": "tr_loss", "train_accuracy": "tr_acc", "test_loss": "te_loss", "test_accuracy": "te_acc",
              "mean_abs_sin_d": "|sin d|", "ipr": "ipr", "param_norm": "norm",
-             "restricted_loss": "restr", "excluded_loss": "excl",
+             "restricted_loss": "restr_te" if has_test else "restr", "restricted_loss_all": "restr_all",
+             "excluded_loss": "excl",
              "test_mirrored_accuracy": "te_mirr", "test_unseen_accuracy": "te_unseen",
              "train_both_orders_accuracy": "tr_both", "train_one_order_accuracy": "tr_one"}
     df = measures[cols].rename(columns=short)
@@ -52,15 +58,17 @@ def _run(args: argparse.Namespace) -> int:
     import json
     import time
 
+    from ..analysis.restricted import parse_keys
     from ..checkpoint import atomic_write_text
     from ..dynamics import run_dynamics
     from ..schemas import stamp
     from ..series import load_run
 
     t0 = time.perf_counter()
+    keys = parse_keys(args.keys)
     series = load_run(args.run, activation=args.activation, cache_size=4, force=args.force)
     print(series.describe())
-    dyn = run_dynamics(series, neuron=args.neuron, figures=bool(args.html), progress=not args.quiet)
+    dyn = run_dynamics(series, neuron=args.neuron, figures=bool(args.html), progress=not args.quiet, keys=keys)
     stages, lottery = dyn.stages, dyn.lottery
 
     print()
@@ -70,6 +78,11 @@ def _run(args: argparse.Namespace) -> int:
           f"(rule: train accuracy >= {stages.train_threshold}, then test accuracy >= {stages.test_threshold})")
     if series.has_test:
         print(f"final test accuracy {stages.final_test_accuracy:.4f}")
+    r = dyn.restricted
+    print(f"restricted / excluded loss (Nanda et al.; keys {r.keys}, {r.key_rule}): restricted "
+          f"{r.restricted_loss:.4g} on {r.eval_pairs} pairs ({r.restricted_loss_all:.4g} on all), excluded "
+          f"{r.excluded_loss:.4g} on training pairs (train loss {r.train_loss:.4g}) -> {r.verdict}"
+          + (f": {r.reason}" if r.reason else ""))
     if lottery is None:
         print("lottery: step 0 not in the run; predictors skipped")
     else:
