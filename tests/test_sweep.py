@@ -19,10 +19,14 @@ from mechinterp_modadd.analysis.sweep import (
     bootstrap_mean_ci,
     grokking_phase,
     lottery_summary,
+    lottery_verdicts,
     primes_summary,
     run_region,
+    seed_verdict,
+    wilson_interval,
 )
 from mechinterp_modadd.cli import main
+from mechinterp_modadd.errors import InputError
 from mechinterp_modadd.sweeps import SpecError, group_batches, parse_spec, preset_spec, run_sweep
 from mechinterp_modadd.sweeps.runner import TIMING_COLUMNS
 
@@ -212,18 +216,40 @@ def test_bootstrap_interval_and_regions():
     assert run_region(1000, 9600) == "grokking"
 
 
+def test_wilson_interval_and_seed_verdicts():
+    lo, hi = wilson_interval(3, 6)
+    assert lo == pytest.approx(0.1876, abs=1e-4) and hi == pytest.approx(0.8124, abs=1e-4)
+    assert wilson_interval(6, 6)[1] == 1.0 and wilson_interval(0, 6)[0] == 0.0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    with pytest.raises(InputError):
+        wilson_interval(7, 6)
+    # the six AdamW seeds straddle the 0.8 threshold; the six SGD seeds clear it; a low arm fails
+    adamw = [0.812, 0.801, 0.789, 0.809, 0.764, 0.758]
+    d = seed_verdict(adamw, 0.8)
+    assert d["verdict"] == "within seed spread" and d["share_holding"] == 0.5 and d["ci_low"] < 0.8 < d["ci_high"]
+    assert seed_verdict([0.928, 0.922, 0.924, 0.934, 0.896, 0.932], 0.8)["verdict"] == "holds"
+    assert seed_verdict([0.3, 0.35, 0.31], 0.8)["verdict"] == "fails"
+    assert seed_verdict([9000, 11000], 10000, higher_holds=False)["verdict"] == "within seed spread"
+    assert seed_verdict([], 0.8)["verdict"] == "undefined"
+
+
 def test_lottery_preset_aggregation_on_a_tiny_grid(tmp_path):
     spec = preset_spec("lottery", p=[5], seed="0-2", steps=[30], save_every=[30])
-    assert spec.page == "lottery" and len(spec.runs) == 6
+    assert spec.page == "lottery" and len(spec.runs) == 9
+    assert {(r.config.preset, r.config.optimizer, r.config.lr) for r in spec.runs} == {
+        ("quad_random", "adamw", 5e-5), ("lottery_sgd", "sgd", 0.1), ("standard", "adamw", 5e-5)}
     table = run_sweep(spec, tmp_path / "lot", executor="local", progress=False)
     s = lottery_summary(table)
-    assert list(s["preset"].unique()) == ["quad_random", "standard"]
+    assert list(s["preset"].unique()) == ["quad_random", "lottery_sgd", "standard"]
+    v = lottery_verdicts(table)
+    assert len(v) == 3 and set(v["optimizer"]) == {"adamw", "sgd"} and (v["n_seeds"] == 3).all()
+    assert set(v["verdict"]) <= {"holds", "fails", "within seed spread"}
     assert set(s["predictor"]) == {"argmin_abs_d0", "argmax_alpha0", "argmax_alpha_beta_cos_d0", "flow"}
     assert (s["n_seeds"] == 3).all() and (s["chance"] == 0.5).all()
     assert ((s["ci_low"] <= s["success_rate"]) & (s["success_rate"] <= s["ci_high"])).all()
     assert main(["report", str(tmp_path / "lot"), "--out", str(tmp_path / "lot.html")]) == 0
     html = (tmp_path / "lot.html").read_text()
-    assert "bootstrap" in html and "argmin_abs_d0" in html
+    assert "bootstrap" in html and "argmin_abs_d0" in html and "Wilson" in html and "lottery_sgd" in html
 
 
 def test_grokking_phase_on_constructed_rows_and_a_tiny_grid(tmp_path):

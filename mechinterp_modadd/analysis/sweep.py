@@ -20,7 +20,16 @@ rates ``lottery.<predictor>`` and ``lottery.chance``; ``train_seconds`` and ``an
 
 Confidence intervals: a 95 % percentile bootstrap of the mean over seeds (``n_boot`` resamples of
 the seeds with replacement, seeded generator), since the neurons of one run are not independent
-draws; the number of seeds is reported beside each interval.
+draws; the number of seeds is reported beside each interval. The share of seeds on which a claim
+holds is a proportion of independent seeds: its 95 % interval is Wilson's score interval
+(:func:`wilson_interval`).
+
+Verdicts over seeds (:func:`seed_verdict`, used by :func:`lottery_verdicts` and
+:func:`distribution_summary`): a claim whose number varies over seeds is stated as the
+distribution, not one seed's number: median, mean with its bootstrap interval, the share of
+seeds at or past the threshold with its Wilson interval, and a verdict: ``holds`` when the
+bootstrap interval of the mean lies on the holding side of the threshold, ``fails`` when it lies
+on the other side, ``within seed spread`` when the interval contains the threshold.
 
 Regions of the grokking phase diagram (ours, after Omnigrok / Doshi et al.), per run:
 ``confusion`` (train accuracy never reaches 0.95), ``memorisation only`` (train does, test never
@@ -43,8 +52,9 @@ import pandas as pd
 
 from ..errors import InputError
 
-__all__ = ["SweepTable", "CONFIG_COLUMNS", "STEP_COLUMNS", "lottery_summary", "grokking_phase", "primes_summary",
-           "bootstrap_mean_ci", "run_region", "REGIONS", "COMPREHENSION_RATIO", "PAPER_POINT"]
+__all__ = ["SweepTable", "CONFIG_COLUMNS", "STEP_COLUMNS", "lottery_summary", "lottery_verdicts", "grokking_phase",
+           "primes_summary", "bootstrap_mean_ci", "wilson_interval", "seed_verdict", "distribution_summary",
+           "run_region", "REGIONS", "COMPREHENSION_RATIO", "PAPER_POINT"]
 
 CONFIG_COLUMNS = ["name", "preset", "p", "d_mlp", "activation", "init", "optimizer", "seed", "lr", "weight_decay",
                   "train_fraction", "init_scale", "steps", "save_every", "stop_accuracy", "stop_window"]
@@ -137,6 +147,46 @@ def bootstrap_mean_ci(values: Any, *, n_boot: int = 10000, level: float = 0.95, 
     return float(v.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval for a proportion successes / n (``(nan, nan)`` when n = 0)."""
+    from statistics import NormalDist
+
+    if n <= 0:
+        return math.nan, math.nan
+    if not 0 <= successes <= n:
+        raise InputError(f"successes must lie in 0..{n}, got {successes}")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    ph = successes / n
+    den = 1 + z * z / n
+    centre = (ph + z * z / (2 * n)) / den
+    half = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def seed_verdict(values: Any, threshold: float, *, higher_holds: bool = True, n_boot: int = 10000,
+                 seed: int = 0) -> dict[str, Any]:
+    """One claim's number over seeds against its threshold (module docstring): ``n_seeds``,
+    ``median``, ``q25`` / ``q75``, ``min`` / ``max``, ``mean`` with ``ci_low`` / ``ci_high`` (bootstrap),
+    ``share_holding`` (seeds at or past the threshold) with ``share_ci_low`` / ``share_ci_high``
+    (Wilson) and ``verdict`` (holds / fails / within seed spread; ``undefined`` without values)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return {"n_seeds": 0, "threshold": threshold, "verdict": "undefined"}
+    mean, lo, hi = bootstrap_mean_ci(v, n_boot=n_boot, seed=seed)
+    ok = v >= threshold if higher_holds else v <= threshold
+    wl, wh = wilson_interval(int(ok.sum()), n)
+    if higher_holds:
+        verdict = "holds" if lo >= threshold else "fails" if hi < threshold else "within seed spread"
+    else:
+        verdict = "holds" if hi <= threshold else "fails" if lo > threshold else "within seed spread"
+    return {"n_seeds": n, "threshold": threshold, "median": float(np.median(v)),
+            "q25": float(np.quantile(v, 0.25)), "q75": float(np.quantile(v, 0.75)), "min": float(v.min()),
+            "max": float(v.max()), "mean": mean, "ci_low": lo, "ci_high": hi, "share_holding": float(ok.mean()),
+            "share_ci_low": wl, "share_ci_high": wh, "verdict": verdict}
+
+
 def _need(df: pd.DataFrame, cols: list[str], what: str) -> None:
     missing = [c for c in cols if c not in df]
     if missing:
@@ -158,6 +208,60 @@ def lottery_summary(table: SweepTable | pd.DataFrame, *, n_boot: int = 10000, se
                          "n_seeds": int(np.isfinite(vals).sum()), "success_rate": mean, "ci_low": lo, "ci_high": hi,
                          "chance": chance, "x_chance": mean / chance,
                          "seeds_above_chance": float(np.mean(vals[np.isfinite(vals)] > chance))})
+    return pd.DataFrame(rows)
+
+
+def _arms(df: pd.DataFrame) -> list[str]:
+    return [c for c in ("preset", "optimizer", "lr", "steps", "p") if c in df]
+
+
+def lottery_verdicts(table: SweepTable | pd.DataFrame, *, threshold: float | None = None, n_boot: int = 10000,
+                     seed: int = 0) -> pd.DataFrame:
+    """The lottery claim stated over seeds, one row per arm (preset, optimizer, lr, steps, p): the
+    flow predictor's success rate as a distribution over seeds (:func:`seed_verdict`: median, mean
+    with its 95 % bootstrap interval, the share of seeds at or above the threshold with its 95 %
+    Wilson interval) and the verdict. ``threshold`` defaults to
+    :data:`~mechinterp_modadd.analysis.lottery.FLOW_THRESHOLD` (0.8). Also the argmin |D(0)| rate
+    (the paper's prediction for equal initial magnitudes), mean over seeds."""
+    from .lottery import FLOW_THRESHOLD
+
+    df = table.frame if isinstance(table, SweepTable) else table
+    _need(df, ["preset", "p", "lottery.flow", "lottery.argmin_abs_d0"], "the lottery verdicts")
+    thr = FLOW_THRESHOLD if threshold is None else float(threshold)
+    rows = []
+    for key, g in df.groupby(_arms(df), sort=False, dropna=False):
+        arm = dict(zip(_arms(df), key if isinstance(key, tuple) else (key,), strict=True))
+        d = seed_verdict(g["lottery.flow"], thr, n_boot=n_boot, seed=seed)
+        rows.append({**arm, "predictor": "flow", **d,
+                     "argmin_abs_d0": float(pd.to_numeric(g["lottery.argmin_abs_d0"], errors="coerce").mean())})
+    return pd.DataFrame(rows)
+
+
+def distribution_summary(table: SweepTable | pd.DataFrame, column: str, threshold: float | None = None, *,
+                         higher_holds: bool = True, group: list[str] | None = None) -> pd.DataFrame:
+    """A number that varies over seeds (``grok_step``, ``end_stage1``, a claim's key number...) as a
+    distribution per group (default: the config columns that vary, seed excluded): median, quartiles,
+    mean with its bootstrap interval and, with a ``threshold``, the share of seeds past it (Wilson) and
+    the verdict of :func:`seed_verdict`. A run where the number is missing (never grokked) counts as
+    not holding and is reported in ``n_missing``."""
+    df = table.frame if isinstance(table, SweepTable) else table
+    _need(df, [column], f"the distribution of {column}")
+    if group is None:
+        group = [c for c in CONFIG_COLUMNS if c in df and c not in ("name", "seed") and df[c].nunique(dropna=False) > 1]
+    rows = []
+    for key, g in (df.groupby(group, sort=True, dropna=False) if group else [((), df)]):
+        key = key if isinstance(key, tuple) else (key,)
+        vals = pd.to_numeric(g[column].astype("Float64"), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        thr = math.nan if threshold is None else float(threshold)
+        d = seed_verdict(vals, thr, higher_holds=higher_holds) if threshold is not None else \
+            {k: v for k, v in seed_verdict(vals, 0.0).items() if k not in ("threshold", "verdict") and "share" not in k}
+        n_missing = int((~np.isfinite(vals)).sum())
+        if threshold is not None and n_missing and d.get("n_seeds", 0):
+            ok = int(round(d["share_holding"] * d["n_seeds"]))
+            n_all = d["n_seeds"] + n_missing
+            d["share_holding"] = ok / n_all
+            d["share_ci_low"], d["share_ci_high"] = wilson_interval(ok, n_all)
+        rows.append({**dict(zip(group, key, strict=True)), "column": column, **d, "n_missing": n_missing})
     return pd.DataFrame(rows)
 
 

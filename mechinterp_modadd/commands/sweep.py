@@ -66,6 +66,17 @@ def _print_summary(page: str | None, table) -> None:
     fmt = lambda v: f"{v:.4g}"  # noqa: E731
     if page == "lottery":
         print(agg.lottery_summary(table).to_string(index=False, float_format=fmt))
+        v = agg.lottery_verdicts(table)
+        print("\nlottery claim over seeds (flow >= threshold; mean with 95 % bootstrap interval, share of seeds "
+              "with 95 % Wilson interval):")
+        for r in v.to_dict("records"):
+            if r["verdict"] == "undefined":
+                print(f"  {r['preset']}: no lottery numbers (undefined)")
+                continue
+            print(f"  {r['preset']} ({r.get('optimizer', '?')}, {r.get('steps', '?')} steps, {r['n_seeds']} seeds): "
+                  f"median {r['median']:.3f}, mean {r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}], "
+                  f"{r['share_holding']:.0%} of seeds >= {r['threshold']:g} [{r['share_ci_low']:.2f}, "
+                  f"{r['share_ci_high']:.2f}] -> {r['verdict']}")
     elif page == "grokking":
         print(agg.grokking_phase(table).drop(columns=["regions"]).to_string(index=False, float_format=fmt))
     elif page == "primes":

@@ -3,9 +3,12 @@
 Defaults are sized to finish on a 2-core CPU in at most about 20 minutes with the batched trainer
 (p = 23, d_mlp = 512: about 1 ms of one core per run-step in a batch of 14):
 
-- ``lottery``: quad_random and standard, p = 23, 64 seeds each, 5,000 steps, checkpoints at steps
-  0 and 5,000 only: 128 runs x 5,000 steps ~ 0.64 M run-steps ~ 10 core-minutes, ~5-6 minutes on
-  two cores; analysis: the lottery predictors.
+- ``lottery``: two arms of the Quad network at p = 23, 32 seeds each: ``quad_random`` (AdamW 5e-5,
+  the authors' config table, 5,000 steps) and ``lottery_sgd`` (SGD 0.1, 10,000 steps: how the
+  authors' shipped quad_random checkpoints were trained), plus ``standard`` (ReLU, AdamW, 5,000
+  steps) for comparison; checkpoints at step 0 and every 5,000 steps. 96 runs, 32 x 20,000 ~
+  0.64 M run-steps ~ 10 core-minutes, ~5-6 minutes on two cores; analysis: the lottery predictors,
+  and the verdict over seeds per arm (:func:`~mechinterp_modadd.analysis.sweep.lottery_verdicts`).
 - ``grokking``: weight decay {0, 0.5, 1, 2, 4, 8} x train fraction {0.3, 0.4, 0.5, 0.6, 0.75, 0.9}
   x 3 seeds at p = 23 (108 runs), a budget of 18,000 steps with the early stop of
   :class:`~mechinterp_modadd.training.TrainConfig` (a run ends once train and test accuracy held
@@ -31,7 +34,7 @@ ODD_PRIMES_TO_61 = [3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59,
 SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     "lottery": {
         "name": "lottery ticket statistics over seeds", "page": "lottery", "analyses": ["lottery"],
-        "grid": {"preset": ["quad_random", "standard"], "p": [23], "seed": "0-63", "steps": [5000],
+        "grid": {"preset": ["quad_random", "lottery_sgd", "standard"], "p": [23], "seed": "0-31",
                  "save_every": [5000]},
     },
     "grokking": {
