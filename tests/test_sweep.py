@@ -15,12 +15,14 @@ import pandas as pd
 import pytest
 
 from mechinterp_modadd.analysis.sweep import (
+    AUTHORS_PRIMES,
     SweepTable,
     bootstrap_mean_ci,
     grokking_phase,
     lottery_summary,
     lottery_verdicts,
     primes_summary,
+    primes_vs_authors,
     run_region,
     seed_verdict,
     wilson_interval,
@@ -299,6 +301,25 @@ def test_primes_preset_aggregation_on_a_tiny_grid(tmp_path):
     assert list(s["p"]) == [3, 5] and "single_frequency.holds" in s and "train_seconds" in s
     assert s["single_frequency.holds"].between(0, 1).all()
     assert main(["report", str(tmp_path / "pr"), "--out", str(tmp_path / "pr.html")]) == 0
+    assert primes_vs_authors(table).empty  # p = 3, 5: nothing the authors published to compare with
+    assert "No p of this sweep" in (tmp_path / "pr.html").read_text()
+
+
+def test_primes_preset_uses_the_width_rule_and_compares_with_the_authors():
+    spec = preset_spec("primes")
+    widths = {r.config.p: r.config.model_config().d_mlp for r in spec.runs}
+    assert widths[23] == 512 and widths[29] == 814 and widths[31] == 931 and widths[47] == 2139
+    assert {r.config.model_config().d_mlp for r in preset_spec("primes", d_mlp=[512]).runs} == {512}
+    # constructed rows: ours exactly the authors' numbers at p = 29, twice their loss at p = 31, and p = 37
+    rows = []
+    for p, f in ((29, 1.0), (31, 2.0), (37, 1.0)):
+        a = AUTHORS_PRIMES.get(p, AUTHORS_PRIMES[29])
+        rows.append({"preset": "standard", "p": p, "d_mlp": a["d_mlp"], "seed": 0, "full_step": a["full_step"],
+                     "final_train_loss": f * a["loss_5000"], "final_param_norm": a["norm_5000"], "ipr": a["ipr"]})
+    cmp = primes_vs_authors(SweepTable.from_rows(rows)).set_index("p")
+    assert list(cmp.index) == [29, 31]
+    assert cmp.loc[29, ["full_step_ratio", "loss_5000_ratio", "norm_5000_ratio", "ipr_ratio"]].tolist() == [1, 1, 1, 1]
+    assert cmp.loc[31, "loss_5000_ratio"] == pytest.approx(2.0) and cmp.loc[31, "d_mlp_authors"] == 931
 
 
 @pytest.mark.slow

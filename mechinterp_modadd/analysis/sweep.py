@@ -8,7 +8,8 @@ Columns of a row (written by :mod:`mechinterp_modadd.sweeps`): the run's ``name`
 of :class:`~mechinterp_modadd.training.TrainConfig` ended the run); the last step's
 ``final_train_loss``, ``final_train_accuracy``, ``final_test_loss``, ``final_test_accuracy``,
 ``final_param_norm``; from the per-step metrics, ``fit_step`` (first step with train accuracy
->= 0.95), ``grok_step`` / ``grok_step_99`` (first step with test accuracy >= 0.95 / 0.99; empty
+>= 0.95), ``full_step`` (first step with train accuracy 1.0), ``grok_step`` / ``grok_step_99``
+(first step with test accuracy >= 0.95 / 0.99; empty
 if never or without a test set), ``end_stage1`` / ``end_stage2`` (the stage boundaries of
 :func:`~mechinterp_modadd.analysis.grokking.detect_stages`); with the ``progress`` analysis the
 final ``restricted_loss`` (test pairs; all pairs for a full-data run), ``restricted_loss_all``,
@@ -53,12 +54,13 @@ import pandas as pd
 from ..errors import InputError
 
 __all__ = ["SweepTable", "CONFIG_COLUMNS", "STEP_COLUMNS", "lottery_summary", "lottery_verdicts", "grokking_phase",
-           "primes_summary", "bootstrap_mean_ci", "wilson_interval", "seed_verdict", "distribution_summary",
+           "primes_summary", "primes_vs_authors", "AUTHORS_PRIMES", "bootstrap_mean_ci", "wilson_interval",
+           "seed_verdict", "distribution_summary",
            "run_region", "REGIONS", "COMPREHENSION_RATIO", "PAPER_POINT"]
 
 CONFIG_COLUMNS = ["name", "preset", "p", "d_mlp", "activation", "init", "optimizer", "seed", "lr", "weight_decay",
                   "train_fraction", "init_scale", "steps", "save_every", "stop_accuracy", "stop_window"]
-STEP_COLUMNS = ["fit_step", "grok_step", "grok_step_99", "end_stage1", "end_stage2"]
+STEP_COLUMNS = ["fit_step", "full_step", "grok_step", "grok_step_99", "end_stage1", "end_stage2"]
 REGIONS = ("grokking", "comprehension", "memorisation only", "confusion")
 COMPREHENSION_RATIO = 2.0
 #: the paper's grokking configuration (weight decay, train fraction)
@@ -291,6 +293,55 @@ def grokking_phase(table: SweepTable | pd.DataFrame) -> pd.DataFrame:
                      "final_test_accuracy": float(g["final_test_accuracy"].mean()),
                      "mean_fit_step": float(g["fit_step"].dropna().astype(float).mean()) if g["fit_step"].notna().any()
                      else math.nan, "region": region, "regions": dict(sorted(counts.items()))})
+    return pd.DataFrame(rows)
+
+
+#: The authors' published numbers for the standard preset at the moduli where the primes page can
+#: compare (their repository ``Y-Agent/modular-addition-feature-learning``, ``precomputed_results/p_NNN``:
+#: one run per p, seed 42, d_mlp by their width rule max(512, ceil(512 p^2 / 529)), AdamW 5e-5, 5,000
+#: steps). ``full_step``: first logged step with train accuracy 1.0 (logged every 50 steps);
+#: ``loss_5000`` / ``norm_5000``: train loss and parameter norm of the last logged step (4,999);
+#: ``ipr``: mean frequency IPR (W_in and W_out averaged, as :attr:`NeuronSpectrum.ipr`) at step 4,800,
+#: the last their overview stores. p = 15 is odd but not prime (their pipeline runs every odd p).
+AUTHORS_PRIMES: dict[int, dict[str, float]] = {
+    15: {"d_mlp": 512, "full_step": 2550, "loss_5000": 0.020929, "norm_5000": 28.2232, "ipr": 0.6756},
+    23: {"d_mlp": 512, "full_step": 3800, "loss_5000": 0.047694, "norm_5000": 34.9192, "ipr": 0.6495},
+    29: {"d_mlp": 814, "full_step": 2750, "loss_5000": 0.003171, "norm_5000": 48.4010, "ipr": 0.6356},
+    31: {"d_mlp": 931, "full_step": 3000, "loss_5000": 0.001305, "norm_5000": 52.9262, "ipr": 0.6285},
+}
+
+
+def primes_vs_authors(table: SweepTable | pd.DataFrame) -> pd.DataFrame:
+    """Our standard runs beside the authors' published numbers (:data:`AUTHORS_PRIMES`) at every p
+    the sweep shares with them: one row per p with our mean over seeds and theirs for the width,
+    the first step with train accuracy 1.0, the train loss and parameter norm at the last step and
+    the mean frequency IPR (``ipr``, needs the ``progress`` analysis), and our / their ratios.
+    Empty when no p overlaps. Their accuracy is logged every 50 steps, so their ``full_step`` is a
+    multiple of 50 at or after the true crossing; ours is exact."""
+    df = table.frame if isinstance(table, SweepTable) else table
+    _need(df, ["p", "d_mlp", "final_train_loss", "final_param_norm"], "the comparison with the authors")
+    if "preset" in df:
+        df = df[df["preset"] == "standard"]
+    rows = []
+    for p, g in df.groupby("p", sort=True):
+        theirs = AUTHORS_PRIMES.get(int(p))
+        if theirs is None:
+            continue
+        for d, gd in g.groupby("d_mlp", sort=True):
+            full = pd.to_numeric(gd["full_step"].astype("Float64"), errors="coerce") if "full_step" in gd else None
+            r: dict[str, Any] = {"p": int(p), "d_mlp": int(d), "d_mlp_authors": int(theirs["d_mlp"]),
+                                 "n_seeds": len(gd),
+                                 "full_step": float(full.mean()) if full is not None and full.notna().any()
+                                 else math.nan, "full_step_authors": theirs["full_step"],
+                                 "loss_5000": float(gd["final_train_loss"].mean()),
+                                 "loss_5000_authors": theirs["loss_5000"],
+                                 "norm_5000": float(gd["final_param_norm"].mean()),
+                                 "norm_5000_authors": theirs["norm_5000"],
+                                 "ipr": float(gd["ipr"].mean()) if "ipr" in gd else math.nan,
+                                 "ipr_authors": theirs["ipr"]}
+            for k in ("full_step", "loss_5000", "norm_5000", "ipr"):
+                r[f"{k}_ratio"] = r[k] / r[f"{k}_authors"]
+            rows.append(r)
     return pd.DataFrame(rows)
 
 

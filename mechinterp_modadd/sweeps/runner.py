@@ -131,6 +131,7 @@ def analyse_run(run_dir: Path, plan: Any, analyses: Sequence[str]) -> dict[str, 
     has_test = cfg.train_fraction < 1.0
     steps = m["step"].to_numpy()
     row["fit_step"] = _first_step(steps, m["train_accuracy"], GROK_THRESHOLD)
+    row["full_step"] = _first_step(steps, m["train_accuracy"], 1.0)
     row["grok_step"] = _first_step(steps, m["test_accuracy"], GROK_THRESHOLD) if has_test else None
     row["grok_step_99"] = _first_step(steps, m["test_accuracy"], GROK_THRESHOLD_99) if has_test else None
     te = m["test_accuracy"] if has_test else [math.nan] * len(m)
