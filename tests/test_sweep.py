@@ -18,11 +18,14 @@ from mechinterp_modadd.analysis.sweep import (
     AUTHORS_PRIMES,
     SweepTable,
     bootstrap_mean_ci,
+    claims_over_seeds,
+    distribution_summary,
     grokking_phase,
     lottery_summary,
     lottery_verdicts,
     primes_summary,
     primes_vs_authors,
+    run_distributions,
     run_region,
     seed_verdict,
     wilson_interval,
@@ -355,3 +358,46 @@ def test_sigkill_of_a_ray_worker_is_retried_and_gives_the_same_table(tmp_path):
     assert proc.returncode == 0, err[-2000:]
     assert ref.n_complete == 8
     _same_table(pd.read_csv(out / "results.csv"), pd.read_csv(tmp_path / "ref" / "results.csv"))
+
+
+def test_claims_and_run_numbers_over_seeds_on_constructed_rows():
+    rows = [{"preset": "grokking", "p": 23, "seed": s, "train_fraction": 0.75, "fit_step": 1000 + 10 * s,
+             "grok_step": None if s == 3 else 9000 + 500 * s, "end_stage1": 1000, "end_stage2": None,
+             "single_frequency.fraction_single": 0.9 - 0.3 * (s == 2), "single_frequency.verdict":
+             "fails" if s == 2 else "holds", "flawed_indicator.ghost_ratio": math.nan,
+             "flawed_indicator.verdict": "n/a"} for s in range(4)]
+    table = SweepTable.from_rows(rows)
+    c = claims_over_seeds(table).set_index("claim")
+    assert c.loc["single_frequency", "over_seeds"] == "holds on 3 of 4"
+    assert c.loc["single_frequency", "share_holding"] == 0.75 and c.loc["single_frequency", "median"] == 0.9
+    assert c.loc["flawed_indicator", "over_seeds"] == "n/a" and c.loc["flawed_indicator", "n_na"] == 4
+    d = run_distributions(table)
+    assert set(d) == {"fit_step", "grok_step", "end_stage1"}  # no end_stage2 anywhere, no lottery columns
+    g = d["grok_step"].iloc[0]
+    assert g["n_seeds"] == 3 and g["n_missing"] == 1 and g["median"] == 9500
+    thr = distribution_summary(table, "grok_step", 10000, higher_holds=False).iloc[0]
+    assert thr["share_holding"] == 0.75  # 9000, 9500, 10000 of four runs (the one that never grokked: not)
+    with pytest.raises(InputError, match="diagnose"):
+        claims_over_seeds(SweepTable.from_rows([{"p": 5, "seed": 0}]))
+
+
+def test_track_and_diagnose_on_a_batch_folder_of_seeds(tmp_path, capsys):
+    from mechinterp_modadd.sweeps.seeds import folder_kind, seed_table
+    from mechinterp_modadd.training import preset, train_many
+
+    out = tmp_path / "batch"
+    train_many([preset("quad_random", p=5, d_mlp=8, steps=40, save_every=40, lr=1e-2, seed=s) for s in range(3)],
+               out, progress=False)
+    assert folder_kind(out) == "batch" and folder_kind(tmp_path) is None and folder_kind(out / "runs.csv") is None
+    table = seed_table(out, ["lottery"], progress=False)
+    assert table.n_complete == 3 and table.frame["lottery.flow"].notna().all()
+    assert main(["track", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "batch folder, 3 runs" in text and "lottery claim" in text and "Wilson" in text
+    assert main(["diagnose", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "each claim over seeds" in text and "single_frequency" in text
+    assert main(["track", str(out), "--json", str(tmp_path / "x.json")]) == 2
+    assert "apply to one run" in capsys.readouterr().err
+    with pytest.raises(InputError, match="neither a sweep folder"):
+        seed_table(tmp_path, ["lottery"])

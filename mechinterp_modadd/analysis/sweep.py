@@ -55,7 +55,7 @@ from ..errors import InputError
 
 __all__ = ["SweepTable", "CONFIG_COLUMNS", "STEP_COLUMNS", "lottery_summary", "lottery_verdicts", "grokking_phase",
            "primes_summary", "primes_vs_authors", "AUTHORS_PRIMES", "bootstrap_mean_ci", "wilson_interval",
-           "seed_verdict", "distribution_summary",
+           "seed_verdict", "distribution_summary", "claims_over_seeds", "run_distributions",
            "run_region", "REGIONS", "COMPREHENSION_RATIO", "PAPER_POINT"]
 
 CONFIG_COLUMNS = ["name", "preset", "p", "d_mlp", "activation", "init", "optimizer", "seed", "lr", "weight_decay",
@@ -249,7 +249,7 @@ def distribution_summary(table: SweepTable | pd.DataFrame, column: str, threshol
     df = table.frame if isinstance(table, SweepTable) else table
     _need(df, [column], f"the distribution of {column}")
     if group is None:
-        group = [c for c in CONFIG_COLUMNS if c in df and c not in ("name", "seed") and df[c].nunique(dropna=False) > 1]
+        group = _varying(df)
     rows = []
     for key, g in (df.groupby(group, sort=True, dropna=False) if group else [((), df)]):
         key = key if isinstance(key, tuple) else (key,)
@@ -265,6 +265,61 @@ def distribution_summary(table: SweepTable | pd.DataFrame, column: str, threshol
             d["share_ci_low"], d["share_ci_high"] = wilson_interval(ok, n_all)
         rows.append({**dict(zip(group, key, strict=True)), "column": column, **d, "n_missing": n_missing})
     return pd.DataFrame(rows)
+
+
+def _varying(df: pd.DataFrame) -> list[str]:
+    return [c for c in CONFIG_COLUMNS if c in df and c not in ("name", "seed") and df[c].nunique(dropna=False) > 1]
+
+
+def claims_over_seeds(table: SweepTable | pd.DataFrame, group: list[str] | None = None) -> pd.DataFrame:
+    """Every claim of the ``diagnose`` analysis as a distribution over seeds, one row per (group,
+    claim): the key number's median, quartiles and mean with its bootstrap interval, the share of
+    seeds on which the claim holds with its 95 % Wilson interval, and ``over_seeds``: "holds on
+    every seed", "fails on every seed" or "holds on k of n" (``n/a`` seeds, where the claim cannot
+    be measured, are left out and counted in ``n_na``). Groups: the config columns that vary."""
+    df = table.frame if isinstance(table, SweepTable) else table
+    claims = [c[: -len(".verdict")] for c in df.columns if c.endswith(".verdict")]
+    if not claims:
+        raise InputError("no claim verdicts in the results table (run the 'diagnose' analysis)")
+    group = _varying(df) if group is None else group
+    rows = []
+    for key, g in (df.groupby(group, sort=True, dropna=False) if group else [((), df)]):
+        key = key if isinstance(key, tuple) else (key,)
+        for c in claims:
+            verdicts = g[c + ".verdict"].astype(str)
+            ok = verdicts.isin(["holds", "fails"])
+            metric = [k for k in df.columns if k.startswith(c + ".") and k != c + ".verdict"]
+            vals = pd.to_numeric(g.loc[ok, metric[0]], errors="coerce") if metric else pd.Series(dtype=float)
+            n, k = int(ok.sum()), int((verdicts[ok] == "holds").sum())
+            mean, lo, hi = bootstrap_mean_ci(vals)
+            wl, wh = wilson_interval(k, n)
+            over = ("n/a" if n == 0 else "holds on every seed" if k == n else "fails on every seed" if k == 0
+                    else f"holds on {k} of {n}")
+            rows.append({**dict(zip(group, key, strict=True)), "claim": c,
+                         "metric": metric[0].split(".", 1)[1] if metric else "", "n_seeds": n,
+                         "n_na": int((~ok).sum()), "median": float(vals.median()) if len(vals) else math.nan,
+                         "q25": float(vals.quantile(0.25)) if len(vals) else math.nan,
+                         "q75": float(vals.quantile(0.75)) if len(vals) else math.nan, "mean": mean, "ci_low": lo,
+                         "ci_high": hi, "share_holding": k / n if n else math.nan, "share_ci_low": wl,
+                         "share_ci_high": wh, "over_seeds": over})
+    return pd.DataFrame(rows)
+
+
+def run_distributions(table: SweepTable | pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """What ``modadd track`` reports for a folder of runs that differ by seed: the step at which the
+    train accuracy reaches 0.95 and, for runs with held-out pairs, the step to grok and the stage
+    boundaries, as distributions over seeds (:func:`distribution_summary`; a run that never
+    got there is counted in ``n_missing``), and the lottery claim per arm (:func:`lottery_verdicts`)
+    when the rows carry lottery numbers. Keys: the column names, and ``lottery``."""
+    df = table.frame if isinstance(table, SweepTable) else table
+    out: dict[str, pd.DataFrame] = {}
+    held_out = "train_fraction" in df and bool((pd.to_numeric(df["train_fraction"], errors="coerce") < 1).any())
+    for col in ("fit_step", *(("grok_step", "end_stage1", "end_stage2") if held_out else ())):
+        if col in df and df[col].notna().any():
+            out[col] = distribution_summary(df, col)
+    if "lottery.flow" in df and df["lottery.flow"].notna().any():
+        out["lottery"] = lottery_verdicts(df)
+    return out
 
 
 def run_region(fit_step: Any, grok_step: Any, ratio: float = COMPREHENSION_RATIO) -> str:

@@ -52,6 +52,35 @@ def _print_table(measures: Any, has_test: bool) -> None:
     print(df.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
+def _print_frame(df: Any) -> None:
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def _track_many(args: argparse.Namespace) -> int:
+    """A sweep or batch folder: the run-level numbers as distributions over seeds."""
+    from ..analysis.sweep import run_distributions
+    from ..errors import InputError
+    from ..sweeps.seeds import folder_kind, seed_table
+
+    if args.json or args.html or args.keys or args.neuron is not None:
+        raise InputError(f"{args.run}: --json, --html, --keys and --neuron apply to one run; for a folder of runs "
+                         f"track prints the distributions over seeds (modadd report draws a sweep's page)")
+    kind = folder_kind(args.run)
+    table = seed_table(args.run, ["lottery"], progress=not args.quiet)
+    print(f"{args.run}: {kind} folder, {table.n_complete} runs; numbers over seeds (median, quartiles, mean with "
+          f"95 % bootstrap interval; shares with 95 % Wilson interval)")
+    dist = run_distributions(table)
+    names = {"fit_step": "step of train accuracy >= 0.95", "grok_step": "step to grok (test accuracy >= 0.95)",
+             "end_stage1": "end of stage I", "end_stage2": "end of stage II",
+             "lottery": "lottery claim (flow predictor >= 0.8) per arm"}
+    if not dist:
+        print("no step or lottery numbers in these runs")
+    for k, df in dist.items():
+        print(f"\n{names.get(k, k)}:")
+        _print_frame(df)
+    return 0
+
+
 @command("track", "follow a training run through its checkpoints: progress measures, grokking stages, "
                   "lottery predictors")(_configure)
 def _run(args: argparse.Namespace) -> int:
@@ -65,6 +94,10 @@ def _run(args: argparse.Namespace) -> int:
     from ..series import load_run
 
     t0 = time.perf_counter()
+    from ..sweeps.seeds import folder_kind
+
+    if folder_kind(args.run) is not None:
+        return _track_many(args)
     keys = parse_keys(args.keys)
     series = load_run(args.run, activation=args.activation, cache_size=4, force=args.force)
     print(series.describe())
@@ -89,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\nlottery ticket: winner predictors from step-0 weights vs the dominant frequency at step "
               f"{lottery.final_step} ({lottery.n_neurons} neurons, K = {lottery.K})")
         print(lottery.to_frame().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(lottery.summary())
     # every output is built before any is written: a failure leaves no partial set of files
     text = json.dumps(stamp(dyn.to_dict(), "track"), indent=1, allow_nan=False) + "\n" if args.json else None
     page = None
