@@ -82,6 +82,10 @@ def _print_summary(page: str | None, table) -> None:
     elif page == "primes":
         df = agg.primes_summary(table)
         print(df[[c for c in df.columns if not c.endswith(".holds")]].to_string(index=False, float_format=fmt))
+        cmp = agg.primes_vs_authors(table)
+        if not cmp.empty:
+            print("\nbeside the authors' published standard runs (ours / theirs):")
+            print(cmp.to_string(index=False, float_format=fmt))
     else:
         cols = [c for c in ("name", "final_train_accuracy", "final_test_accuracy", "grok_step") if c in table.frame]
         print(table.frame[cols].to_string(index=False, float_format=fmt))
