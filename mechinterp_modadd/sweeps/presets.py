@@ -22,10 +22,10 @@ Defaults are sized to finish on a 2-core CPU in at most about 20 minutes with th
   frequency stay about what they are at p = 23, 5,000 steps, 1 seed; the page sets our numbers
   beside the authors' published ones where p overlaps (23, 29, 31; 15 with ``--set p=[15, ...]``).
   A step costs about p^2 d_mlp, so under the rule about p^4: 14 runs ~ 8 core-minutes (estimated
-  from the per-step cost at p = 23). A fixed width confounds p with neurons per frequency (at
-  d_mlp = 512 the loss at step 5,000 is 0.075 at p = 29 and 31, against the authors' 0.0032 and
-  0.0013 at their rule widths); ``--set 'd_mlp=[512]'`` still gives it, and ``--set p=[...]``
-  reaches p = 61 (3,602 neurons; the p = 61 run alone costs about as much as all of 3..47).
+  from the per-step cost at p = 23). A fixed width confounds p with neurons per frequency (measured
+  at d_mlp = 512: loss 0.075 at step 5,000 at p = 29 and 31, against 0.0036 / 0.0015 at the rule
+  widths 814 / 931 and the authors' 0.0032 / 0.0013 there); ``--set 'd_mlp=[512]'`` still gives
+  it, and ``--set p=[...]`` reaches p = 61 (3,602 neurons; the p = 61 run alone costs about as much as all of 3..47).
 """
 
 from __future__ import annotations
