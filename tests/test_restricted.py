@@ -215,3 +215,23 @@ def test_authors_grokking_run_restricted_loss_is_honest():
         assert rows[step][0].restricted_loss > rows[step][1]  # restricted test loss above the test loss
     assert rows[10000][0].excluded_loss < rows[4000][0].excluded_loss  # excluded loss falls in stage II
     assert 0.64 < rows[50000][0].restricted_loss < 0.68 and rows[50000][0].verdict == "fails"
+
+
+@pytest.mark.slow
+def test_trained_network_with_few_frequencies_holds_and_its_step0_fails():
+    """A learned embedding of width 8 lets theta = W_in W_E use at most 4 frequencies: the trained
+    network (p = 23, 75 % of the pairs) ends on 2 keys, its restricted test loss is near 0 while the
+    full test loss is not (the ghosts of 3.6 cost it 14 test pairs; the restriction drops them) and
+    removing the keys destroys the training fit. Its step 0 fails."""
+    from mechinterp_modadd.training import preset, train
+
+    cfg = preset("grokking", p=23, d_mlp=128, embedding="learned", d_model=8, lr=3e-3, weight_decay=1.0,
+                 steps=3000, save_every=3000, seed=0)
+    run = train(cfg, progress=False)
+    res = restricted_loss_of(run.model, run.split)
+    assert len(res.keys) <= 4 and res.key_rule.startswith("top-k by embedding norm")
+    assert res.verdict == "holds" and res.holds
+    assert res.restricted_loss < 0.05 < res.test_loss and res.excluded_loss > math.log(23)
+    step0 = ModAddMLP(cfg.model_config(), seed=cfg.seed)
+    r0 = restricted_loss_of(step0, run.split, res.keys)
+    assert r0.verdict == "fails" and r0.restricted_loss > 0.9 * math.log(23)
