@@ -221,8 +221,8 @@ def test_authors_grokking_run_restricted_loss_is_honest():
 def test_trained_network_with_few_frequencies_holds_and_its_step0_fails():
     """A learned embedding of width 8 lets theta = W_in W_E use at most 4 frequencies: the trained
     network (p = 23, 75 % of the pairs) ends on 2 keys, its restricted test loss is near 0 while the
-    full test loss is not (the ghosts of 3.6 cost it 14 test pairs; the restriction drops them) and
-    removing the keys destroys the training fit. Its step 0 fails."""
+    full test loss is not (the non-key directions cost it about 14 test pairs) and removing the keys
+    destroys the training fit. The untrained network of the same config fails."""
     from mechinterp_modadd.training import preset, train
 
     cfg = preset("grokking", p=23, d_mlp=128, embedding="learned", d_model=8, lr=3e-3, weight_decay=1.0,
