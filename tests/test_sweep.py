@@ -238,7 +238,7 @@ def test_wilson_interval_and_seed_verdicts():
     assert seed_verdict([], 0.8)["verdict"] == "undefined"
 
 
-def test_lottery_preset_aggregation_on_a_tiny_grid(tmp_path):
+def test_lottery_preset_aggregation_on_a_tiny_grid(tmp_path, capsys):
     spec = preset_spec("lottery", p=[5], seed="0-2", steps=[30], save_every=[30])
     assert spec.page == "lottery" and len(spec.runs) == 9
     assert {(r.config.preset, r.config.optimizer, r.config.lr) for r in spec.runs} == {
@@ -255,6 +255,11 @@ def test_lottery_preset_aggregation_on_a_tiny_grid(tmp_path):
     assert main(["report", str(tmp_path / "lot"), "--out", str(tmp_path / "lot.html")]) == 0
     html = (tmp_path / "lot.html").read_text()
     assert "bootstrap" in html and "argmin_abs_d0" in html and "Wilson" in html and "lottery_sgd" in html
+    # track on the sweep folder: the lottery claim per arm over seeds; diagnose needs claim verdicts
+    assert main(["track", str(tmp_path / "lot"), "--quiet"]) == 0
+    assert "sweep folder, 9 runs" in capsys.readouterr().out
+    assert main(["diagnose", str(tmp_path / "lot")]) == 2
+    assert "diagnose" in capsys.readouterr().err
 
 
 def test_grokking_phase_on_constructed_rows_and_a_tiny_grid(tmp_path):
