@@ -44,7 +44,7 @@ included, passes (logits 10 at the training labels and 0 elsewhere give a restri
 loss near 0.02 at p = 23 with all 11 keys). So when the keys cover more than
 ``max_key_fraction`` = half of the K frequencies, the verdict is ``"undetermined"`` (``holds`` is
 False) and ``reason`` says so. The paper's p = 23 networks use all 11 frequencies about equally
-(measured on the authors' grokking run: every frequency holds 0.079-0.101 of the input energy at
+(measured on the authors' grokking run: every frequency holds 0.078-0.101 of the input energy at
 every checkpoint), so there the measure is uninformative, which is a finding, not a failure.
 
 Checks (tests): if L is exactly a sum of a_k cos(w_k (x + y - z)) over key k, then R = L (restricted
