@@ -329,6 +329,21 @@ def test_a_registered_family_trains_batched_as_alone(tmp_path):
         train(base.replace(family="no_such_family"), progress=False)
 
 
+def test_a_generic_batch_that_shrinks_follows_each_run_alone(tmp_path):
+    """An early stop drops a run from a batch trained by the generic step; the generic step is
+    rebuilt for the smaller batch and the other runs go on as alone."""
+    base = TrainConfig(family="test_concat", p=11, d_mlp=24, lr=3e-3, train_fraction=0.7, steps=40,
+                       save_every=40, init_scale=0.3, stop_window=10)
+    cfgs = [base.replace(stop_accuracy=1e-6, train_fraction=1.0), base.replace(seed=1), base.replace(seed=2, lr=1e-3)]
+    res = train_many(cfgs, tmp_path / "b", progress=False, device="cpu")
+    assert list(res.table["steps_done"]) == [10, 40, 40]
+    for cfg, folder in zip(cfgs, res.runs, strict=True):
+        alone = train(cfg, progress=False, device="cpu")
+        m = pd.read_csv(folder / "metrics.csv")
+        la, lb = m["train_loss"].to_numpy(), alone.metrics["train_loss"].to_numpy()
+        assert len(la) == len(lb) and float(np.max(np.abs(la - lb) / lb)) <= 1e-6
+
+
 # ------------------------------------------------------------------------ an added optimizer
 def test_an_optimizer_added_by_registration_alone():
     """A stacked optimizer defined and registered here (no other file) trains through train()."""
