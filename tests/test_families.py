@@ -157,6 +157,9 @@ def test_concat_config_and_model():
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert sorted(a.state_dict()) == ["mlp.W_out", "mlp.W_x", "mlp.W_y"]
     assert a.W_in.shape == (5, 14)
+    assert a.cfg.n_params == sum(t.numel() for t in a.parameters()) == 3 * 7 * 5
+    assert ConcatMLPConfig(p=7, d_mlp=5, bias=True).n_params == sum(
+        t.numel() for t in ConcatMLP(ConcatMLPConfig(p=7, d_mlp=5, bias=True), seed=0).parameters())
     a.set_activation("relu")
     assert a.cfg.activation == "relu" and a.activation == "relu"
 

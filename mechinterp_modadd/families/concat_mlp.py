@@ -100,6 +100,11 @@ class ConcatMLPConfig:
     def K(self) -> int:
         return (self.p - 1) // 2
 
+    @property
+    def n_params(self) -> int:
+        """Number of parameters: u, v and W_out (3 p d_mlp), plus d_mlp + p with biases."""
+        return 3 * self.p * self.d_mlp + (self.d_mlp + self.p if self.bias else 0)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
