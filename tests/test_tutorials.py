@@ -22,6 +22,24 @@ def test_tutorials_are_numbered_once_each():
     assert {"08_explorer.ipynb", "09_sweeps.ipynb"} <= {p.name for p in TUTORIALS}
 
 
+def test_tutorials_display_tables_and_use_notebook_progress_bars():
+    """Tables are shown with IPython's display (an HTML table in Jupyter), not printed as text; a
+    progress bar in a notebook is tqdm.auto's (a widget in Jupyter), not the terminal one."""
+    for path in TUTORIALS:
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+            assert ".to_string(" not in cell.source, f"{path.name}, code cell {i}: display(frame), not print(to_string)"
+            assert "from tqdm import" not in cell.source, f"{path.name}, code cell {i}: use tqdm.auto"
+    import mechinterp_modadd
+
+    # the package's own bars where a notebook may run them (tutorials call these with progress on or off)
+    pkg = Path(mechinterp_modadd.__file__).parent
+    for rel in ("series.py", "sweeps/executors.py", "analysis/explorer.py", "analysis/majority/suite.py",
+                "analysis/majority/noise.py"):
+        text = (pkg / rel).read_text()
+        assert "from tqdm.auto import tqdm" in text and "from tqdm import tqdm" not in text, rel
+
+
 def _outputs(nb):
     return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
 
