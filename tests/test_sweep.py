@@ -338,11 +338,17 @@ def test_bad_address_fails_fast_in_one_line_before_writing(tmp_path, capsys):
 
 
 def test_without_ray_the_default_runs_locally_with_a_note(tmp_path, monkeypatch, capsys):
+    from mechinterp_modadd.errors import ModAddWarning
+
     monkeypatch.setattr(executors, "_ray_importable", lambda: False)
-    table = run_sweep(parse_spec(SMALL), tmp_path / "o", progress=False)  # the default executor
+    with pytest.warns(ModAddWarning, match=r"Ray is not installed \(pip install 'mechinterp_modadd\[sweep\]'\)"):
+        table = run_sweep(parse_spec(SMALL), tmp_path / "o", progress=False)  # the default executor
     assert table.n_complete == 2
+    # on the command line the note is one line on stderr, and the sweep succeeds
+    (tmp_path / "s.toml").write_text(SMALL)
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "--quiet"]) == 0
     err = capsys.readouterr().err
-    assert "Ray is not installed (pip install 'mechinterp_modadd[sweep]')" in err and "--executor local" in err
+    assert err.count("\n") == 1 and "warning: Ray is not installed" in err and "--executor local" in err, err
     # asking for Ray explicitly is an error naming the extra by its package name
     for kw in ({"executor": "ray"}, {"address": "auto"}, {"storage": str(tmp_path / "s")}):
         with pytest.raises(ModAddError, match=r"not installed: pip install 'mechinterp_modadd\[sweep\]'"):

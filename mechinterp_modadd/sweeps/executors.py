@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -148,8 +147,12 @@ def _choose_executor(executor: str, address: str | None, storage: str | None) ->
     if executor == "ray" or address is not None or storage is not None:
         flag = "--address" if address is not None else "--storage" if storage is not None else "--executor ray"
         raise ModAddError(f"{flag} needs Ray, which is not installed: {INSTALL_HINT} (or pass --executor local)")
-    print(f"note: Ray is not installed ({INSTALL_HINT}); running the sweep in this process (--executor local)",
-          file=sys.stderr)
+    import warnings
+
+    from ..errors import ModAddWarning
+
+    warnings.warn(f"Ray is not installed ({INSTALL_HINT}): running the sweep in this process (--executor local)",
+                  ModAddWarning, stacklevel=3)
     return "local"
 
 
