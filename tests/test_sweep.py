@@ -516,3 +516,34 @@ def test_ray_workers_that_cannot_see_the_driver_folder(tiny_local, tmp_path):
         for proc in reversed(procs):
             _stop(proc)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_remote_batch_trains_in_its_scratch_folder_and_hands_runs_back(tmp_path, monkeypatch):
+    """What a Ray task runs, called in-process: nothing is written outside the scratch folder, which is
+    empty afterwards; the runs come back as files (or go to the storage, where a retry skips them)."""
+    pytest.importorskip("fsspec")
+    from mechinterp_modadd.sweeps.runner import ROW_FILE, run_batch, run_batch_remote
+
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv(SCRATCH_ENV, str(scratch))
+    monkeypatch.chdir(tmp_path)
+    spec = parse_spec(SMALL)
+    back = run_batch_remote(spec.runs, spec.analyses, tag="t")
+    assert [n for n, _ in back] == [r.name for r in spec.runs]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scratch"] and not any(scratch.iterdir())
+    files = dict(back)[spec.runs[0].name]
+    assert ROW_FILE in files and "metrics.csv" in files and "config.json" in files
+    assert any(k.startswith("checkpoints/step_") for k in files) and not any(k.startswith(".") for k in files)
+    # installed by the driver, the row is the one the local executor writes (timings aside)
+    for name, f in back:
+        install_run(tmp_path / "remote", name, f)
+    run_batch(spec.runs, tmp_path / "local", spec.analyses)
+    for r in spec.runs:
+        a, b = (json.loads((tmp_path / d / "runs" / r.name / ROW_FILE).read_text()) for d in ("remote", "local"))
+        assert {k: v for k, v in a.items() if k not in TIMING_COLUMNS} == \
+            {k: v for k, v in b.items() if k not in TIMING_COLUMNS}
+    # through a storage location: the runs land there, and a retried task has nothing left to do
+    store = RunStore("memory://modadd-remote-batch", spec_key(spec.to_dict()))
+    assert run_batch_remote(spec.runs, spec.analyses, store=store) == [(r.name, None) for r in spec.runs]
+    assert store.complete_names() == {r.name for r in spec.runs}
+    assert run_batch_remote(spec.runs, spec.analyses, store=store) == []

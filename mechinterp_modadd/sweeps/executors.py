@@ -272,7 +272,11 @@ def _ray_execute(batches: list[list[RunPlan]], out: Path, spec: SweepSpec, devic
 
     task = ray.remote(num_cpus=spec.threads, num_gpus=1 if device == "cuda" else 0,
                       max_retries=3)(run_batch_remote)
-    pending = {task.remote(b, spec.analyses, device=device, threads=spec.threads, store=store): b for b in batches}
+    import hashlib
+
+    tag = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:8]  # this sweep folder's scratch folders
+    pending = {task.remote(b, spec.analyses, device=device, threads=spec.threads, store=store, tag=tag): b
+               for b in batches}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:

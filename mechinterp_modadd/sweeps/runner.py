@@ -242,8 +242,12 @@ def run_files(run_dir: Path) -> dict[str, bytes]:
 
 
 def run_batch_remote(plans: Sequence[Any], analyses: Sequence[str], *, device: str = "cpu", threads: int = 1,
-                     store: Any = None) -> list[tuple[str, dict[str, bytes] | None]]:
+                     store: Any = None, tag: str = "") -> list[tuple[str, dict[str, bytes] | None]]:
     """A Ray task's batch: train and analyse in this node's scratch folder, never in the driver's.
+
+    The scratch folder is ``scratch_root()/<batch id>_<tag>``: the same for a retry of the task on
+    this node (which deletes what a killed attempt left), distinct for another sweep of the same runs
+    (the driver's ``tag`` names its folder).
 
     Returns (name, files) per run finished now, files being :func:`run_files` of the run folder
     (the object store carries them to the driver); with ``store`` (a
@@ -253,7 +257,7 @@ def run_batch_remote(plans: Sequence[Any], analyses: Sequence[str], *, device: s
     todo = [p for p in plans if store is None or not store.is_complete(p.name)]
     if not todo:
         return []
-    work = scratch_root() / batch_id([p.name for p in todo])
+    work = scratch_root() / (batch_id([p.name for p in todo]) + (f"_{tag}" if tag else ""))
     out: list[tuple[str, dict[str, bytes] | None]] = []
     try:
         for plan, run_dir in _train_and_analyse(todo, work, analyses, device, threads):
