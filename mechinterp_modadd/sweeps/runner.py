@@ -257,7 +257,8 @@ def run_batch_remote(plans: Sequence[Any], analyses: Sequence[str], *, device: s
     todo = [p for p in plans if store is None or not store.is_complete(p.name)]
     if not todo:
         return []
-    work = scratch_root() / (batch_id([p.name for p in todo]) + (f"_{tag}" if tag else ""))
+    # named by the whole batch (not by what is left of it): a retry finds and deletes a killed attempt's folder
+    work = scratch_root() / (batch_id([p.name for p in plans]) + (f"_{tag}" if tag else ""))
     out: list[tuple[str, dict[str, bytes] | None]] = []
     try:
         for plan, run_dir in _train_and_analyse(todo, work, analyses, device, threads):
