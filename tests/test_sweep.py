@@ -369,6 +369,10 @@ def test_without_ray_the_default_runs_locally_with_a_note(tmp_path, monkeypatch,
     assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "warning: Ray is not installed" in err and "--executor local" in err, err
+    (tmp_path / "a_file").write_text("x")  # a refused sweep says only why it was refused: one line, no note
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "a_file"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file" in err and "warning" not in err, err
     # asking for Ray explicitly is an error naming the extra by its package name
     for kw in ({"executor": "ray"}, {"address": "auto"}, {"storage": str(tmp_path / "s")}):
         with pytest.raises(ModAddError, match=r"not installed: pip install 'mechinterp_modadd\[sweep\]'"):

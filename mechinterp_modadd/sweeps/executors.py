@@ -132,7 +132,8 @@ def _ray_importable() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def _choose_executor(executor: str, address: str | None, storage: str | None) -> str:
+def _choose_executor(executor: str, address: str | None, storage: str | None) -> tuple[str, str | None]:
+    """The executor to use, and a note to show once every check has passed (or None)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if executor == "local":
@@ -141,19 +142,13 @@ def _choose_executor(executor: str, address: str | None, storage: str | None) ->
         if storage is not None:
             raise ConfigError("--storage is where Ray workers put finished runs: it needs --executor ray "
                               "(--executor local writes DIR directly)")
-        return "local"
+        return "local", None
     if _ray_importable():
-        return "ray"
+        return "ray", None
     if executor == "ray" or address is not None or storage is not None:
         flag = "--address" if address is not None else "--storage" if storage is not None else "--executor ray"
         raise ModAddError(f"{flag} needs Ray, which is not installed: {INSTALL_HINT} (or pass --executor local)")
-    import warnings
-
-    from ..errors import ModAddWarning
-
-    warnings.warn(f"Ray is not installed ({INSTALL_HINT}): running the sweep in this process (--executor local)",
-                  ModAddWarning, stacklevel=3)
-    return "local"
+    return "local", f"Ray is not installed ({INSTALL_HINT}): running the sweep in this process (--executor local)"
 
 
 def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, executor: str = "auto", address: str | None = None,
@@ -169,9 +164,15 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, executor: str = "auto"
     from tqdm.auto import tqdm
 
     out = Path(out)
-    executor = _choose_executor(executor, address, storage)
+    executor, note = _choose_executor(executor, address, storage)
     dev = resolve_device(device)
     _check_folder(spec, out)
+    if note is not None:  # said once the sweep is known to start: a refused sweep prints one line
+        import warnings
+
+        from ..errors import ModAddWarning
+
+        warnings.warn(note, ModAddWarning, stacklevel=2)
     store = None
     if storage is not None:
         from .storage import RunStore, spec_key
