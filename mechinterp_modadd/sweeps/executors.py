@@ -30,11 +30,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ModAddError
+from ..errors import ConfigError, ModAddError, ModAddWarning
+from ..locks import FolderLock
+from .budget import check_sweep_budget
 from .runner import install_run, is_complete, read_row, resolve_device, run_batch, run_batch_remote
 from .spec import RunPlan, SpecError, SweepSpec, spec_differences
 
@@ -68,35 +71,45 @@ def group_batches(runs: Sequence[RunPlan], max_batch: int = 16, workers: int = 1
     return out
 
 
-def _check_folder(spec: SweepSpec, out: Path) -> None:
-    """Refuse an --out that is a file, a non-empty non-sweep folder or a sweep of another spec;
-    writes nothing."""
-    new = spec.to_dict()
+def _check_folder(spec: SweepSpec, out: Path) -> bool:
+    """Check ``--out`` without writing: absent, empty (lock files aside) or a sweep of this very spec.
+    Returns whether it already is that sweep."""
+    from ..inputs import regular_file
+    from ..locks import LOCK_FILES
+
     if out.exists() and not out.is_dir():
         raise SpecError(f"--out {out}: is a file; the sweep folder must be a directory (absent, empty or a sweep)")
     f = out / SPEC_FILE
     if f.exists():
+        if not regular_file(f):
+            raise SpecError(f"{f}: not a regular file; the stored spec of a sweep folder is a JSON file")
         try:
-            old = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise SpecError(f"{f}: unreadable stored spec ({e})") from None
-        diff = spec_differences(old, new)
+            old = json.loads(f.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:
+            raise SpecError(f"{f}: unreadable stored spec ({_one_line(e)})") from None
+        if not isinstance(old, dict):
+            raise SpecError(f"{f}: unreadable stored spec (expected a JSON object)")
+        diff = spec_differences(old, spec.to_dict())
         if diff:
             raise SpecError(f"{out}: holds a sweep with a different spec ({'; '.join(diff)}); use another --out "
                             f"or the stored spec")
-    elif out.exists() and any(out.iterdir()):
+        return True
+    if out.exists() and any(e.name not in LOCK_FILES for e in out.iterdir()):
         raise SpecError(f"{out}: exists and is not a sweep folder (no {SPEC_FILE}); choose an empty --out")
+    return False
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 def _prepare(spec: SweepSpec, out: Path) -> None:
-    """Write ``sweep.json`` (first run) and clear ``.work`` (batches of a killed earlier attempt)."""
-    from ..checkpoint import atomic_write_text
+    """Under the folder's lock: check ``out`` again, store the spec when new, clear old batches."""
+    from ..fileio import atomic_write_text
 
-    _check_folder(spec, out)
-    if not (out / SPEC_FILE).exists():
-        out.mkdir(parents=True, exist_ok=True)
+    if not _check_folder(spec, out):
         atomic_write_text(out / SPEC_FILE, json.dumps(spec.to_dict(), indent=1))
-    shutil.rmtree(out / ".work", ignore_errors=True)
+    shutil.rmtree(out / ".work", ignore_errors=True)  # batches of a killed earlier attempt
 
 
 def collect_table(spec: SweepSpec, out: Path) -> Any:
@@ -110,7 +123,7 @@ def collect_table(spec: SweepSpec, out: Path) -> Any:
 def write_results(table: Any, out: Path) -> list[Path]:
     """``results.csv``, ``results.json`` (schema ``sweep``) and ``results.parquet`` (when pyarrow is
     importable), each written atomically."""
-    from ..checkpoint import atomic_write_bytes, atomic_write_text
+    from ..fileio import atomic_write_bytes, atomic_write_text
 
     written = [atomic_write_text(out / "results.csv", table.to_frame().to_csv(index=False)),
                atomic_write_text(out / "results.json", table.to_json() + "\n")]
@@ -160,53 +173,76 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, executor: str = "auto"
     ``address``: a Ray cluster to join (default: a private Ray on this machine); ``storage``: a
     path or URI every Ray node reaches, through which finished runs travel (default: the object
     store). Bad arguments and an unreachable ``address`` are refused before anything is written.
-    """
-    from tqdm.auto import tqdm
 
+    ``out`` is locked for the whole sweep (:class:`~mechinterp_modadd.locks.FolderLock`): a second
+    sweep into the same folder is refused at once, naming the first. Memory and disk are checked
+    (:func:`~mechinterp_modadd.sweeps.budget.check_sweep_budget`) before anything is written.
+    """
     out = Path(out)
     executor, note = _choose_executor(executor, address, storage)
     dev = resolve_device(device)
+    # everything is checked before anything is written: the folder, memory and disk, the storage, Ray
     _check_folder(spec, out)
-    if note is not None:  # said once the sweep is known to start: a refused sweep prints one line
-        import warnings
-
-        from ..errors import ModAddWarning
-
-        warnings.warn(note, ModAddWarning, stacklevel=2)
+    missing = [r for r in spec.runs if not is_complete(out, r.name)]
+    check_sweep_budget(spec, missing, out, check_memory=address is None)
     store = None
     if storage is not None:
         from .storage import RunStore, spec_key
 
         store = RunStore(storage, spec_key(spec.to_dict()))
         store.check_writable()
-    missing = [r for r in spec.runs if not is_complete(out, r.name)]
     stored = store.complete_names() if store is not None else set()
     need_ray = executor == "ray" and any(r.name not in stored for r in missing)
     ray_session = _ray_connect(address, workers, dev) if need_ray else None
     try:
-        _prepare(spec, out)
-        # runs already in the storage (a killed earlier driver, another driver): copy them in, train the rest
+        for n in [*spec.notes, *([note] if note else [])]:  # e.g. a composite p: said once the sweep starts
+            warnings.warn(n, ModAddWarning, stacklevel=2)
+        created = not out.exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SpecError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
+        try:
+            lock = FolderLock(out, purpose="modadd sweep", what="sweep folder", error=SpecError).acquire()
+        except BaseException:
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        try:
+            return _run_locked(spec, out, executor, dev, workers, progress, store)
+        finally:
+            lock.release()
+    finally:
+        if ray_session is not None:
+            ray_session.shutdown()
+
+
+def _run_locked(spec: SweepSpec, out: Path, executor: str, dev: str, workers: int | None, progress: bool,
+                store: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    _prepare(spec, out)
+    missing = [r for r in spec.runs if not is_complete(out, r.name)]
+    if store is not None:  # runs already in the storage (a killed earlier driver, another one): copy them in
+        stored = store.complete_names()
         for r in missing:
             if r.name in stored:
                 install_run(out, r.name, store.get_run(r.name))
         missing = [r for r in missing if not is_complete(out, r.name)]
-        n_workers = 1 if executor == "local" or dev == "cuda" else \
-            (workers or max(1, (os.cpu_count() or 1) // spec.threads))
-        batches = group_batches(missing, MAX_BATCH["cuda" if dev == "cuda" else executor], n_workers)
-        bar = tqdm(total=len(spec.runs), initial=len(spec.runs) - len(missing), disable=not progress, unit="run",
-                   desc="sweep")
-        try:
-            if executor == "local":
-                for b in batches:
-                    run_batch(b, out, spec.analyses, device=dev, threads=spec.threads)
-                    bar.update(len(b))
-            elif batches:
-                _ray_execute(batches, out, spec, dev, store, bar)
-        finally:
-            bar.close()
+    n_workers = 1 if executor == "local" or dev == "cuda" else \
+        (workers or max(1, (os.cpu_count() or 1) // spec.threads))
+    batches = group_batches(missing, MAX_BATCH["cuda" if dev == "cuda" else executor], n_workers)
+    bar = tqdm(total=len(spec.runs), initial=len(spec.runs) - len(missing), disable=not progress, unit="run",
+               desc="sweep")
+    try:
+        if executor == "local":
+            for b in batches:
+                run_batch(b, out, spec.analyses, device=dev, threads=spec.threads)
+                bar.update(len(b))
+        elif batches:
+            _ray_execute(batches, out, spec, dev, store, bar)
     finally:
-        if ray_session is not None:
-            ray_session.shutdown()
+        bar.close()
     shutil.rmtree(out / ".work", ignore_errors=True)
     table = collect_table(spec, out)
     write_results(table, out)

@@ -145,6 +145,7 @@ def analyse_run(run_dir: Path, plan: Any, analyses: Sequence[str]) -> dict[str, 
     has_test = cfg.train_fraction < 1.0
     steps = m["step"].to_numpy()
     row["fit_step"] = _first_step(steps, m["train_accuracy"], GROK_THRESHOLD)
+    row["full_step"] = _first_step(steps, m["train_accuracy"], 1.0)
     row["grok_step"] = _first_step(steps, m["test_accuracy"], GROK_THRESHOLD) if has_test else None
     row["grok_step_99"] = _first_step(steps, m["test_accuracy"], GROK_THRESHOLD_99) if has_test else None
     te = m["test_accuracy"] if has_test else [math.nan] * len(m)
@@ -153,10 +154,13 @@ def analyse_run(run_dir: Path, plan: Any, analyses: Sequence[str]) -> dict[str, 
     model = series.model(series.last_step)
     if "progress" in analyses:
         from ..analysis.grokking import measures_of_model
+        from ..analysis.restricted import restricted_loss_of
 
         mm = measures_of_model(model, series.split if series.has_test else None)
-        for c in ("restricted_loss", "excluded_loss", "mean_abs_sin_d", "ipr"):
+        for c in ("restricted_loss", "restricted_loss_all", "excluded_loss", "mean_abs_sin_d", "ipr"):
             row[c] = mm[c]
+        rl = restricted_loss_of(model, series.split if series.has_test else None)
+        row["restricted_verdict"], row["restricted_n_keys"] = rl.verdict, len(rl.keys)
     if "diagnose" in analyses:
         for claim, metric, value, verdict in _diagnose_rows(model):
             row[f"{claim}.{metric}"] = value
@@ -185,7 +189,7 @@ def _train_and_analyse(todo: Sequence[Any], work: Path, analyses: Sequence[str],
                        threads: int) -> Iterator[tuple[Any, Path]]:
     """Train ``todo`` into ``work`` (deleted first: a killed earlier attempt starts afresh), then
     analyse each run and write its ``sweep_row.json``; yields (plan, run folder) per finished run."""
-    from ..checkpoint import atomic_write_text
+    from ..fileio import atomic_write_text
 
     shutil.rmtree(work, ignore_errors=True)
     work.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +207,8 @@ def run_batch(plans: Sequence[Any], out: str | os.PathLike, analyses: Sequence[s
               threads: int = 1) -> list[str]:
     """Train and analyse one batch of runs of equal shape in ``out/.work``; returns the names
     completed now. Runs already complete are skipped."""
+    from ..fileio import atomic_rename
+
     out = Path(out)
     todo = [p for p in plans if not is_complete(out, p.name)]
     if not todo:
@@ -215,7 +221,7 @@ def run_batch(plans: Sequence[Any], out: str | os.PathLike, analyses: Sequence[s
         if dest.exists():  # completed by a concurrent attempt: keep the first
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
-            os.rename(run_dir, dest)
+            atomic_rename(run_dir, dest)  # complete or absent, and on disk once renamed
         done.append(plan.name)
     shutil.rmtree(work, ignore_errors=True)
     return done
@@ -281,6 +287,7 @@ def install_run(out: str | os.PathLike, name: str, files: dict[str, bytes]) -> b
     The files must hold the run's ``sweep_row.json``; paths must stay inside the folder.
     """
     from ..errors import ModAddError
+    from ..fileio import atomic_rename, atomic_write_bytes
 
     out = Path(out)
     dest = out / "runs" / name
@@ -294,10 +301,9 @@ def install_run(out: str | os.PathLike, name: str, files: dict[str, bytes]) -> b
         target = (tmp / rel).resolve()
         if tmp.resolve() not in target.parents:
             raise ModAddError(f"run {name!r}: file path {rel!r} leaves the run folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        atomic_write_bytes(target, data)  # each file on disk before the folder appears
     (out / "runs").mkdir(parents=True, exist_ok=True)
     if dest.exists():  # a partial folder of another kind (not complete, see above): replace it
         shutil.rmtree(dest)
-    os.rename(tmp, dest)
+    atomic_rename(tmp, dest)
     return True
