@@ -154,7 +154,9 @@ def _build_model(path: Path, cfg: ModelConfig, weights: dict[str, Any]) -> ModAd
     model = ModAddMLP(cfg, seed=None)
     with torch.no_grad():
         model.load_state_dict({k: weights[k].to(torch.float32) for k in expected}, strict=True)
-    return model
+    # a loaded model is for analysis: eval mode, as TransformerLens's from_pretrained returns its models
+    # (TransformerLens's activation patching refuses a model in training mode)
+    return model.eval()
 
 
 @dataclass(frozen=True)
@@ -463,6 +465,9 @@ def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
         device: where to put the model (``"auto"``, ``"cpu"``, ``"cuda"``; default the CPU). The
             file is read and checked on the CPU, then the weights are moved.
         force: swap a recorded activation for ``activation`` (e.g. ``"abs"``) without retraining.
+
+    The model comes back in eval mode (``model.training`` is False), ready for TransformerLens's
+    patching; ModAddMLP has no dropout or normalisation, so the mode changes no output.
     """
     from .inputs import check_input_path
 

@@ -474,7 +474,7 @@ def track(
         progress: show a tqdm bar over checkpoints.
         steps: a subset of the series' steps (default: all).
     """
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     if not fns:
         raise InputError("track needs at least one function ({name: fn})")

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from ..data import all_pairs
 from ..errors import CheckpointError, InputError
