@@ -121,6 +121,11 @@ INPUT_KINDS: dict[tuple[str, str], tuple[str, str]] = {
     ("explore", "path"): ("any", "checkpoint file or run folder"),
     ("sweep", "spec"): ("file", "sweep spec"),
 }
+#: Inputs that may also be a sweep or batch folder (the claims over its seeds), and how the error
+#: names what was expected when the path is neither
+SEED_FOLDER_INPUTS: dict[tuple[str, str], str] = {
+    ("diagnose", "checkpoint"): "checkpoint file (or a sweep or batch folder of runs)",
+}
 #: Options naming an output *folder* a sub-command fills (checked like the output files)
 OUTPUT_FOLDER_OPTIONS: dict[str, tuple[str, ...]] = {"report": ("png", "svg")}
 
@@ -157,6 +162,13 @@ def _check_paths(args: argparse.Namespace) -> None:
         if value is None:
             continue
         kind, what = INPUT_KINDS.get((args.command, name), ("any", "input"))
+        if (args.command, name) in SEED_FOLDER_INPUTS:
+            from .sweeps.seeds import folder_kind
+
+            if folder_kind(value) is not None:  # a sweep or batch folder: the claims over its seeds
+                kind = "dir"
+            else:
+                what = SEED_FOLDER_INPUTS[(args.command, name)]
         error = CheckpointError
         if args.command == "sweep":
             from .errors import ConfigError as error  # noqa: N813
