@@ -54,9 +54,12 @@ def _float_value(text: str) -> float:
 
 # ----------------------------------------------------------------------------------- train
 def _configure(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--preset", required=True, choices=sorted(PRESET_NAMES), help="one of the paper's configurations")
+    ap.add_argument("--preset", required=True, choices=sorted(PRESET_NAMES),
+                    help="one of the paper's configurations, or gromov (Gromov's concatenated-input MLP, "
+                         "family concat_mlp)")
     ap.add_argument("--p", type=int, default=23, help="modulus (default 23)")
-    ap.add_argument("--d-mlp", type=int, default=None, help="hidden width (default max(512, ceil(512 p^2/529)))")
+    ap.add_argument("--d-mlp", type=int, default=None,
+                    help="hidden width (default: the preset's, else max(512, ceil(512 p^2/529)))")
     ap.add_argument("--steps", type=int, default=None, help="full-batch steps (default: the preset's)")
     many = " (several values train the Cartesian product of all multi-valued flags, batched)"
     ap.add_argument("--lr", type=_float_value, nargs="+", default=None, help="learning rate" + many)
