@@ -74,6 +74,8 @@ def _configure(ap: argparse.ArgumentParser) -> None:
                     help="AdamW's moment decay rates (default 0.9,0.98); adamw only")
     ap.add_argument("--momentum", type=_float_value, default=None, metavar="M",
                     help="SGD's momentum, heavy ball without dampening (default 0); sgd only")
+    ap.add_argument("--bias", action="store_true",
+                    help="hidden and output biases, initialised at zero (families that have them: concat_mlp)")
     ap.add_argument("--seed", type=_int_values, nargs="+", default=None,
                     help="seed(s): 0, or 0 1 2, or a range 0-31" + many)
     ap.add_argument("--save-every", type=int, default=1000, help="checkpoint interval in steps")
@@ -104,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     grid = train_grid(args)
     cfgs = [preset(args.preset, p=args.p, d_mlp=args.d_mlp, steps=args.steps, activation=args.activation,
                    save_every=args.save_every, stop_accuracy=args.stop_accuracy, stop_window=args.stop_window,
-                   optimizer=args.optimizer, betas=args.betas, momentum=args.momentum,
+                   optimizer=args.optimizer, betas=args.betas, momentum=args.momentum, bias=args.bias or None,
                    **dict(zip(grid, values, strict=True)))
             for values in itertools.product(*grid.values())]
     max_memory = getattr(args, "max_memory", None)

@@ -39,6 +39,10 @@ class TrainConfig:
     ``optimizer`` is a name of :data:`~.optim.OPTIMIZERS` (``adamw``: ``betas``; ``sgd``:
     ``momentum``, torch's heavy-ball form without dampening). ``family`` is a training family of
     :mod:`.family` (``mlp``: the paper's one-hidden-layer network, :mod:`.family_mlp`).
+
+    ``bias`` gives the hidden and output layers biases (initialised at zero), for the families that
+    support them (``concat_mlp``; the paper's ``mlp`` has none and refuses it). It is written to
+    config.json only when true, so the configs of runs without biases read as before it existed.
     """
 
     family: str = "mlp"
@@ -63,6 +67,7 @@ class TrainConfig:
     preset: str | None = None
     stop_accuracy: float | None = None
     stop_window: int = 1000
+    bias: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.family, str) or not self.family.isidentifier():
@@ -88,6 +93,8 @@ class TrainConfig:
             raise ConfigError(f"stop_accuracy must be None or in (0, 1], got {self.stop_accuracy!r}")
         if isinstance(self.stop_window, bool) or not isinstance(self.stop_window, int) or self.stop_window < 1:
             raise ConfigError(f"stop_window must be a positive integer, got {self.stop_window!r}")
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"bias must be true or false, got {self.bias!r}")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
         try:
@@ -98,7 +105,9 @@ class TrainConfig:
                               f"momentum = {self.momentum!r}") from None
         self._check_optimizer()
         object.__setattr__(self, "activation", canonical_activation(self.activation))
-        self.model_config()  # validate the model part now
+        model = self.model_config()  # validate the model part now
+        if self.bias and getattr(model, "bias", None) is not True:
+            raise ConfigError(f"bias: family {self.family!r} has no biases (family 'concat_mlp' has)")
 
     def _check_optimizer(self) -> None:
         """The optimizer's own hyper-parameters valid; every other optimizer's at its default."""
@@ -133,13 +142,16 @@ class TrainConfig:
         return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values; ``bias`` only when true (see the class docstring)."""
         d = asdict(self)
         d["betas"] = list(self.betas)
+        if not self.bias:
+            del d["bias"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """From :meth:`to_dict`'s form; keys added later (``family``, ``momentum``) take their
+        """From :meth:`to_dict`'s form; keys added later (``family``, ``momentum``, ``bias``) take their
         defaults when absent, so older config.json files read unchanged."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
