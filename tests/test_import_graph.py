@@ -49,7 +49,8 @@ PKG = ROOT / "mechinterp_modadd"
 NAME = PKG.name
 
 #: top-level modules of the core layer
-CORE = {"", "_version", "constants", "errors", "data", "fourier", "model", "tlens", "transformer", "checkpoint", "forward",
+CORE = {"", "_version", "constants", "errors", "data", "fourier", "model", "tlens", "transformer", "transformer_io",
+        "checkpoint", "forward",
         "runtime", "memory", "schemas", "outputs", "notebook"}
 #: top-level modules of the results layer
 RESULTS = {"diagnose", "series", "dynamics"}
