@@ -25,11 +25,19 @@ phase through W_out W_U.** The claims are then those of the concatenated-input M
   for >= 0.7 of the neurons that are ever active;
 - ``phase_alignment``: psi = phi_x + phi_y (the x + y wave a product of the two inputs makes peaks
   at q = x + y exactly then);
-- ``phase_symmetry``: within each frequency group the seven moments of a phi_x + b phi_y whose
-  vanishing cancels the ghosts are consistent with uniform phases;
+- ``input_phase_tie`` (measured, it decides the next claim's form): phi_x = phi_y, by the mean
+  |sin(phi_x - phi_y)| <= 0.25 and >= 0.7 of the neurons within 0.3 rad. Attention treats x and y
+  alike, so a transformer neuron's two input phases come out tied, as in the paper's MLP where
+  they are equal by construction (and unlike an MLP on concatenated inputs);
+- ``phase_symmetry``: the paper's form with phi = phi_x: within each frequency group the moments
+  |mean exp(i iota phi)|, iota = 1..4, are consistent with uniform phases (Bonferroni Rayleigh
+  p >= 0.01). With tied phases, the concat form's (1, -1) moment is 1 by construction and cannot
+  test anything, which is why the paper's form is the one used here;
 - ``frequency_diversification``: every frequency 1..K has neurons, in balanced numbers;
 - ``majority_vote``: random halves of the neurons keep the accuracy, no frequency group alone
-  suffices, and phase-biased halves cost accuracy (by zero-ablating MLP neurons in the view).
+  suffices, and halves biased in iota phi (iota = 1..4) cost accuracy (by zero-ablating MLP
+  neurons in the view, :func:`~mechinterp_modadd.analysis.family_ablation.view_majority_vote`);
+- ``magnitude_homogeneity``: every neuron casts about the same vote alpha_x alpha_y beta.
 
 Key frequencies (:func:`key_frequencies`): the frequencies whose share of the neurons' votes
 (best 2D frequency of ``post``, weighted by its energy) is at least 1 / (2K) — the rule of
@@ -46,22 +54,22 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..fourier import wrap
 from ..neurons import NeuronView
 from .base import ClaimResult, Thresholds
 from .concat import (
-    SYMMETRY_COMBINATIONS,
     ConcatSpectrum,
     concat_frequency_diversification,
     concat_magnitude_homogeneity,
     concat_phase_alignment,
-    concat_phase_symmetry,
     concat_single_frequency,
     concat_spectrum,
 )
 from .family_ablation import view_majority_vote
+from .phases import phase_symmetry
 
 __all__ = ["effective_inputs", "transformer_spectrum", "SingleFrequency2DResult", "single_frequency_2d",
-           "KeyFrequenciesResult", "key_frequencies", "transformer_claims"]
+           "KeyFrequenciesResult", "key_frequencies", "PhaseTieResult", "input_phase_tie", "transformer_claims"]
 
 
 def effective_inputs(view: NeuronView) -> tuple[Tensor, Tensor, Tensor]:
@@ -170,6 +178,39 @@ def key_frequencies(view: NeuronView, *, min_share: float | None = None, max_fra
                                 thresholds=KeyFrequencyThresholds(min_share, max_fraction))
 
 
+@dataclass(frozen=True)
+class PhaseTieThresholds(Thresholds):
+    tie_radius: float = 0.3
+    max_mean_abs_sin: float = 0.25
+    min_fraction: float = 0.7
+
+
+@dataclass
+class PhaseTieResult(ClaimResult):
+    """``input_phase_tie``: the two input phases of each neuron agree, phi_x = phi_y (at k*).
+
+    d_m = wrap(phi_x,m - phi_y,m); holds when mean |sin d| <= ``max_mean_abs_sin`` (0.25) and at
+    least ``min_fraction`` (0.7) of the neurons have |d| < ``tie_radius`` (0.3 rad); uniformly
+    random, independent phases give 0.637 and 0.095 (the statistics of ``phase_alignment``).
+    """
+
+    mean_abs_sin: float = 0.0
+    fraction_tied: float = 0.0
+    claim: ClassVar[str] = "input_phase_tie"
+    key_metric: ClassVar[str] = "mean_abs_sin"
+
+
+def input_phase_tie(spectrum: ConcatSpectrum, *, tie_radius: float = 0.3, max_mean_abs_sin: float = 0.25,
+                    min_fraction: float = 0.7) -> PhaseTieResult:
+    """Whether phi_x = phi_y neuron by neuron (see the result class)."""
+    d = wrap(spectrum.phi_star - spectrum.phi_y_star)
+    mean_sin = float(d.sin().abs().mean())
+    tied = float((d.abs() < tie_radius).double().mean())
+    return PhaseTieResult(holds=mean_sin <= max_mean_abs_sin and tied >= min_fraction, mean_abs_sin=mean_sin,
+                          fraction_tied=tied, thresholds=PhaseTieThresholds(tie_radius, max_mean_abs_sin,
+                                                                            min_fraction))
+
+
 @dataclass
 class AdditiveShareResult(ClaimResult):
     """Reported with the phases (not a claim of the paper; ``holds`` is always True): the mean share
@@ -187,13 +228,14 @@ def transformer_claims(view: NeuronView, *, seed: int = 0, draws: int = 10) -> l
     _, _, share = effective_inputs(view)
     var = view.pre.var(0)
     nonconst = var > 1e-12 * float(var.max().clamp_min(1e-300))
-    angles = {f"{a},{b}": a * spectrum.phi_star + b * spectrum.phi_y_star for a, b in SYMMETRY_COMBINATIONS}
+    angles = {f"{i} phi": i * spectrum.phi_star for i in (1, 2, 3, 4)}
     out: list[Any] = [
         single_frequency_2d(view),
         concat_single_frequency(spectrum),
         key_frequencies(view),
         concat_phase_alignment(spectrum),
-        concat_phase_symmetry(spectrum),
+        input_phase_tie(spectrum),
+        phase_symmetry(spectrum),
         concat_frequency_diversification(spectrum),
         concat_magnitude_homogeneity(spectrum),
         view_majority_vote(view, spectrum.frequency, angles, vote_weight=spectrum.vote_weight, draws=draws,
