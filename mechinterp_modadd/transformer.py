@@ -132,6 +132,11 @@ class TransformerConfig:
         """Number of non-DC frequencies, floor((p - 1) / 2)."""
         return (self.p - 1) // 2
 
+    @property
+    def activation(self) -> str:
+        """``act_fn`` under the name the other families' configs use."""
+        return self.act_fn
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -336,6 +341,11 @@ class ModAddTransformer(HookedRootModule):
     @property
     def config(self) -> TransformerConfig:
         return self._cfg
+
+    @property
+    def activation(self) -> str:
+        """The MLP activation's name (``cfg.act_fn``)."""
+        return self._cfg.act_fn
 
     def init_weights(self, seed: int) -> None:
         """Draw the weights with Nanda et al.'s scales from ``seed`` (biases stay zero)."""
