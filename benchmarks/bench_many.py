@@ -42,7 +42,7 @@ import torch
 from mechinterp_modadd.cli import main as modadd
 from mechinterp_modadd.runtime import auto_threads, step_flop, thread_scope
 from mechinterp_modadd.training import preset, train_many
-from mechinterp_modadd.training.many import chunk_size
+from mechinterp_modadd.training.estimate import cache_runs, chunk_size, run_bytes
 
 #: the clock: wall time by default, process CPU time with --cpu-time
 CLOCK = time.perf_counter
@@ -169,7 +169,7 @@ def main() -> None:
     print(f"torch {torch.__version__}; CPU: {torch.get_num_threads()} threads available; clock: "
           f"{'process CPU time' if args.cpu_time else 'wall'}; {args.rounds} rounds")
     sizes = [1, 4, 8, 16, 21, 32]
-    size = chunk_size(23, 512, args.seeds, torch.device("cpu"), None, args.steps + 1)
+    size = chunk_size(run_bytes(23, 512, args.steps + 1), args.seeds, torch.device("cpu"), None, cache_runs(23, 512))
     chosen = auto_threads(step_flop(23, 512, size))  # what train_many picks for a chunk now
     floors: dict[int, dict[int, float]] = {1: {}, 2: {}}
     times: dict[str, list[float]] = {"long": [], "short": [], "one_long": [], "one_short": []}

@@ -22,7 +22,7 @@ ACTIVATION_ALIASES: dict[str, str] = {"x^2": "quad", "square": "quad", "x": "ide
                                       "x^3": "cube", "x^4": "quartic", "|x|": "abs"}
 
 #: The authors' five configurations (full batch, AdamW betas (0.9, 0.98), 10-step warm-up); the
-#: training presets of :mod:`mechinterp_modadd.training.presets` are these dictionaries.
+#: training presets of :mod:`mechinterp_modadd.training.config` are these dictionaries.
 PRESETS: dict[str, dict[str, Any]] = {
     "standard": dict(activation="relu", optimizer="adamw", lr=5e-5, weight_decay=0.0,
                      train_fraction=1.0, steps=5000, init="random", init_scale=0.1),

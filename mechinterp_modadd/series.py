@@ -58,11 +58,11 @@ from .checkpoint import Checkpoint, authors_activation, authors_folder_name, che
 from .data import Split, split_from_pairs
 from .errors import CheckpointError, ConfigError, InputError
 from .fourier import NeuronSpectrum, neuron_spectrum
+from .layout import CHECKPOINTS, CONFIG, METRICS_FILES, SPLIT, checkpoint_step
 from .model import ModAddMLP, canonical_activation
 
 __all__ = ["RunSeries", "load_run", "track"]
 
-_OWN_STEP = re.compile(r"^step_(\d+)\.safetensors$")
 _AUTHOR_STEP = re.compile(r"^(\d+)\.pth$")
 
 
@@ -206,7 +206,7 @@ def _describe_steps(steps: list[int]) -> str:
 
 # ------------------------------------------------------------------------------- our folders
 def _read_metrics(path: Path) -> pd.DataFrame | None:
-    for name in ("metrics.csv", "metrics.csv.gz"):
+    for name in METRICS_FILES:
         f = path / name
         if f.exists():
             try:
@@ -217,25 +217,25 @@ def _read_metrics(path: Path) -> pd.DataFrame | None:
 
 
 def _load_own(path: Path, activation: str | None, cache_size: int, force: bool) -> RunSeries:
-    ck_dir = path / "checkpoints"
+    ck_dir = path / CHECKPOINTS
     found: list[tuple[int, Path]] = []
     if ck_dir.is_dir():
         for f in ck_dir.iterdir():
-            m = _OWN_STEP.match(f.name)
-            if m:
-                found.append((int(m.group(1)), f))
+            step = checkpoint_step(f.name)
+            if step is not None:
+                found.append((step, f))
     if not found:
         raise CheckpointError(f"{path}: no checkpoints/step_NNNNNN.safetensors files")
     found.sort()
     config = None
-    cfg_path = path / "config.json"
+    cfg_path = path / CONFIG
     if cfg_path.exists():
         try:
             config = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
     split = None
-    split_path = path / "split.json"
+    split_path = path / SPLIT
     if split_path.exists():
         try:
             sj = json.loads(split_path.read_text())
@@ -424,7 +424,7 @@ def load_run(path: str | os.PathLike, activation: str | None = None, *, cache_si
             activation = canonical_activation(activation)
         except ConfigError as e:
             raise CheckpointError(f"{path}: {e}") from None
-    if (path / "checkpoints").is_dir():
+    if (path / CHECKPOINTS).is_dir():
         series = _load_own(path, activation, cache_size, force)
     elif any(_AUTHOR_STEP.match(f.name) for f in path.iterdir()) or (path / "final.pth").exists():
         series = _load_authors(path, activation, cache_size, force)

@@ -26,8 +26,8 @@ import torch
 from helpers import DATA, cpu_fingerprint
 
 from mechinterp_modadd import load_checkpoint
+from mechinterp_modadd.layout import checkpoint_path
 from mechinterp_modadd.training import TrainConfig, train
-from mechinterp_modadd.training.trainer import checkpoint_path
 
 PREFIXES = [("grokking_p23", 500), ("standard_p23", 1000), ("quad_random_p23", 250)]
 FINGERPRINTS = DATA / "fingerprint.json"

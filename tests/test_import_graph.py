@@ -11,7 +11,7 @@ Layers (every module of the package must have one, see :func:`layer_of`):
 
 ==========  ==========================================================================================
 core        the package root, _version, constants, errors, data, fourier, model, tlens, checkpoint,
-            forward, runtime, memory, schemas, outputs, notebook
+            forward, layout, runtime, memory, schemas, outputs, notebook
 analysis    analysis/ (pure computation, typed results)
 results     diagnose, series, dynamics (result objects built from analysis)
 training    training/
@@ -50,8 +50,7 @@ NAME = PKG.name
 
 #: top-level modules of the core layer
 CORE = {"", "_version", "constants", "errors", "data", "fourier", "model", "tlens", "transformer", "transformer_io",
-        "checkpoint", "forward",
-        "runtime", "memory", "schemas", "outputs", "notebook"}
+        "checkpoint", "forward", "layout", "runtime", "memory", "schemas", "outputs", "notebook"}
 #: top-level modules of the results layer
 RESULTS = {"diagnose", "series", "dynamics"}
 #: sub-packages that are a layer of their own
@@ -71,11 +70,9 @@ FORBIDDEN: dict[str, set[str]] = {
 }
 
 #: Import cycles known and owned by another change, allowed until they are gone (each entry is the
-#: set of modules of one strongly connected component). issue 19 item 1 splits training/ by job and
-#: removes this one; test_no_import_cycle fails once an entry is stale, so that it is deleted then.
-KNOWN_CYCLES: list[set[str]] = [
-    {f"{NAME}.training.many", f"{NAME}.training.runfolder", f"{NAME}.training.trainer"},
-]
+#: set of modules of one strongly connected component); test_no_import_cycle fails once an entry is
+#: stale, so that it is deleted then. None at present.
+KNOWN_CYCLES: list[set[str]] = []
 
 #: import paths that were removed; an import of any of them (or of a name inside them) fails
 OLD_MODULES = {f"{NAME}.story": f"{NAME}.pages.report", f"{NAME}.report": f"{NAME}.pages.html / {NAME}.pages.report"}
@@ -300,8 +297,8 @@ def test_checks_fail_on_a_synthetic_graph():
     g = {
         f"{NAME}.data": {f"{NAME}.diagnose"},  # core -> results: forbidden, and a cycle with the next line
         f"{NAME}.diagnose": {f"{NAME}.data", f"{NAME}.analysis.features"},
-        f"{NAME}.analysis.features": {f"{NAME}.training.trainer"},  # analysis -> training: forbidden
-        f"{NAME}.training.trainer": set(),
+        f"{NAME}.analysis.features": {f"{NAME}.training.api"},  # analysis -> training: forbidden
+        f"{NAME}.training.api": set(),
         f"{NAME}.plots.ablation": {f"{NAME}.pages.ablation"},  # plots -> pages: forbidden
         f"{NAME}.pages.ablation": {f"{NAME}.plots.ablation"},  # allowed, but a cycle
         f"{NAME}.pages.report": {f"{NAME}.diagnose", f"{NAME}.series"},  # allowed
@@ -310,7 +307,7 @@ def test_checks_fail_on_a_synthetic_graph():
     assert find_cycles(g) == [[f"{NAME}.data", f"{NAME}.diagnose", f"{NAME}.data"],
                               [f"{NAME}.pages.ablation", f"{NAME}.plots.ablation", f"{NAME}.pages.ablation"]]
     assert layer_violations(g) == [
-        f"{NAME}.analysis.features (analysis) -> {NAME}.training.trainer (training)",
+        f"{NAME}.analysis.features (analysis) -> {NAME}.training.api (training)",
         f"{NAME}.data (core) -> {NAME}.diagnose (results)",
         f"{NAME}.plots.ablation (plots) -> {NAME}.pages.ablation (pages)",
     ]

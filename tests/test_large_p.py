@@ -155,14 +155,14 @@ def test_train_prints_an_estimate_for_long_runs(tmp_path, capsys, monkeypatch):
 
 def test_estimate_skips_timing_for_short_runs():
     from mechinterp_modadd.training import preset
-    from mechinterp_modadd.training.estimate import estimate_training, step_bytes
+    from mechinterp_modadd.training.estimate import estimate_training, run_bytes
 
     est = estimate_training(preset("standard", p=13, steps=10))
     assert not est.timed and est.total_seconds < 1
     timed = estimate_training(preset("standard", p=7, d_mlp=16, steps=3), force_timing=True)
     assert timed.timed and timed.seconds_per_step > 0
     assert timed.total_seconds == pytest.approx(3 * timed.seconds_per_step)
-    assert step_bytes(199, 38329) > 10e9
+    assert run_bytes(199, 38329) > 10e9
 
 
 def test_diagnose_table_names_a_sampled_estimate(small_model):

@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 
 from mechinterp_modadd import ConfigError, load_checkpoint
 from mechinterp_modadd.cli import main
+from mechinterp_modadd.layout import checkpoint_path
 from mechinterp_modadd.training import preset, train, train_many
-from mechinterp_modadd.training.many import chunk_bytes, chunk_size, train_on_device
-from mechinterp_modadd.training.trainer import checkpoint_path
+from mechinterp_modadd.training.estimate import cache_runs, chunk_size, run_bytes
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -151,47 +151,39 @@ def test_chunks_fit_the_memory_budget():
     cpu, gpu_like = torch.device("cpu"), torch.device("meta")  # "meta": any non-CPU device
     for p, d_mlp, budget in [(23, 512, 50 * 10**6), (23, 512, 2 * 10**9), (97, 1024, 2 * 10**9)]:
         for dev in (cpu, gpu_like):
-            s = chunk_size(p, d_mlp, 4096, dev, budget, 5001)
-            assert 1 <= s < 4096 and s * chunk_bytes(p, d_mlp, 5001) <= budget
-    assert chunk_size(23, 512, 4096, gpu_like, 10**12, 5001) == 4096  # no cache cap off the CPU
-    assert chunk_size(23, 512, 4096, cpu, 10**12, 5001) <= 64  # the CPU cap: activations in cache
+            s = chunk_size(run_bytes(p, d_mlp, 5001), 4096, dev, budget, cache_runs(p, d_mlp))
+            assert 1 <= s < 4096 and s * run_bytes(p, d_mlp, 5001) <= budget
+    per_run = run_bytes(23, 512, 5001)
+    assert chunk_size(per_run, 4096, gpu_like, 10**12, cache_runs(23, 512)) == 4096  # no cache cap off the CPU
+    assert chunk_size(per_run, 4096, cpu, 10**12, cache_runs(23, 512)) <= 64  # the CPU cap: activations in cache
+    assert chunk_size(per_run, 4096, cpu, 10**12, None) == 4096  # a family without a cache budget
     with pytest.raises(ConfigError, match="max_memory"):
-        chunk_size(97, 1024, 4096, cpu, 50 * 10**6, 5001)
+        chunk_size(run_bytes(97, 1024, 5001), 4096, cpu, 50 * 10**6)
 
 
 def test_several_chunks_give_the_same_runs(tmp_path):
     cfgs = [preset("standard", p=11, d_mlp=32, steps=30, seed=s) for s in range(4)]
     one = train_many(cfgs, tmp_path / "one", progress=False)
-    per_run = chunk_bytes(11, 32, 31)
+    per_run = run_bytes(11, 32, 31)
     many = train_many(cfgs, tmp_path / "many", progress=False, max_memory=per_run * 2)  # chunks of 2
     for a, b in zip(one.runs, many.runs, strict=True):
         _losses_close(pd.read_csv(a / "metrics.csv")["train_loss"], pd.read_csv(b / "metrics.csv")["train_loss"], 1e-6)
 
 
-def test_device_engine_on_cpu_matches_the_cpu_loop(tmp_path):
-    # the path a GPU takes (stacked engine, metrics kept on the device), exercised on the CPU
-    cfg = preset("grokking", p=11, d_mlp=32, steps=60, save_every=30)
-    dev = train_on_device(cfg, tmp_path / "d", device=torch.device("cpu"), progress=False)
-    cpu = train(cfg, tmp_path / "c", progress=False, device="cpu")
-    _losses_close(dev.metrics["train_loss"], cpu.metrics["train_loss"], 1e-6)
-    assert sorted(p.name for p in (tmp_path / "d" / "checkpoints").iterdir()) == \
-        sorted(p.name for p in (tmp_path / "c" / "checkpoints").iterdir())
-
-
 def _engine_on(device, cfgs):
     """Train ``cfgs`` as one chunk of the stacked engine on ``device``; their metric rows and weights."""
-    from mechinterp_modadd.training.many import _prepare, _Run, _train_chunk
+    from mechinterp_modadd.training.loop import RunState, prepare_run, train_chunk
 
-    runs = [_Run(i, c, None) for i, c in enumerate(cfgs)]
+    runs = [RunState(i, c, None) for i, c in enumerate(cfgs)]
     for r in runs:
-        _prepare(r, None)
+        prepare_run(r, None)
 
     class Bar:
         def update(self, n):
             pass
 
-    _train_chunk(runs, device, Bar(), flush_seconds=float("inf"))
-    return [(r.rows, r.model) for r in runs]
+    train_chunk(runs, device, Bar(), flush_seconds=float("inf"))
+    return [(r.rows, r.model()) for r in runs]
 
 
 def test_gpu_engine_keeps_to_its_device_and_reads_the_host_only_at_checkpoints():
@@ -288,7 +280,7 @@ def test_cuda_batch_matches_cpu_batch(tmp_path):
 
 # ------------------------------------------------------------------------------ early stop
 def test_stop_rule_on_constructed_metrics():
-    from mechinterp_modadd.training.trainer import stop_rule_met
+    from mechinterp_modadd.training.objective import stop_rule_met
 
     cfg = preset("grokking", p=11, d_mlp=8, steps=1000, stop_accuracy=0.99, stop_window=100)
     tr = np.ones(1001)
@@ -308,7 +300,7 @@ def test_stop_rule_on_constructed_metrics():
 
 
 def test_early_stop_is_the_same_in_a_batch_as_alone(tmp_path):
-    from mechinterp_modadd.training.trainer import stop_rule_met
+    from mechinterp_modadd.training.objective import stop_rule_met
 
     base = preset("grokking", p=11, d_mlp=64, steps=1000, save_every=1000, lr=1e-2, weight_decay=2.0,
                   train_fraction=0.9, stop_accuracy=0.75, stop_window=100)

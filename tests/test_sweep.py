@@ -68,6 +68,22 @@ def test_spec_expands_the_grid_in_order_and_groups_by_shape():
     assert rule.runs[0].config.model_config().d_mlp == math.ceil(512 * 29 * 29 / 529)
 
 
+def test_optimizer_grid_keys():
+    """optimizer, betas and momentum are grid axes; run names of configs at their defaults are the
+    names they had before these keys (and TrainConfig.family) existed."""
+    spec = parse_spec('[grid]\npreset = "quad_single_freq"\np = 7\noptimizer = "sgd"\nmomentum = [0.0, 0.9]')
+    assert [r.config.momentum for r in spec.runs] == [0.0, 0.9]
+    assert spec.runs[0].name == "quad_single_freq_p7_seed0_3041a472"  # as before the new keys
+    adam = parse_spec('[grid]\npreset = "standard"\np = 7\nbetas = [[0.9, 0.98], [0.8, 0.99]]\nseed = [0, 1]')
+    assert [r.config.betas for r in adam.runs] == [(0.9, 0.98), (0.9, 0.98), (0.8, 0.99), (0.8, 0.99)]
+    assert adam.runs[0].name == "standard_p7_seed0_8a6ecef0" and len({r.name for r in adam.runs}) == 4
+    assert parse_spec(adam.to_toml()).to_dict() == adam.to_dict()
+    one = parse_spec('[grid]\npreset = "standard"\np = 7\nbetas = [0.9, 0.999]\noptimizer = "adamw"')
+    assert [r.config.betas for r in one.runs] == [(0.9, 0.999)]
+    sgd = parse_spec('[grid]\npreset = "standard"\np = 7\noptimizer = "sgd"\nlr = 0.1')
+    assert sgd.runs[0].config.optimizer == "sgd"
+
+
 @pytest.mark.parametrize("text, needle", [
     ("[grid]\nseeds = [1]", "grid.seeds: unknown key"),
     ("colour = 1\n[grid]\np = 5", "colour: unknown key"),
@@ -85,6 +101,10 @@ def test_spec_expands_the_grid_in_order_and_groups_by_shape():
     ("page = 'lottery'\nanalyses = ['diagnose']\n[grid]\np = 5", "page: the lottery page needs"),
     ("analyses = ['everything']\n[grid]\np = 5", "analyses: expected a list"),
     ("[grid\np = 5", "not valid TOML"),
+    ("[grid]\nmomentum = 0.9", "impossible combination (preset = standard, p = 23, momentum = 0.9"),
+    ("[grid]\nbetas = [0.9]", "grid.betas: expected a pair of numbers"),
+    ("[grid]\nmomentum = 1.5", "grid.momentum: must be in [0, 1)"),
+    ("[grid]\noptimizer = 'lion'", "optimizer must be one of"),
 ])
 def test_bad_specs_give_one_clear_line(text, needle):
     with pytest.raises(SpecError) as e:

@@ -4,12 +4,12 @@ import math
 import pandas as pd
 import pytest
 import torch
+from helpers import DATA
 
 from mechinterp_modadd import ConfigError, all_pairs, labels, load_checkpoint
 from mechinterp_modadd.cli import main
 from mechinterp_modadd.data import random_split
-from mechinterp_modadd.training import PRESETS, FullBatchObjective, preset, train
-from mechinterp_modadd.training.trainer import checkpoint_path
+from mechinterp_modadd.training import PRESETS, TrainConfig, checkpoint_path, preset, train
 
 
 def test_presets_match_the_paper():
@@ -23,20 +23,24 @@ def test_presets_match_the_paper():
 
 
 @pytest.mark.parametrize("frac", [1.0, 0.6])
-def test_symmetric_objective_equals_full_grid(small_model, frac):
+def test_symmetric_objective_equals_full_grid(frac):
+    """The engine's metrics, taken over the p(p + 1)/2 unordered pairs with their weights, equal
+    cross-entropy and accuracy over all p^2 ordered pairs of each split."""
+    cfg = preset("grokking", p=13, d_mlp=64, steps=0, train_fraction=frac, split_seed=4)
+    res = train(cfg, progress=False, device="cpu")
+    m = res.metrics.iloc[0]
     split = random_split(13, frac, seed=4)
-    obj = FullBatchObjective(split)
-    loss, m = obj(small_model)
     P = all_pairs(13)
     with torch.no_grad():
-        logits = small_model(P).double()
+        logits = res.model(P).double()
     y = labels(P, 13)
     ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
     tr = split.train_mask
-    assert float(loss.detach()) == pytest.approx(float(ce[tr].mean()), rel=1e-6, abs=1e-9)
+    assert m["train_loss"] == pytest.approx(float(ce[tr].mean()), rel=1e-6, abs=1e-9)
     assert m["train_accuracy"] == pytest.approx(float((logits.argmax(-1) == y)[tr].double().mean()))
     if frac < 1:
         assert m["test_loss"] == pytest.approx(float(ce[~tr].mean()), rel=1e-6, abs=1e-9)
+        assert m["test_accuracy"] == pytest.approx(float((logits.argmax(-1) == y)[~tr].double().mean()))
     else:
         assert math.isnan(m["test_loss"])
 
@@ -92,20 +96,21 @@ def test_resume_after_kill_mid_interval(tmp_path):
     class Kill(Exception):
         pass
 
-    import mechinterp_modadd.training.trainer as tr
-    orig = tr._lr_at
+    from mechinterp_modadd.training.stack import Stack
 
-    def killing_lr(c, t):
+    orig = Stack.update
+
+    def killing_update(self, t):
         if t == 37:
             raise Kill()
-        return orig(c, t)
+        return orig(self, t)
 
-    tr._lr_at = killing_lr
+    Stack.update = killing_update
     try:
         with pytest.raises(Kill):
             train(cfg, tmp_path / "run", progress=False)
     finally:
-        tr._lr_at = orig
+        Stack.update = orig
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["train"]["steps"] == 40
     resumed = train(cfg, tmp_path / "run", resume=True, progress=False)
@@ -137,3 +142,44 @@ def test_cli_train_writes_a_run_folder(tmp_path, capsys):
     assert cfg["model"]["activation"] == "quad"
     rc = main(["train", "--preset", "quad_random", "--p", "7", "--out", str(out), "--quiet"])
     assert rc == 2  # refuses to overwrite, with a clear error instead of a traceback
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--momentum", "0.9"], "momentum = 0.9 is a hyper-parameter of optimizer sgd, not of 'adamw' (--momentum"),
+    (["--optimizer", "sgd", "--betas", "0.9,0.99"], "betas = (0.9, 0.99) is a hyper-parameter of optimizer adamw"),
+    (["--optimizer", "lion"], "optimizer must be one of 'adamw', 'sgd'"),
+    (["--optimizer", "sgd", "--momentum", "1.5"], "momentum must be in [0, 1)"),
+])
+def test_cli_optimizer_flags_refused_in_one_line(tmp_path, capsys, argv, needle):
+    rc = main(["train", "--preset", "standard", "--p", "7", "--d-mlp", "8", "--steps", "3", "--quiet",
+               "--out", str(tmp_path / "r"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_betas_flag_is_parsed(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--preset", "standard", "--betas", "0.9", "--out", str(tmp_path / "r")])
+    assert e.value.code == 2 and "--betas" in capsys.readouterr().err
+
+
+def test_cli_optimizer_and_its_hyper_parameters(tmp_path):
+    out = tmp_path / "m"
+    assert main(["train", "--preset", "standard", "--p", "7", "--d-mlp", "8", "--steps", "4", "--quiet",
+                 "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9", "--out", str(out)]) == 0
+    train_cfg = json.loads((out / "config.json").read_text())["train"]
+    assert (train_cfg["optimizer"], train_cfg["momentum"], train_cfg["family"]) == ("sgd", 0.9, "mlp")
+    out2 = tmp_path / "b"
+    assert main(["train", "--preset", "standard", "--p", "7", "--d-mlp", "8", "--steps", "4", "--quiet",
+                 "--betas", "0.8,0.99", "--out", str(out2)]) == 0
+    assert json.loads((out2 / "config.json").read_text())["train"]["betas"] == [0.8, 0.99]
+
+
+def test_configs_written_before_family_and_momentum_read_as_mlp():
+    saved = json.loads((DATA / "standard_p23" / "config.json").read_text())["train"]
+    assert "family" not in saved and "momentum" not in saved  # written before the keys existed
+    cfg = TrainConfig.from_dict(saved)
+    assert (cfg.family, cfg.momentum) == ("mlp", 0.0)
+    with pytest.raises(ConfigError, match="family"):
+        TrainConfig.from_dict({**saved, "family": "not a name"})

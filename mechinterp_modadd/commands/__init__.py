@@ -12,13 +12,14 @@ from __future__ import annotations
 __all__ = ["COMMAND_MODULES", "load"]
 
 #: the command modules, in the order their sub-commands appear in ``modadd --help``
-COMMAND_MODULES: list[str] = ["diagnose", "ablate", "track", "report", "explore", "sweep"]
+COMMAND_MODULES: list[str] = ["train", "diagnose", "ablate", "track", "report", "explore", "sweep"]
 
 
 def load() -> None:
     """Import every command module of :data:`COMMAND_MODULES` (each registers its sub-command)."""
     # one statement per module, in COMMAND_MODULES order (the order of ``modadd --help``)
-    from . import diagnose  # noqa: I001, F401
+    from . import train  # noqa: I001, F401
+    from . import diagnose  # noqa: F401
     from . import ablate  # noqa: F401
     from . import track  # noqa: F401
     from . import report  # noqa: F401

@@ -21,6 +21,9 @@ Format (every key optional except ``grid``; unknown keys are refused)::
     save_every = 1000
     stop_accuracy = 0.99               # optional early stop (TrainConfig): end a run once train and test
     stop_window = 1000                 # accuracy held >= 0.99 over the last 1000 steps (checked every 1000)
+    optimizer = "sgd"                  # default: the preset's (adamw | sgd, training.optim)
+    momentum = [0.0, 0.9]              # SGD's momentum (sgd runs only)
+    betas = [[0.9, 0.98], [0.9, 0.999]]   # AdamW's betas (adamw runs only); one pair or a list of pairs
 
 Analyses: ``diagnose`` (every registered claim on the final checkpoint: key number and verdict),
 ``lottery`` (the four winner predictors, step 0 against the final checkpoint) and ``progress``
@@ -55,10 +58,10 @@ ANALYSES = ("diagnose", "lottery", "progress")
 #: research pages a sweep can declare
 PAGES = ("lottery", "grokking", "primes")
 #: grid axes, in the order runs are expanded (the last varies fastest)
-GRID_KEYS = ("preset", "p", "d_mlp", "activation", "init_scale", "lr", "weight_decay", "train_fraction", "steps",
-             "save_every", "stop_accuracy", "stop_window", "seed")
+GRID_KEYS = ("preset", "p", "d_mlp", "activation", "optimizer", "betas", "momentum", "init_scale", "lr",
+             "weight_decay", "train_fraction", "steps", "save_every", "stop_accuracy", "stop_window", "seed")
 _TOP_KEYS = ("name", "page", "analyses", "threads", "grid")
-_FLOAT_KEYS = ("lr", "weight_decay", "train_fraction", "init_scale", "stop_accuracy")
+_FLOAT_KEYS = ("lr", "weight_decay", "train_fraction", "init_scale", "stop_accuracy", "momentum")
 _INT_KEYS = ("p", "steps", "save_every", "stop_window", "seed")
 
 
@@ -78,7 +81,8 @@ class RunPlan:
     def shape(self) -> tuple:
         """Runs with equal shapes can be trained together by the batched trainer."""
         c = self.config
-        return (c.p, c.model_config().d_mlp, c.activation, c.optimizer, c.init, c.steps, c.save_every, c.stop_window)
+        return (c.family, c.p, c.model_config().d_mlp, c.activation, c.optimizer, c.init, c.steps, c.save_every,
+                c.stop_window)
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,8 @@ def _seeds(source: str, v: Any) -> list[int]:
 
 
 def _as_list(source: str, key: str, v: Any) -> list[Any]:
+    if key == "betas" and isinstance(v, list) and v and not isinstance(v[0], list):
+        v = [v]  # one pair
     vals = list(v) if isinstance(v, list) else [v]
     if not vals:
         raise _fail(source, f"grid.{key}", "empty list: give at least one value")
@@ -158,6 +164,15 @@ def _check_value(source: str, key: str, v: Any) -> Any:
         if not isinstance(v, str) or (v.lower() not in ACTIVATION_NAMES and v.lower() not in ACTIVATION_ALIASES):
             raise _fail(source, where, f"unknown activation {v!r}; known: {', '.join(ACTIVATION_NAMES)}")
         return ACTIVATION_ALIASES.get(v.lower(), v.lower())
+    if key == "optimizer":
+        if not isinstance(v, str) or not v.isidentifier():
+            raise _fail(source, where, f"expected an optimizer name such as \"adamw\" or \"sgd\", got {v!r}")
+        return v
+    if key == "betas":
+        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                                            and 0 <= b < 1 for b in v)):
+            raise _fail(source, where, f"expected a pair of numbers in [0, 1) such as [0.9, 0.98], got {v!r}")
+        return [float(b) for b in v]
     if key == "d_mlp":
         if v == "rule":
             return v
@@ -183,6 +198,8 @@ def _check_value(source: str, key: str, v: Any) -> Any:
             raise _fail(source, where, f"must be > 0, got {v}")
         if key == "weight_decay" and v < 0:
             raise _fail(source, where, f"must be >= 0, got {v}")
+        if key == "momentum" and not 0 <= v < 1:
+            raise _fail(source, where, f"must be in [0, 1), got {v}")
         return v
     raise AssertionError(key)  # pragma: no cover
 
@@ -240,6 +257,8 @@ def _expand(spec: SweepSpec) -> list[RunPlan]:
         over = {k: v for k, v in values.items() if k != "preset"}
         if over.get("d_mlp") == "rule":
             over["d_mlp"] = None
+        if "betas" in over:
+            over["betas"] = tuple(over["betas"])
         try:
             cfg: TrainConfig = preset(values["preset"], **over)
             cfg.model_config()
@@ -254,6 +273,9 @@ def _expand(spec: SweepSpec) -> list[RunPlan]:
         d = cfg.to_dict()
         if cfg.stop_accuracy is None:  # runs without an early stop keep the names they had before it existed
             del d["stop_accuracy"], d["stop_window"]
+        for k, default in (("family", "mlp"), ("momentum", 0.0)):  # likewise keys added later, at their defaults
+            if d[k] == default:
+                del d[k]
         blob = json.dumps(d, sort_keys=True)
         tag = hashlib.sha256(blob.encode()).hexdigest()[:8]
         runs.append(RunPlan(name=f"{values['preset']}_p{cfg.p}_seed{cfg.seed}_{tag}", config=cfg, values=values))

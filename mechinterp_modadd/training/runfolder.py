@@ -1,4 +1,14 @@
-"""Run folders: when a folder may be written, who may write it, and what a resume will read.
+"""Run folders: every file format of a run folder, when a folder may be written, who may write it,
+and what a resume will read. The file names are :mod:`mechinterp_modadd.layout`'s.
+
+Formats written and read here: ``config.json`` (:func:`write_run_config`, :func:`read_run_config`),
+``split.json`` (:func:`write_split`), ``metrics.csv`` (:func:`metrics_frame`), the checkpoint, the
+metrics and ``resume.safetensors`` of a step (:func:`save_step`; the checkpoint's bytes come from the
+run's family, :meth:`~.family.TrainFamily.checkpoint_bytes`), the resume state
+(:func:`resume_bytes`, :func:`read_resume`: format ``mechinterp_modadd.resume/1``, the weights as
+``model.<name>`` and the optimizer state as torch.optim's ``state_dict`` held it, ``optim.<index>.<name>``
+with the parameter's index in the module's parameter order), a batch folder's ``runs.csv``
+(:func:`runs_table`, :func:`write_runs_csv`) and the lock (:class:`RunLock`).
 
 Three rules protect a run folder (``modadd train --out DIR``):
 
@@ -33,6 +43,8 @@ Use from a trainer::
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import math
 import os
@@ -44,19 +56,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from torch import Tensor
 
-from ..checkpoint import atomic_write_text, check_run_checkpoints
-from ..errors import ConfigError, RunFolderError
-from .presets import TrainConfig
+from ..checkpoint import atomic_write_bytes, atomic_write_text
+from ..data import random_split
+from ..errors import CheckpointError, ConfigError, RunFolderError
+from ..layout import CONFIG, LOCK, METRIC_COLUMNS, METRICS, RESUME, RUNS_CSV, SPLIT, checkpoint_path
+from .config import TrainConfig
+from .family import get_train_family
+from .objective import stopped_early
 
 __all__ = ["LOCK_NAME", "RunLock", "ResumePlan", "RunFolder", "check_new_folder", "validate_resume",
-           "new_run_id", "write_run_config", "open_run_folder"]
+           "new_run_id", "write_run_config", "read_run_config", "open_run_folder", "write_split",
+           "metrics_frame", "save_step", "resume_bytes", "read_resume", "saved_step", "final_row",
+           "stopped_on_disk", "runs_table", "write_runs_csv", "RUNS_CSV_COLUMNS", "RESUME_FORMAT"]
 
 #: name of the lock file inside a run folder
-LOCK_NAME = ".modadd.lock"
+LOCK_NAME = LOCK
 #: columns metrics.csv must have for a resume (``lr`` is optional: older folders lack it)
-REQUIRED_METRICS = ["step", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "param_norm"]
+REQUIRED_METRICS = METRIC_COLUMNS[:6]
+#: Columns of ``runs.csv`` (then one column per TrainConfig field, prefixed ``config.``).
+RUNS_CSV_COLUMNS = ["folder", "status", "steps_done", "train_loss", "test_loss", "train_accuracy",
+                    "test_accuracy", "param_norm"]
+#: the ``format`` metadata of resume.safetensors
+RESUME_FORMAT = "mechinterp_modadd.resume/1"
 
 
 def new_run_id() -> str:
@@ -205,12 +230,12 @@ def write_run_config(run_dir: str | os.PathLike, cfg: TrainConfig, run_id: str |
     doc: dict[str, Any] = {"train": cfg.to_dict(), "model": cfg.model_config().to_dict()}
     if run_id is not None:
         doc["run_id"] = run_id
-    return atomic_write_text(Path(run_dir) / "config.json", json.dumps(doc, indent=2))
+    return atomic_write_text(Path(run_dir) / CONFIG, json.dumps(doc, indent=2))
 
 
 def read_run_config(run_dir: str | os.PathLike) -> tuple[TrainConfig, str | None, dict[str, Any]]:
     """``(TrainConfig, run_id or None, raw dict)`` of ``run_dir/config.json``, checked."""
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / CONFIG
     if not path.exists():
         raise RunFolderError(f"{run_dir}: nothing to resume (no config.json)")
     try:
@@ -249,7 +274,7 @@ class ResumePlan:
 
 
 def _check_metrics(run_dir: Path, start: int) -> pd.DataFrame:
-    path = run_dir / "metrics.csv"
+    path = run_dir / METRICS
     if not path.exists():
         raise RunFolderError(f"{path}: missing; a resume needs the metrics of steps 0..{start} "
                              f"(the folder is damaged)")
@@ -290,9 +315,9 @@ def _check_resume_state(path: Path, cfg: TrainConfig) -> int:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise RunFolderError(f"{path}: unreadable resume state ({e})") from None
-    if meta.get("format") != "mechinterp_modadd.resume/1":
+    if meta.get("format") != RESUME_FORMAT:
         raise RunFolderError(f"{path}: metadata key 'format' is {meta.get('format')!r}, expected "
-                             f"'mechinterp_modadd.resume/1'")
+                             f"{RESUME_FORMAT!r}")
     try:
         step = int(meta["step"])
         json.loads(meta["param_groups"])
@@ -302,10 +327,7 @@ def _check_resume_state(path: Path, cfg: TrainConfig) -> int:
                              f"(JSON) expected; {type(e).__name__}: {e}") from None
     if step < 0:
         raise RunFolderError(f"{path}: metadata key 'step' is {step}; expected a step >= 0")
-    m = cfg.model_config()
-    want = {"model.mlp.W_in": (m.d_mlp, m.d_model), "model.mlp.W_out": (m.p, m.d_mlp)}
-    if m.embedding == "learned":
-        want["model.embed.W_E"] = (m.d_model, m.p)
+    want = {f"model.{k}": v for k, v in get_train_family(cfg.family).param_shapes(cfg).items()}
     for k, shape in want.items():
         if shapes.get(k) != shape:
             raise RunFolderError(f"{path}: tensor {k!r} has shape {shapes.get(k)}, expected {shape} from "
@@ -333,7 +355,7 @@ def validate_resume(run_dir: str | os.PathLike, cfg: TrainConfig) -> ResumePlan:
         diff = {k: (v, cfg.to_dict()[k]) for k, v in saved.to_dict().items()
                 if k != "steps" and cfg.to_dict()[k] != v}
         raise ConfigError(f"{run_dir}: config differs from the saved run in {diff} (saved, given)")
-    split_path = run_dir / "split.json"
+    split_path = run_dir / SPLIT
     try:
         sj = json.loads(split_path.read_text())
         if int(sj["p"]) != cfg.p or not isinstance(sj["train_pairs"], list):
@@ -342,20 +364,16 @@ def validate_resume(run_dir: str | os.PathLike, cfg: TrainConfig) -> ResumePlan:
         raise RunFolderError(f"{split_path}: missing (the folder is damaged)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise RunFolderError(f"{split_path}: unreadable split (need keys 'p' and 'train_pairs'): {e}") from None
-    state = run_dir / "resume.safetensors"
+    state = run_dir / RESUME
     start = _check_resume_state(state, cfg)
     if start > cfg.steps:
         raise ConfigError(f"{run_dir}: run is already at step {start} > steps = {cfg.steps}")
     metrics = _check_metrics(run_dir, start)
-    m = cfg.model_config()
-    files = sorted((run_dir / "checkpoints").glob("step_*.safetensors"))
-    from .trainer import checkpoint_path
-
+    files = sorted(checkpoint_path(run_dir, 0).parent.glob("step_*.safetensors"))
     if checkpoint_path(run_dir, start) not in files:
         raise RunFolderError(f"{checkpoint_path(run_dir, start)}: missing; resume.safetensors is at step "
                              f"{start} but its checkpoint is gone (the folder is damaged)")
-    check_run_checkpoints(files, p=m.p, d_mlp=m.d_mlp, activation=m.activation, run_id=run_id,
-                          where="config.json")
+    get_train_family(cfg.family).check_checkpoints(files, cfg, run_id)
     return ResumePlan(start=start, run_id=run_id, metrics=metrics, resume_file=state, saved=saved)
 
 
@@ -402,3 +420,140 @@ def open_run_folder(run_dir: str | os.PathLike, cfg: TrainConfig, *, resume: boo
         yield rf
     finally:
         lock.release()
+
+
+# ------------------------------------------------------------------------- files of a run
+def write_split(run_dir: str | os.PathLike, cfg: TrainConfig) -> Path:
+    """Write ``split.json``: p, the split seed, the train fraction and the training pairs."""
+    split = random_split(cfg.p, cfg.train_fraction, cfg.effective_split_seed)
+    return atomic_write_text(Path(run_dir) / SPLIT, json.dumps(
+        {"p": cfg.p, "seed": split.seed, "train_fraction": cfg.train_fraction,
+         "train_pairs": split.train_pairs.tolist()}))
+
+
+def metrics_frame(rows: dict[str, np.ndarray], upto: int) -> pd.DataFrame:
+    """The metrics table of steps 0..upto from per-column arrays (columns :data:`METRIC_COLUMNS`)."""
+    df = pd.DataFrame({k: rows[k][: upto + 1] for k in METRIC_COLUMNS})
+    df["step"] = df["step"].astype(int)
+    return df
+
+
+def save_step(run_dir: str | os.PathLike, step: int, checkpoint: bytes, rows: dict[str, np.ndarray],
+              resume: bytes) -> None:
+    """Write step ``step``'s checkpoint, the metrics up to it, and the resume state, in this
+    order, each atomically (a run killed in between resumes from the previous complete step)."""
+    run_dir = Path(run_dir)
+    atomic_write_bytes(checkpoint_path(run_dir, step), checkpoint)
+    atomic_write_text(run_dir / METRICS, metrics_frame(rows, step).to_csv(index=False))
+    atomic_write_bytes(run_dir / RESUME, resume)
+
+
+def resume_bytes(params: dict[str, Tensor], opt_state: dict[str, dict[str, Any]], group: dict[str, Any],
+                 step: int) -> bytes:
+    """``resume.safetensors`` of one run at ``step``: its parameters (name -> tensor, in the
+    module's parameter order), its optimizer state (parameter name -> {state name: tensor or
+    number}, as :meth:`~.optim.StackedOptimizer.run_state` gives it) and its param group."""
+    from safetensors.torch import save
+
+    names = list(params)
+    tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in params.items()}
+    scalars: dict[str, Any] = {}
+    for idx, k in enumerate(names):
+        for name, v in opt_state.get(k, {}).items():
+            if isinstance(v, Tensor):
+                tensors[f"optim.{idx}.{name}"] = v.detach().to("cpu").contiguous()
+            else:
+                scalars[f"{idx}.{name}"] = v
+    meta = {"format": RESUME_FORMAT, "step": str(step),
+            "param_groups": json.dumps([{**group, "params": list(range(len(names)))}]),
+            "scalars": json.dumps(scalars)}
+    return save(tensors, metadata=meta)
+
+
+def read_resume(path: str | os.PathLike, names: list[str]
+                ) -> tuple[int, dict[str, Tensor], dict[str, dict[str, Tensor]]]:
+    """``(step, parameters, optimizer state)`` of a ``resume.safetensors`` (the inverse of
+    :func:`resume_bytes`; ``names``: the parameter names in the module's order). Optimizer
+    entries that are not tensors (torch.optim's ``None`` momentum buffer) are left out."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: unreadable resume state ({e})") from None
+    if meta.get("format") != RESUME_FORMAT:
+        raise CheckpointError(f"{path}: not a resume file (format {meta.get('format')!r})")
+    params = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    if list(params) != names and sorted(params) != sorted(names):
+        raise CheckpointError(f"{path}: holds parameters {sorted(params)}, the run's model has {names}")
+    params = {k: params[k] for k in names}
+    state: dict[str, dict[str, Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, name = k.split(".", 2)
+            if not idx.isdigit() or int(idx) >= len(names):
+                raise CheckpointError(f"{path}: tensor {k!r} names parameter {idx}; the model has {len(names)}")
+            state.setdefault(names[int(idx)], {})[name] = v
+    return int(meta["step"]), params, state
+
+
+def saved_step(folder: Path) -> int:
+    """The step of a run folder's resume state, read from its metadata (checked again, with every
+    other file, by :func:`validate_resume` when the run's chunk opens it)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = folder / RESUME
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return int((f.metadata() or {})["step"])
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise RunFolderError(f"{path}: cannot read the resume step ({e})") from None
+
+
+_FINAL = ("train_loss", "test_loss", "train_accuracy", "test_accuracy", "param_norm")
+
+
+def final_row(folder: Path) -> dict[str, float]:
+    """A finished run's last metrics row (its runs.csv entry), with ``steps_done``."""
+    path = folder / METRICS
+    try:
+        last = pd.read_csv(path).iloc[-1]
+    except (OSError, ValueError, IndexError, pd.errors.ParserError) as e:
+        raise RunFolderError(f"{path}: unreadable metrics of a finished run ({e})") from None
+    out = {k: float(last[k]) for k in _FINAL}
+    out["steps_done"] = int(last["step"])
+    return out
+
+
+def stopped_on_disk(folder: Path, cfg: TrainConfig, start: int) -> bool:
+    """Whether the early stop of ``cfg`` already ended the run in ``folder`` (its metrics say so)."""
+    if cfg.stop_accuracy is None:
+        return False
+    path = folder / METRICS
+    try:
+        return stopped_early(cfg, pd.read_csv(path).iloc[: start + 1])
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as e:
+        raise RunFolderError(f"{path}: unreadable metrics ({e})") from None
+
+
+def runs_table(entries: list[tuple[Path, str, dict[str, float] | None, TrainConfig]], out_dir: Path) -> pd.DataFrame:
+    """The runs.csv table: one row per ``(folder, status, final metrics with steps_done, config)``."""
+    recs = []
+    for folder, status, final, cfg in entries:
+        fin = dict(final or {})
+        rec: dict[str, Any] = {"folder": os.path.relpath(folder, out_dir), "status": status,
+                               "steps_done": int(fin.pop("steps_done", -1)), **fin}
+        for k, v in cfg.to_dict().items():
+            rec[f"config.{k}"] = json.dumps(v) if isinstance(v, (list, tuple)) else v
+        recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+def write_runs_csv(table: pd.DataFrame, out_dir: Path) -> Path:
+    """Write ``out_dir/runs.csv`` atomically."""
+    buf = io.StringIO()
+    table.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL)
+    return atomic_write_text(out_dir / RUNS_CSV, buf.getvalue())

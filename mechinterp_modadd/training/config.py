@@ -1,4 +1,10 @@
-"""Training configuration and the paper's five presets (docs/science.md section 1)."""
+"""Training configuration and the paper's presets (docs/science.md section 1).
+
+``TrainConfig.family`` names the model family the engine trains (:mod:`.family`; configs written
+before the key existed read as ``"mlp"``); ``optimizer`` names a stacked optimizer of
+:mod:`.optim`, whose hyper-parameter fields (``betas`` for AdamW, ``momentum`` for SGD) are
+checked here: a field of another optimizer must stay at its default.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 from ..constants import PRESETS as _PRESETS
 from ..errors import ConfigError
 from ..model import ModelConfig, canonical_activation, default_d_mlp
+from .optim import HYPER, OPTIMIZERS
 
 __all__ = ["TrainConfig", "PRESETS", "preset"]
 
@@ -25,9 +32,14 @@ class TrainConfig:
     when there is no test set) were >= ``stop_accuracy`` at every step t - stop_window .. t. Step
     t is then the run's last row and last checkpoint; ``steps`` stays the budget. Checking only at
     multiples of the window makes the stop step a function of the metrics alone (the same in a
-    batch as alone, and on a GPU without a host read per step). See :func:`~.trainer.stop_rule_met`.
+    batch as alone, and on a GPU without a host read per step). See :func:`~.objective.stop_rule_met`.
+
+    ``optimizer`` is a name of :data:`~.optim.OPTIMIZERS` (``adamw``: ``betas``; ``sgd``:
+    ``momentum``, torch's heavy-ball form without dampening). ``family`` is a training family of
+    :mod:`.family` (``mlp``: the paper's one-hidden-layer network, :mod:`.family_mlp`).
     """
 
+    family: str = "mlp"
     p: int = 23
     d_mlp: int | None = None  # None: the authors' rule max(512, ceil(512 p^2 / 529))
     activation: str = "relu"
@@ -39,6 +51,7 @@ class TrainConfig:
     lr: float = 5e-5
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.98)
+    momentum: float = 0.0
     warmup_steps: int = 10
     train_fraction: float = 1.0
     steps: int = 5000
@@ -50,8 +63,11 @@ class TrainConfig:
     stop_window: int = 1000
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ConfigError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if not isinstance(self.family, str) or not self.family.isidentifier():
+            raise ConfigError(f"family must be the name of a training family (e.g. 'mlp'), got {self.family!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, "
+                              f"got {self.optimizer!r}")
         for name in ("lr", "init_scale"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -72,9 +88,27 @@ class TrainConfig:
             raise ConfigError(f"stop_window must be a positive integer, got {self.stop_window!r}")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        try:
+            object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+            object.__setattr__(self, "momentum", float(self.momentum))
+        except (TypeError, ValueError):
+            raise ConfigError(f"betas must be two numbers and momentum a number, got betas = {self.betas!r}, "
+                              f"momentum = {self.momentum!r}") from None
+        self._check_optimizer()
         object.__setattr__(self, "activation", canonical_activation(self.activation))
         self.model_config()  # validate the model part now
+
+    def _check_optimizer(self) -> None:
+        """The optimizer's own hyper-parameters valid; every other optimizer's at its default."""
+        opt = OPTIMIZERS[self.optimizer]
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, hp in HYPER.items():
+            value = getattr(self, name)
+            if name not in opt.hyper and value != defaults[name]:
+                users = [k for k, o in OPTIMIZERS.items() if name in o.hyper]
+                raise ConfigError(f"{name} = {value!r} is a hyper-parameter of optimizer {' / '.join(users)}, "
+                                  f"not of {self.optimizer!r} ({hp.flag}, sweep grid key {name!r})")
+        opt.check(self)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(
@@ -94,6 +128,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """From :meth:`to_dict`'s form; keys added later (``family``, ``momentum``) take their
+        defaults when absent, so older config.json files read unchanged."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
