@@ -21,8 +21,9 @@ ACTIVATION_NAMES: tuple[str, ...] = ("abs", "cube", "exp", "gelu", "identity", "
 ACTIVATION_ALIASES: dict[str, str] = {"x^2": "quad", "square": "quad", "x": "identity", "linear": "identity",
                                       "x^3": "cube", "x^4": "quartic", "|x|": "abs"}
 
-#: The authors' five configurations (full batch, AdamW betas (0.9, 0.98), 10-step warm-up); the
-#: training presets of :mod:`mechinterp_modadd.training.config` are these dictionaries.
+#: The authors' five configurations and Nanda et al.'s transformer at two sizes (full batch, AdamW
+#: betas (0.9, 0.98), 10-step warm-up); the training presets of
+#: :mod:`mechinterp_modadd.training.config` are these dictionaries.
 PRESETS: dict[str, dict[str, Any]] = {
     "standard": dict(activation="relu", optimizer="adamw", lr=5e-5, weight_decay=0.0,
                      train_fraction=1.0, steps=5000, init="random", init_scale=0.1),
@@ -34,6 +35,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                              train_fraction=1.0, steps=5000, init="single_freq", init_scale=0.02),
     "relu_single_freq": dict(activation="relu", optimizer="sgd", lr=0.01, weight_decay=0.0,
                              train_fraction=1.0, steps=10000, init="single_freq", init_scale=0.002),
+    # Nanda et al.'s one-layer transformer (family "transformer", docs/transformer.md): their p, data
+    # fraction, optimiser and step budget (num_epochs of their training code), full batch
+    "nanda": dict(family="transformer", p=113, activation="relu", embedding="learned", d_model=128, d_mlp=512,
+                  optimizer="adamw", lr=1e-3, weight_decay=1.0, train_fraction=0.3, steps=50000),
+    # the same network and optimiser sized to grok on a 2-core CPU in minutes (docs/transformer.md)
+    "nanda_small": dict(family="transformer", p=23, activation="relu", embedding="learned", d_model=128, d_mlp=512,
+                        optimizer="adamw", lr=1e-3, weight_decay=1.0, train_fraction=0.7, steps=5000),
 }
 
 #: The preset names, in the order above.
