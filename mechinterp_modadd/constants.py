@@ -38,10 +38,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Nanda et al.'s one-layer transformer (family "transformer", docs/transformer.md): their p, data
     # fraction, optimiser and step budget (num_epochs of their training code), full batch
     "nanda": dict(family="transformer", p=113, activation="relu", embedding="learned", d_model=128, d_mlp=512,
-                  optimizer="adamw", lr=1e-3, weight_decay=1.0, train_fraction=0.3, steps=50000),
+                  optimizer="adamw", lr=1e-3, weight_decay=1.0, train_fraction=0.3, steps=50000, save_every=500),
     # the same network and optimiser sized to grok on a 2-core CPU in minutes (docs/transformer.md)
     "nanda_small": dict(family="transformer", p=23, activation="relu", embedding="learned", d_model=128, d_mlp=512,
-                        optimizer="adamw", lr=1e-3, weight_decay=1.0, train_fraction=0.7, steps=5000),
+                        optimizer="adamw", lr=1e-3, weight_decay=1.0, train_fraction=0.7, steps=5000,
+                        save_every=100),
 }
 
 #: The preset names, in the order above.
