@@ -68,7 +68,7 @@ from .concat import (
 from .family_ablation import view_majority_vote
 from .phases import phase_symmetry
 
-__all__ = ["effective_inputs", "transformer_spectrum", "SingleFrequency2DResult", "single_frequency_2d",
+__all__ = ["effective_inputs", "transformer_spectrum", "transformer_spectrum_of", "transformer_majority_vote", "SingleFrequency2DResult", "single_frequency_2d",
            "KeyFrequenciesResult", "key_frequencies", "PhaseTieResult", "input_phase_tie", "transformer_claims"]
 
 
@@ -90,6 +90,21 @@ def transformer_spectrum(view: NeuronView) -> ConcatSpectrum:
     """The :class:`~mechinterp_modadd.analysis.concat.ConcatSpectrum` of (u, v, W) (module docstring)."""
     u, v, _ = effective_inputs(view)
     return concat_spectrum(u, v, view.W)
+
+
+def transformer_spectrum_of(model: Any) -> ConcatSpectrum:
+    """:func:`transformer_spectrum` of a transformer's full neuron view."""
+    from ..families import neuron_view
+
+    return transformer_spectrum(neuron_view(model))
+
+
+def transformer_majority_vote(view: NeuronView, spectrum: ConcatSpectrum | None = None, *, seed: int = 0,
+                              draws: int = 10) -> Any:
+    """The majority vote by zero-ablating MLP neurons at ``=`` (groups k*, halves of iota phi)."""
+    s = transformer_spectrum(view) if spectrum is None else spectrum
+    angles = {f"{i} phi": i * s.phi_star for i in (1, 2, 3, 4)}
+    return view_majority_vote(view, s.frequency, angles, vote_weight=s.vote_weight, draws=draws, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -228,7 +243,6 @@ def transformer_claims(view: NeuronView, *, seed: int = 0, draws: int = 10) -> l
     _, _, share = effective_inputs(view)
     var = view.pre.var(0)
     nonconst = var > 1e-12 * float(var.max().clamp_min(1e-300))
-    angles = {f"{i} phi": i * spectrum.phi_star for i in (1, 2, 3, 4)}
     out: list[Any] = [
         single_frequency_2d(view),
         concat_single_frequency(spectrum),
@@ -238,8 +252,7 @@ def transformer_claims(view: NeuronView, *, seed: int = 0, draws: int = 10) -> l
         phase_symmetry(spectrum),
         concat_frequency_diversification(spectrum),
         concat_magnitude_homogeneity(spectrum),
-        view_majority_vote(view, spectrum.frequency, angles, vote_weight=spectrum.vote_weight, draws=draws,
-                           seed=seed),
+        transformer_majority_vote(view, spectrum, seed=seed, draws=draws),
         AdditiveShareResult(holds=True, mean_additive_share=float(share[nonconst].mean()) if nonconst.any()
                             else 0.0),
     ]
