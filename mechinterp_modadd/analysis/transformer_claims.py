@@ -68,8 +68,9 @@ from .concat import (
 from .family_ablation import view_majority_vote
 from .phases import phase_symmetry
 
-__all__ = ["effective_inputs", "transformer_spectrum", "transformer_spectrum_of", "transformer_majority_vote", "SingleFrequency2DResult", "single_frequency_2d",
-           "KeyFrequenciesResult", "key_frequencies", "PhaseTieResult", "input_phase_tie", "transformer_claims"]
+__all__ = ["effective_inputs", "transformer_spectrum", "transformer_spectrum_of", "transformer_majority_vote",
+           "SingleFrequency2DResult", "single_frequency_2d", "KeyFrequenciesResult", "key_frequencies",
+           "PhaseTieResult", "input_phase_tie", "transformer_claims"]
 
 
 def effective_inputs(view: NeuronView) -> tuple[Tensor, Tensor, Tensor]:
