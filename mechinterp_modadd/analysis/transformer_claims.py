@@ -70,7 +70,7 @@ from .phases import phase_symmetry
 
 __all__ = ["effective_inputs", "transformer_spectrum", "transformer_spectrum_of", "transformer_majority_vote",
            "SingleFrequency2DResult", "single_frequency_2d", "KeyFrequenciesResult", "key_frequencies",
-           "PhaseTieResult", "input_phase_tie", "transformer_claims"]
+           "PhaseTieResult", "input_phase_tie", "transformer_claims", "transformer_extras"]
 
 
 def effective_inputs(view: NeuronView) -> tuple[Tensor, Tensor, Tensor]:
@@ -236,6 +236,34 @@ class AdditiveShareResult(ClaimResult):
     mean_additive_share: float = 0.0
     claim: ClassVar[str] = "additive_share"
     key_metric: ClassVar[str] = "mean_additive_share"
+
+
+def transformer_extras(model: Any, view: NeuronView | None = None, spectrum: ConcatSpectrum | None = None
+                       ) -> dict[str, Any]:
+    """The results ``modadd diagnose`` shows for a transformer beyond the registered claims: key
+    frequencies, input phase tie, additive share, Nanda et al.'s embedding spectrum and attention
+    patterns at ``=``."""
+    from ..families import neuron_view
+    from ..transformer import all_pair_tokens
+    from .transformer_views import attention_patterns, embedding_spectrum
+
+    view = neuron_view(model) if view is None else view
+    s = transformer_spectrum(view) if spectrum is None else spectrum
+    _, _, share = effective_inputs(view)
+    var = view.pre.var(0)
+    nonconst = var > 1e-12 * float(var.max().clamp_min(1e-300))
+    p = model.cfg.p
+    with torch.no_grad():
+        _, cache = model.run_with_cache(all_pair_tokens(p, device=model.cfg.device),
+                                        names_filter="blocks.0.attn.hook_pattern")
+    return {
+        "key_frequencies": key_frequencies(view),
+        "input_phase_tie": input_phase_tie(s),
+        "additive_share": AdditiveShareResult(holds=True, mean_additive_share=float(share[nonconst].mean())
+                                              if nonconst.any() else 0.0),
+        "embedding_sparse": embedding_spectrum(model.W_E, p),
+        "attention": attention_patterns(cache["blocks.0.attn.hook_pattern"][:, :, -1, :], p),
+    }
 
 
 def transformer_claims(view: NeuronView, *, seed: int = 0, draws: int = 10) -> list[ClaimResult]:

@@ -125,6 +125,13 @@ class AttentionPatterns(Result):
         return to_jsonable({"p": self.p, "n_heads": self.n_heads, "mean_weight": self.mean_weight,
                             "x_best_frequency": self.x_best_frequency, "x_best_fraction": self.x_best_fraction})
 
+    def summary(self) -> str:
+        """One line: the mean weight of each head on x, y and ``=`` (the paper's heads attend to x and y)."""
+        heads = "; ".join(f"head {h}: " + " ".join(f"{s} {float(self.mean_weight[h, i]):.2f}"
+                                                  for i, s in enumerate(self.sources))
+                          for h in range(self.n_heads))
+        return f"attention at '=' (mean weight on x, y, =): {heads}"
+
     def to_frame(self) -> pd.DataFrame:
         rows = []
         for h in range(self.n_heads):
