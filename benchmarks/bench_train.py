@@ -15,7 +15,7 @@ interleaved rounds, and reports the least over the rounds (noise only ever adds 
   ``X W_in^T`` and ``post W_out^T``; backward ``dlogits^T post``, ``dlogits W_out``, ``dpre^T X``);
 - authors: :class:`AuthorsStyleStep`, a plain PyTorch step doing per step what the paper authors'
   trainer does (documented op by op below), on our thread count;
-- generic / hand: the generic ``torch.func`` step (:class:`~mechinterp_modadd.training.family.GenericStep`)
+- generic / hand: the generic ``torch.func`` step (:meth:`~mechinterp_modadd.training.stack.Stack.use_generic_step`)
   against the MLP's hand-written step on the same stack, time per step.
 
 With ``--busy`` every round also times ours with a busy neighbour: a process spinning on one core
@@ -52,7 +52,6 @@ import torch.nn.functional as F
 from mechinterp_modadd.data import all_pairs, random_split
 from mechinterp_modadd.runtime import auto_threads, step_flop, thread_scope
 from mechinterp_modadd.training import get_train_family, preset
-from mechinterp_modadd.training.family import GenericStep
 from mechinterp_modadd.training.stack import METRIC_BLOCK, Stack
 
 CLOCK = time.perf_counter
@@ -195,7 +194,7 @@ def step_ms(p: int, d_mlp: int, reps: int, threads: int, generic: bool = False) 
     the AdamW update and the metric slots (reduced every METRIC_BLOCK steps)."""
     st = _stack(p, d_mlp, reps)
     if generic:
-        st._step = GenericStep(st.family, st)
+        st.use_generic_step()
     t = [0]
 
     def one():

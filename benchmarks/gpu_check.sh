@@ -4,7 +4,7 @@
 #     bash benchmarks/gpu_check.sh [LOG_DIR]
 #
 # 1. the tests that need CUDA (the rest of the suite runs anywhere): a CUDA model and checkpoint,
-#    single runs and batches on cuda against the CPU, the analyses with device="cuda" against the
+#    single runs and batches on cuda against the CPU (hand-written and generic step), the analyses with device="cuda" against the
 #    CPU (1e-9 relative, same verdicts);
 # 2. benchmarks/bench_many.py --gpu-only: one p = 97 run in ms/step, p = 23 x 512 and p = 97 x 64
 #    seeds in seed-steps/s, each next to its target;
@@ -33,7 +33,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   nproc; } 2>&1 | tee "$LOG/machine.txt"
 
 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_runtime.py tests/test_many.py \
-    tests/test_analysis_device.py -k "cuda or gpu" -rs 2>&1 | tee "$LOG/tests.txt"
+    tests/test_training_engine.py tests/test_analysis_device.py -k "cuda or gpu" -rs 2>&1 | tee "$LOG/tests.txt"
 rc=${PIPESTATUS[0]}
 
 python3 benchmarks/bench_many.py --gpu-only 2>&1 | tee "$LOG/bench_many.txt"

@@ -152,7 +152,8 @@ class TrainFamily(ABC):
     @abstractmethod
     def module(self, cfg: Any) -> nn.Module:
         """The network of one run with any values (the generic step swaps the parameters in with
-        ``functional_call``); ``module(inputs)`` gives [n, p] logits."""
+        ``functional_call``; buffers, if any, stay the template's constants); ``module(inputs)``
+        gives [n, p] logits."""
 
     def inputs(self, pairs: Tensor, cfg: Any) -> Tensor:
         """What the module reads for the objective's rows ``pairs`` [n, 2] (default: the pairs)."""
@@ -219,12 +220,18 @@ class GenericStep:
             at_label = logp.gather(1, label_index)  # [n, 1]
             return -(at_label[:, 0] * w_train).sum() / n_train, (at_label, logits.argmax(dim=-1))
 
-        self._fn = vmap(grad(loss, has_aux=True))
+        self._one = grad(loss, has_aux=True)
+        self._fn = vmap(self._one)
 
     def __call__(self, label_logp_out: Tensor, argmax_out: Tensor) -> None:
         st = self.stack
         params = {k: v.detach() for k, v in st.layout.views(st.P).items()}
-        grads, (at_label, argmax) = self._fn(params, st.w_train, st.n_train)
+        if st.S == 1:  # one run: no batching to do, and vmap's overhead saved
+            grads, (at_label, argmax) = self._one({k: v[0] for k, v in params.items()}, st.w_train[0], st.n_train[0])
+            grads = {k: g[None] for k, g in grads.items()}
+            at_label, argmax = at_label[None], argmax[None]
+        else:
+            grads, (at_label, argmax) = self._fn(params, st.w_train, st.n_train)
         gviews = st.layout.views(st.G)
         with torch.no_grad():
             for k, g in grads.items():

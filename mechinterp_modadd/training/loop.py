@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
@@ -86,8 +87,6 @@ def prepare_run(run: RunState, rf: RunFolder | None) -> None:
             raise RunFolderError(f"{plan.resume_file}: changed while the resume was being prepared "
                                  f"(step {plan.start} -> {start})")
         old = plan.metrics
-        import pandas as pd
-
         for c in METRIC_COLUMNS:
             if c in old:
                 rows[c][: len(old)] = pd.to_numeric(old[c], errors="coerce").to_numpy(dtype=np.float64)

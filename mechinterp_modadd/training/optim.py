@@ -18,11 +18,13 @@ names it (``exp_avg``, ``exp_avg_sq`` and ``step`` for AdamW, ``momentum_buffer`
 momentum), which :mod:`.runfolder` writes to ``resume.safetensors`` in the format the single-run
 trainer wrote; :meth:`StackedOptimizer.load_run_state` reads it back.
 
-Adding an optimizer (two files): a subclass here, decorated with :func:`register`, naming the
-:class:`TrainConfig` fields it reads in ``hyper``; a field that is new goes into
-:class:`~.config.TrainConfig` (file 2) and into :data:`HYPER` here, from which ``modadd train``
-builds its flag and the sweep grid accepts the key. Nothing else changes: the CLI's
-``--optimizer`` choices, the config checks and the engine read :data:`OPTIMIZERS`.
+Adding an optimizer: a subclass here, decorated with :func:`register`, naming the
+:class:`~.config.TrainConfig` fields it reads in ``hyper``. The engine, the config checks,
+``modadd train --optimizer NAME`` and the sweep grid key ``optimizer`` read :data:`OPTIMIZERS`, so
+an optimizer whose hyper-parameters exist already (``betas``, ``momentum``) touches this file
+only. A new hyper-parameter is a new TrainConfig field (``config.py``) described in :data:`HYPER`;
+its ``modadd train`` flag (``commands/train.py``) and sweep grid key (``sweeps/spec.py``) are
+declared there, since those modules do not import torch.
 """
 
 from __future__ import annotations
@@ -202,7 +204,6 @@ class AdamW(StackedOptimizer):
         wd = torch.tensor(self._wd, dtype=torch.float64, device=lr.device)[None]
         self._neg_step = (-(lr / bc1)).float()  # [T, S]
         self._decay = (1 - lr * wd).float()
-        self._i0 = 0
         # runs that share lr, schedule and weight decay (e.g. a batch of seeds) take each factor as
         # one Python number (a float32 value), so the last two passes fuse into addcdiv_
         same = bool((lr == lr[:, :1]).all()) and len(set(self._wd)) == 1

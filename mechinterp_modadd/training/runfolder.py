@@ -487,7 +487,7 @@ def read_resume(path: str | os.PathLike, names: list[str]
     if meta.get("format") != RESUME_FORMAT:
         raise CheckpointError(f"{path}: not a resume file (format {meta.get('format')!r})")
     params = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    if list(params) != names and sorted(params) != sorted(names):
+    if sorted(params) != sorted(names):
         raise CheckpointError(f"{path}: holds parameters {sorted(params)}, the run's model has {names}")
     params = {k: params[k] for k in names}
     state: dict[str, dict[str, Tensor]] = {}

@@ -73,6 +73,7 @@ class Stack:
         self.pending = 0  # steps whose metric inputs wait in the slots (take_metrics)
         self._slots: dict[str, Tensor] | None = None
         self._step = None
+        self._generic = False
         self._start = start
 
     # ------------------------------------------------------------------------------ the step
@@ -94,8 +95,14 @@ class Stack:
     def step(self):
         """The family's batched step for the current batch (rebuilt when the batch shrinks)."""
         if self._step is None:
-            self._step = self.family.make_step(self) or GenericStep(self.family, self)
+            self._step = (None if self._generic else self.family.make_step(self)) or GenericStep(self.family, self)
         return self._step
+
+    def use_generic_step(self) -> None:
+        """Take the generic ``torch.func`` step even where the family has a hand-written one (to
+        measure one against the other: benchmarks/bench_train.py)."""
+        self._generic = True
+        self._step = None
 
     def step_grads(self) -> None:
         """Gradients of every run's training loss into ``G``; this step's metric inputs into the
