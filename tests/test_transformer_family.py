@@ -99,3 +99,27 @@ def test_embedding_spectrum_and_attention_on_planted_structure():
     att = attention_patterns(cache["blocks.0.attn.hook_pattern"][:, :, -1, :], p)
     assert att.pattern.shape == (4, 3, p, p)
     assert torch.allclose(att.pattern.sum(1), torch.ones(4, p, p, dtype=torch.float64))
+
+
+def test_cli_diagnoses_foreign_transformer_files(tmp_path, capsys):
+    import json
+
+    from mechinterp_modadd.cli import main
+
+    write_hooked_transformer(tmp_path / "ht.pt", p=11, wrap="bare", steps=2)
+    write_nanda(tmp_path / "nanda.pth", p=11, steps=2)
+    (tmp_path / "cfg.json").write_text(json.dumps({"n_layers": 1, "d_vocab": 12, "d_vocab_out": 11, "d_model": 16,
+                                                   "act_fn": "relu", "normalization_type": None}))
+    assert main(["diagnose", str(tmp_path / "ht.pt"), "--family", "transformer", "--config",
+                 str(tmp_path / "cfg.json"), "--json", str(tmp_path / "d.json")]) == 0
+    out = capsys.readouterr().out
+    assert "family transformer" in out and "majority_vote" in out and "embedding_sparse" in out
+    doc = json.loads((tmp_path / "d.json").read_text())
+    assert doc["family"] == "transformer" and set(doc["extras"]) >= {"key_frequencies", "embedding_sparse"}
+    assert all(c.get("holds") in (True, False) for c in doc["claims"].values())
+    assert main(["diagnose", str(tmp_path / "nanda.pth")]) == 0  # detected from the keys
+    assert "family transformer" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text(json.dumps({"n_layers": 2, "d_model": 16}))
+    assert main(["diagnose", str(tmp_path / "ht.pt"), "--config", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert "n_layers = 2" in err and len(err.strip().splitlines()) == 1
