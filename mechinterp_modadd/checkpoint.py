@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import CheckpointError, ConfigError, OutputError
+from .errors import CheckpointError, ConfigError
+from .fileio import atomic_write_bytes, atomic_write_text
 from .model import ModAddMLP, ModelConfig, canonical_activation
 
 __all__ = ["Checkpoint", "CheckpointHeader", "authors_folder_name", "authors_activation", "save_checkpoint",
@@ -58,42 +58,7 @@ class Checkpoint:
         return self.model.cfg
 
 
-# ------------------------------------------------------------------------------ atomic writes
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write the file ({e.strerror or e}"
-                          f"{'' if e.filename is None else ': ' + str(e.filename)})") from None
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError) and not isinstance(e, OutputError):
-            raise OutputError(f"{path}: cannot write the file ({e.strerror or e})") from None
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+# atomic writes live in fileio (standard library only); re-exported here for existing callers
 
 
 # ---------------------------------------------------------------------------------- saving
@@ -394,11 +359,10 @@ def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
             file is read and checked on the CPU, then the weights are moved.
         force: swap a recorded activation for ``activation`` (e.g. ``"abs"``) without retraining.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; pass a checkpoint file (or use load_run for runs)")
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    from .inputs import check_input_path
+
+    # stat only: a folder, a missing path, a pipe or a device is refused before anything is opened
+    path = check_input_path(path, what="checkpoint file", kind="file")
     with open(path, "rb") as f:
         head = f.read(8)
     if len(head) < 8:

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from .commands import COMMAND_MODULES
 from .commands.registry import COMMANDS, command
@@ -109,7 +110,19 @@ OUTPUT_FILE_OPTIONS: dict[str, tuple[str, ...]] = {
 #: options that name an output file in every sub-command that has them
 COMMON_OUTPUT_FILES: tuple[str, ...] = ("json", "html")
 #: Positional arguments naming the input of each sub-command (an output may not overwrite it).
-INPUT_OPTIONS: tuple[str, ...] = ("checkpoint", "run", "path")
+INPUT_OPTIONS: tuple[str, ...] = ("checkpoint", "run", "path", "spec")
+#: (command, argument) -> (kind, what) of each input path, checked by ``stat`` before torch loads
+#: (:func:`mechinterp_modadd.inputs.check_input_path`): kind "file", "dir" or "any"
+INPUT_KINDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("diagnose", "checkpoint"): ("file", "checkpoint file"),
+    ("ablate", "checkpoint"): ("file", "checkpoint file"),
+    ("track", "run"): ("dir", "run folder"),
+    ("report", "path"): ("any", "checkpoint file, run folder or sweep folder"),
+    ("explore", "path"): ("any", "checkpoint file or run folder"),
+    ("sweep", "spec"): ("file", "sweep spec"),
+}
+#: Options naming an output *folder* a sub-command fills (checked like the output files)
+OUTPUT_FOLDER_OPTIONS: dict[str, tuple[str, ...]] = {"report": ("png", "svg")}
 
 
 def _one_line(text: str) -> str:
@@ -120,6 +133,45 @@ def _os_error_line(e: OSError) -> str:
     what = e.strerror or type(e).__name__
     names = [str(n) for n in (e.filename, e.filename2) if n is not None]
     return f"{' -> '.join(names)}: {what}" if names else _one_line(str(e)) or what
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Inputs and outputs of the command, by ``stat`` alone and before torch loads: every input
+    exists, has the right kind and is no pipe or device (:mod:`mechinterp_modadd.inputs`); no
+    output lands on an input's files or can fail to be written (:mod:`mechinterp_modadd.outputs`)."""
+    from .errors import CheckpointError
+    from .inputs import check_folder_entries, check_input_path
+    from .outputs import check_output_files, check_output_folders
+
+    if args.command == "train":
+        from .commands.train import train_grid
+
+        train_grid(args)  # the number of runs, before torch loads
+        if args.resume and args.out and Path(args.out).is_dir():
+            from .errors import RunFolderError
+
+            check_folder_entries(args.out, error=RunFolderError)  # no pipe among the files --resume reads
+    inputs = []
+    for name in INPUT_OPTIONS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        kind, what = INPUT_KINDS.get((args.command, name), ("any", "input"))
+        error = CheckpointError
+        if args.command == "sweep":
+            from .errors import ConfigError as error  # noqa: N813
+        path = check_input_path(value, what=what, kind=kind, error=error)
+        if path.is_dir():
+            check_folder_entries(path)
+        inputs.append(value)
+    if args.command == "diagnose" and getattr(args, "checkpoint", None) is None:
+        from .commands.diagnose import default_checkpoint
+
+        inputs.append(default_checkpoint())
+    outs = dict.fromkeys((*OUTPUT_FILE_OPTIONS.get(args.command, ()), *COMMON_OUTPUT_FILES))
+    check_output_files({f"--{o}": getattr(args, o, None) for o in outs}, inputs=inputs)
+    check_output_folders({f"--{o}": getattr(args, o, None) for o in OUTPUT_FOLDER_OPTIONS.get(args.command, ())},
+                         inputs=inputs)
 
 
 @contextlib.contextmanager
@@ -157,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.showwarning = one_line_warning
     try:
-        from .outputs import check_output_files
-
-        outs = dict.fromkeys((*OUTPUT_FILE_OPTIONS.get(args.command, ()), *COMMON_OUTPUT_FILES))
-        check_output_files({f"--{o}": getattr(args, o, None) for o in outs},
-                           inputs=[getattr(args, o) for o in INPUT_OPTIONS if getattr(args, o, None)])
+        _check_paths(args)
         with memory_budget(getattr(args, "max_memory", None)), _runtime(args):
             return COMMANDS[args.command][1](args)
     except ModAddError as e:

@@ -11,13 +11,15 @@ and one decoupled flow with the lottery contour at the run's p. The JSON documen
 JSON contract (``modadd track --json``; other tools read it; keep these names): ``steps`` and, as
 lists aligned with it, ``train_accuracy``, ``test_accuracy``, ``train_loss``, ``test_loss``,
 ``mean_abs_sin_d``, ``ipr``, ``param_norm``, ``test_mirrored_accuracy``, ``test_unseen_accuracy``,
-``train_both_orders_accuracy``, ``train_one_order_accuracy``, ``restricted_loss``,
-``excluded_loss`` (partition lists, and the test lists, are null when the run holds out no test
-pairs); ``key_frequencies`` (those of the last checkpoint, used by the restricted / excluded loss
-at every step); ``stages`` = [end of stage I, end of stage
-II] (null where not reached); ``lottery`` (null without step 0) with the success rates
+``train_both_orders_accuracy``, ``train_one_order_accuracy``, ``restricted_loss`` (test pairs;
+all pairs for a full-data run), ``excluded_loss`` (partition lists, and the test lists, are null
+when the run holds out no test pairs); ``key_frequencies`` (those of the last checkpoint, used
+by the restricted / excluded loss at every step); ``stages`` = [end of stage I, end of stage II]
+(null where not reached); ``lottery`` (null without step 0) with the success rates
 ``argmin_abs_d0``, ``argmax_alpha0``, ``argmax_alpha_beta_cos_d0``, ``flow`` and ``chance``.
-Extra keys: ``run``, ``source_format``, ``final_step``, ``stage_rule``, ``partition_counts``,
+Extra keys: ``restricted_loss_all`` (all pairs), ``restricted`` (the restricted-loss verdict at
+the last checkpoint: ``verdict`` holds / fails / undetermined, ``reason``, ``keys``, ``key_rule``
+and its losses), ``run``, ``source_format``, ``final_step``, ``stage_rule``, ``partition_counts``,
 ``race`` ({neuron, winner} or null), ``snapshot_steps`` and ``flow`` (the demonstration flow's
 initial state and time, or null) when the figure data was computed.
 """
@@ -40,7 +42,7 @@ __all__ = ["RunDynamics", "FlowDemo", "run_dynamics", "LIST_KEYS", "TEST_KEYS", 
 #: Per-checkpoint lists of the JSON document, aligned with ``steps``.
 LIST_KEYS = ["train_accuracy", "test_accuracy", "train_loss", "test_loss", "mean_abs_sin_d", "ipr", "param_norm",
              "test_mirrored_accuracy", "test_unseen_accuracy", "train_both_orders_accuracy",
-             "train_one_order_accuracy", "restricted_loss", "excluded_loss"]
+             "train_one_order_accuracy", "restricted_loss", "restricted_loss_all", "excluded_loss"]
 #: Lists that are null for a run without held-out pairs.
 TEST_KEYS = {"test_accuracy", "test_loss", "test_mirrored_accuracy", "test_unseen_accuracy",
              "train_both_orders_accuracy", "train_one_order_accuracy"}
@@ -79,6 +81,8 @@ class RunDynamics:
         measures: progress measures indexed by step (columns of :data:`LIST_KEYS` and more).
         stages: :class:`~mechinterp_modadd.analysis.grokking.Stages`.
         key_frequencies: the last checkpoint's key frequencies (restricted / excluded loss).
+        restricted: :class:`~mechinterp_modadd.analysis.restricted.RestrictedLoss` of the last
+            checkpoint with those keys (its verdict may be "undetermined").
         lottery: :class:`~mechinterp_modadd.analysis.lottery.LotteryResult` or None (no step 0).
         partition_counts: pairs per mirror partition (None without test pairs).
         snapshots: W_in spectra at the first checkpoint and the stage boundaries (figure data).
@@ -97,6 +101,7 @@ class RunDynamics:
     stages: Any
     key_frequencies: list[int]
     lottery: Any = None
+    restricted: Any = None
     partition_counts: dict[str, int] | None = None
     snapshots: dict[int, NeuronSpectrum] | None = None
     final_spectrum: NeuronSpectrum | None = None
@@ -118,6 +123,13 @@ class RunDynamics:
         for k in LIST_KEYS:
             doc[k] = None if (k in TEST_KEYS and not self.has_test) else [_num(v) for v in self.measures[k]]
         doc["key_frequencies"] = [int(k) for k in self.key_frequencies]
+        if self.restricted is not None:
+            r = self.restricted
+            doc["restricted"] = {"verdict": r.verdict, "reason": r.reason, "keys": [int(k) for k in r.keys],
+                                 "key_rule": r.key_rule, "eval_pairs": r.eval_pairs,
+                                 "restricted_loss": _num(r.restricted_loss),
+                                 "restricted_loss_all": _num(r.restricted_loss_all),
+                                 "excluded_loss": _num(r.excluded_loss), "train_loss": _num(r.train_loss)}
         st = self.stages
         doc["stages"] = [st.end_stage1, st.end_stage2]
         doc["stage_rule"] = (f"end of stage I: first checkpoint with train accuracy >= {st.train_threshold}; "
@@ -153,26 +165,30 @@ def _flow_demo(p: int) -> FlowDemo:
     return FlowDemo(params=dict(f), t_end=t_end, trajectory=traj, contour=lottery_contour(p))
 
 
-def run_dynamics(series, *, neuron: int | None = None, figures: bool = True, progress: bool = False) -> RunDynamics:
+def run_dynamics(series, *, neuron: int | None = None, figures: bool = True, progress: bool = False,
+                 keys: Any = None) -> RunDynamics:
     """Compute the :class:`RunDynamics` of ``series`` (a :class:`~mechinterp_modadd.series.RunSeries`).
 
     ``figures=False`` computes only what the JSON's required keys need (measures, stages, lottery);
     ``neuron`` picks the neuron of the frequency race (default: the largest alpha at k* at the last
-    checkpoint).
+    checkpoint); ``keys`` chooses the key frequencies of the restricted / excluded loss (a list,
+    ``"norm"`` (default), ``"norm:N"`` or ``"vote"``; see
+    :func:`~mechinterp_modadd.analysis.restricted.resolve_keys`).
     """
     from .analysis.claims import run_claims
-    from .analysis.grokking import progress_measures
+    from .analysis.grokking import progress_measures, restricted_verdict
     from .analysis.lottery import frequency_race
-    from .analysis.restricted import key_frequencies
     from .data import mirror_partitions
 
-    measures = progress_measures(series, progress=progress)
+    measures = progress_measures(series, progress=progress, keys=keys)
+    restricted = restricted_verdict(series, keys)
     run = run_claims(series, measures)  # every registered run-level claim (analysis.claims)
     stages, lottery = run["grokking_stages"], run["lottery_ticket"]
     final = series.spectrum(series.last_step)
     dyn = RunDynamics(run=str(series.path), source_format=series.source_format, final_step=series.final_step,
                       description=series.describe(), p=int(series.p), has_test=bool(series.has_test),
-                      measures=measures, stages=stages, key_frequencies=key_frequencies(final), lottery=lottery,
+                      measures=measures, stages=stages, key_frequencies=list(restricted.keys), lottery=lottery,
+                      restricted=restricted,
                       partition_counts=mirror_partitions(series.split).counts() if series.has_test else None)
     if neuron is not None and not 0 <= neuron < final.d_mlp:
         raise InputError(f"--neuron {neuron} out of range [0, {final.d_mlp})")

@@ -413,12 +413,11 @@ def load_run(path: str | os.PathLike, activation: str | None = None, *, cache_si
             authors' folder without ``activation``, a contradicting activation, or checkpoints
             of different runs (p, d_mlp, activation or run id; the first odd file is named).
     """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such run folder")
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: is a file; load_run needs a run folder "
-                              f"(use load_checkpoint for one file)")
+    from .inputs import check_folder_entries, check_input_path
+
+    # stat only: a missing path, a file, or a pipe/device among the run's files is refused unread
+    path = check_input_path(path, what="run folder", kind="dir")
+    check_folder_entries(path)
     if activation is not None:
         try:
             activation = canonical_activation(activation)

@@ -15,14 +15,23 @@ import pandas as pd
 import pytest
 
 from mechinterp_modadd.analysis.sweep import (
+    AUTHORS_PRIMES,
     SweepTable,
     bootstrap_mean_ci,
+    claims_over_seeds,
+    distribution_summary,
     grokking_phase,
     lottery_summary,
+    lottery_verdicts,
     primes_summary,
+    primes_vs_authors,
+    run_distributions,
     run_region,
+    seed_verdict,
+    wilson_interval,
 )
 from mechinterp_modadd.cli import main
+from mechinterp_modadd.errors import InputError
 from mechinterp_modadd.sweeps import SpecError, group_batches, parse_spec, preset_spec, run_sweep
 from mechinterp_modadd.sweeps.runner import TIMING_COLUMNS
 
@@ -122,7 +131,7 @@ def test_cli_bad_inputs_exit_2(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")]) == 2
     assert main(["sweep", "--preset", "nope", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "exactly one of SPEC.toml and --preset" in err and "cannot read the sweep spec" in err
+    assert "exactly one of SPEC.toml and --preset" in err and "no such sweep spec" in err
     assert "unknown sweep preset 'nope'" in err
     assert main(["sweep", "--preset", "grokking", "--print-spec"]) == 0
     assert "weight_decay = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0]" in capsys.readouterr().out
@@ -232,18 +241,45 @@ def test_bootstrap_interval_and_regions():
     assert run_region(1000, 9600) == "grokking"
 
 
-def test_lottery_preset_aggregation_on_a_tiny_grid(tmp_path):
+def test_wilson_interval_and_seed_verdicts():
+    lo, hi = wilson_interval(3, 6)
+    assert lo == pytest.approx(0.1876, abs=1e-4) and hi == pytest.approx(0.8124, abs=1e-4)
+    assert wilson_interval(6, 6)[1] == 1.0 and wilson_interval(0, 6)[0] == 0.0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    with pytest.raises(InputError):
+        wilson_interval(7, 6)
+    # the six AdamW seeds straddle the 0.8 threshold; the six SGD seeds clear it; a low arm fails
+    adamw = [0.812, 0.801, 0.789, 0.809, 0.764, 0.758]
+    d = seed_verdict(adamw, 0.8)
+    assert d["verdict"] == "within seed spread" and d["share_holding"] == 0.5 and d["ci_low"] < 0.8 < d["ci_high"]
+    assert seed_verdict([0.928, 0.922, 0.924, 0.934, 0.896, 0.932], 0.8)["verdict"] == "holds"
+    assert seed_verdict([0.3, 0.35, 0.31], 0.8)["verdict"] == "fails"
+    assert seed_verdict([9000, 11000], 10000, higher_holds=False)["verdict"] == "within seed spread"
+    assert seed_verdict([], 0.8)["verdict"] == "undefined"
+
+
+def test_lottery_preset_aggregation_on_a_tiny_grid(tmp_path, capsys):
     spec = preset_spec("lottery", p=[5], seed="0-2", steps=[30], save_every=[30])
-    assert spec.page == "lottery" and len(spec.runs) == 6
+    assert spec.page == "lottery" and len(spec.runs) == 9
+    assert {(r.config.preset, r.config.optimizer, r.config.lr) for r in spec.runs} == {
+        ("quad_random", "adamw", 5e-5), ("lottery_sgd", "sgd", 0.1), ("standard", "adamw", 5e-5)}
     table = run_sweep(spec, tmp_path / "lot", executor="local", progress=False)
     s = lottery_summary(table)
-    assert list(s["preset"].unique()) == ["quad_random", "standard"]
+    assert list(s["preset"].unique()) == ["quad_random", "lottery_sgd", "standard"]
+    v = lottery_verdicts(table)
+    assert len(v) == 3 and set(v["optimizer"]) == {"adamw", "sgd"} and (v["n_seeds"] == 3).all()
+    assert set(v["verdict"]) <= {"holds", "fails", "within seed spread"}
     assert set(s["predictor"]) == {"argmin_abs_d0", "argmax_alpha0", "argmax_alpha_beta_cos_d0", "flow"}
     assert (s["n_seeds"] == 3).all() and (s["chance"] == 0.5).all()
     assert ((s["ci_low"] <= s["success_rate"]) & (s["success_rate"] <= s["ci_high"])).all()
     assert main(["report", str(tmp_path / "lot"), "--out", str(tmp_path / "lot.html")]) == 0
     html = (tmp_path / "lot.html").read_text()
-    assert "bootstrap" in html and "argmin_abs_d0" in html
+    assert "bootstrap" in html and "argmin_abs_d0" in html and "Wilson" in html and "lottery_sgd" in html
+    # track on the sweep folder: the lottery claim per arm over seeds; diagnose needs claim verdicts
+    assert main(["track", str(tmp_path / "lot"), "--quiet"]) == 0
+    assert "sweep folder, 9 runs" in capsys.readouterr().out
+    assert main(["diagnose", str(tmp_path / "lot")]) == 2
+    assert "diagnose" in capsys.readouterr().err
 
 
 def test_grokking_phase_on_constructed_rows_and_a_tiny_grid(tmp_path):
@@ -293,11 +329,30 @@ def test_primes_preset_aggregation_on_a_tiny_grid(tmp_path):
     assert list(s["p"]) == [3, 5] and "single_frequency.holds" in s and "train_seconds" in s
     assert s["single_frequency.holds"].between(0, 1).all()
     assert main(["report", str(tmp_path / "pr"), "--out", str(tmp_path / "pr.html")]) == 0
+    assert primes_vs_authors(table).empty  # p = 3, 5: nothing the authors published to compare with
+    assert "No p of this sweep" in (tmp_path / "pr.html").read_text()
+
+
+def test_primes_preset_uses_the_width_rule_and_compares_with_the_authors():
+    spec = preset_spec("primes")
+    widths = {r.config.p: r.config.model_config().d_mlp for r in spec.runs}
+    assert widths[23] == 512 and widths[29] == 814 and widths[31] == 931 and widths[47] == 2139
+    assert {r.config.model_config().d_mlp for r in preset_spec("primes", d_mlp=[512]).runs} == {512}
+    # constructed rows: ours exactly the authors' numbers at p = 29, twice their loss at p = 31, and p = 37
+    rows = []
+    for p, f in ((29, 1.0), (31, 2.0), (37, 1.0)):
+        a = AUTHORS_PRIMES.get(p, AUTHORS_PRIMES[29])
+        rows.append({"preset": "standard", "p": p, "d_mlp": a["d_mlp"], "seed": 0, "full_step": a["full_step"],
+                     "final_train_loss": f * a["loss_5000"], "final_param_norm": a["norm_5000"], "ipr": a["ipr"]})
+    cmp = primes_vs_authors(SweepTable.from_rows(rows)).set_index("p")
+    assert list(cmp.index) == [29, 31]
+    assert cmp.loc[29, ["full_step_ratio", "loss_5000_ratio", "norm_5000_ratio", "ipr_ratio"]].tolist() == [1, 1, 1, 1]
+    assert cmp.loc[31, "loss_5000_ratio"] == pytest.approx(2.0) and cmp.loc[31, "d_mlp_authors"] == 931
 
 
 @pytest.mark.slow
 def test_sigkill_of_a_ray_worker_is_retried_and_gives_the_same_table(tmp_path):
-    """Kill the Ray worker process that is training a batch (its pid is in the batch folder's lock):
+    """Kill the Ray worker process that is training a batch (its pid is in the batch folder's lock JSON):
     Ray retries the task, the retry starts the batch afresh, and the sweep ends in the same command
     with the same table as an uninterrupted in-process sweep."""
     pytest.importorskip("ray")
@@ -313,7 +368,7 @@ def test_sigkill_of_a_ray_worker_is_retried_and_gives_the_same_table(tmp_path):
     killed = None
     deadline = time.time() + 300
     while killed is None and time.time() < deadline and proc.poll() is None:
-        for lock in (out / ".work").glob("*/.modadd.lock") if (out / ".work").is_dir() else []:
+        for lock in (out / ".work").glob("*/.modadd.lock.json") if (out / ".work").is_dir() else []:
             try:
                 pid = json.loads(lock.read_text())["pid"]
             except (OSError, ValueError, KeyError):
@@ -328,3 +383,46 @@ def test_sigkill_of_a_ray_worker_is_retried_and_gives_the_same_table(tmp_path):
     assert proc.returncode == 0, err[-2000:]
     assert ref.n_complete == 8
     _same_table(pd.read_csv(out / "results.csv"), pd.read_csv(tmp_path / "ref" / "results.csv"))
+
+
+def test_claims_and_run_numbers_over_seeds_on_constructed_rows():
+    rows = [{"preset": "grokking", "p": 23, "seed": s, "train_fraction": 0.75, "fit_step": 1000 + 10 * s,
+             "grok_step": None if s == 3 else 9000 + 500 * s, "end_stage1": 1000, "end_stage2": None,
+             "single_frequency.fraction_single": 0.9 - 0.3 * (s == 2), "single_frequency.verdict":
+             "fails" if s == 2 else "holds", "flawed_indicator.ghost_ratio": math.nan,
+             "flawed_indicator.verdict": "n/a"} for s in range(4)]
+    table = SweepTable.from_rows(rows)
+    c = claims_over_seeds(table).set_index("claim")
+    assert c.loc["single_frequency", "over_seeds"] == "holds on 3 of 4"
+    assert c.loc["single_frequency", "share_holding"] == 0.75 and c.loc["single_frequency", "median"] == 0.9
+    assert c.loc["flawed_indicator", "over_seeds"] == "n/a" and c.loc["flawed_indicator", "n_na"] == 4
+    d = run_distributions(table)
+    assert set(d) == {"fit_step", "grok_step", "end_stage1"}  # no end_stage2 anywhere, no lottery columns
+    g = d["grok_step"].iloc[0]
+    assert g["n_seeds"] == 3 and g["n_missing"] == 1 and g["median"] == 9500
+    thr = distribution_summary(table, "grok_step", 10000, higher_holds=False).iloc[0]
+    assert thr["share_holding"] == 0.75  # 9000, 9500, 10000 of four runs (the one that never grokked: not)
+    with pytest.raises(InputError, match="diagnose"):
+        claims_over_seeds(SweepTable.from_rows([{"p": 5, "seed": 0}]))
+
+
+def test_track_and_diagnose_on_a_batch_folder_of_seeds(tmp_path, capsys):
+    from mechinterp_modadd.sweeps.seeds import folder_kind, seed_table
+    from mechinterp_modadd.training import preset, train_many
+
+    out = tmp_path / "batch"
+    train_many([preset("quad_random", p=5, d_mlp=8, steps=40, save_every=40, lr=1e-2, seed=s) for s in range(3)],
+               out, progress=False)
+    assert folder_kind(out) == "batch" and folder_kind(tmp_path) is None and folder_kind(out / "runs.csv") is None
+    table = seed_table(out, ["lottery"], progress=False)
+    assert table.n_complete == 3 and table.frame["lottery.flow"].notna().all()
+    assert main(["track", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "batch folder, 3 runs" in text and "lottery claim" in text and "Wilson" in text
+    assert main(["diagnose", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "each claim over seeds" in text and "single_frequency" in text
+    assert main(["track", str(out), "--json", str(tmp_path / "x.json")]) == 2
+    assert "apply to one run" in capsys.readouterr().err
+    with pytest.raises(InputError, match="neither a sweep folder"):
+        seed_table(tmp_path, ["lottery"])

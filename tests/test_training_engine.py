@@ -43,6 +43,17 @@ def _bits_machine() -> bool:
 BITS = _bits_machine()
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Both sides on one intra-op thread: the frozen loop would otherwise run on torch's default count
+    while the engine picks its own from the machine's load, and a product split over two threads sums
+    in another order (different bits, same numbers to rounding)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _same(model_a, model_b, metrics_a: pd.DataFrame, metrics_b: pd.DataFrame, *, bits: bool = BITS,
           rel: float = 1e-6, wtol: float = 1e-4) -> None:
     """Weights and per-step losses of two runs: equal bit for bit (``bits``), else losses within
@@ -316,6 +327,21 @@ def test_a_registered_family_trains_batched_as_alone(tmp_path):
     assert len(sgd.metrics) == 31
     with pytest.raises(ConfigError, match="unknown training family"):
         train(base.replace(family="no_such_family"), progress=False)
+
+
+def test_a_generic_batch_that_shrinks_follows_each_run_alone(tmp_path):
+    """An early stop drops a run from a batch trained by the generic step; the generic step is
+    rebuilt for the smaller batch and the other runs go on as alone."""
+    base = TrainConfig(family="test_concat", p=11, d_mlp=24, lr=3e-3, train_fraction=0.7, steps=40,
+                       save_every=40, init_scale=0.3, stop_window=10)
+    cfgs = [base.replace(stop_accuracy=1e-6, train_fraction=1.0), base.replace(seed=1), base.replace(seed=2, lr=1e-3)]
+    res = train_many(cfgs, tmp_path / "b", progress=False, device="cpu")
+    assert list(res.table["steps_done"]) == [10, 40, 40]
+    for cfg, folder in zip(cfgs, res.runs, strict=True):
+        alone = train(cfg, progress=False, device="cpu")
+        m = pd.read_csv(folder / "metrics.csv")
+        la, lb = m["train_loss"].to_numpy(), alone.metrics["train_loss"].to_numpy()
+        assert len(la) == len(lb) and float(np.max(np.abs(la - lb) / lb)) <= 1e-6
 
 
 # ------------------------------------------------------------------------ an added optimizer

@@ -50,8 +50,9 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis.majority import run_ablation_suite
-    from ..checkpoint import atomic_write_text, load_checkpoint
+    from ..checkpoint import load_checkpoint
     from ..diagnose import ablation_document
+    from ..fileio import atomic_write_text
     from ..schemas import stamp
 
     ckpt = load_checkpoint(args.checkpoint, activation=args.activation, force=args.force)

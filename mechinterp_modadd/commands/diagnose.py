@@ -53,11 +53,33 @@ def _configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--details", action="store_true", help="print one line of numbers under each claim")
 
 
+def _diagnose_many(args: argparse.Namespace) -> int:
+    """A sweep or batch folder: every claim over the seeds of its runs (last checkpoint of each)."""
+    from ..analysis.sweep import claims_over_seeds
+    from ..errors import InputError
+    from ..sweeps.seeds import folder_kind, seed_table
+
+    if args.json or args.html or args.activation:
+        raise InputError(f"{args.checkpoint}: --json, --html and --activation apply to one checkpoint; for a "
+                         f"folder of runs diagnose prints every claim over seeds")
+    kind = folder_kind(args.checkpoint)
+    table = seed_table(args.checkpoint, ["diagnose"])
+    print(f"{args.checkpoint}: {kind} folder, {table.n_complete} runs; each claim over seeds (key number: median, "
+          f"quartiles, mean with 95 % bootstrap interval; share of seeds holding with 95 % Wilson interval)")
+    df = claims_over_seeds(table)
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
 @command("diagnose", "check every mechanism claim on one checkpoint (default: the shipped p = 23 run)")(_configure)
 def _run(args: argparse.Namespace) -> int:
-    from ..checkpoint import atomic_write_text, load_checkpoint
+    from ..checkpoint import load_checkpoint
     from ..diagnose import diagnose
+    from ..fileio import atomic_write_text
+    from ..sweeps.seeds import folder_kind
 
+    if args.checkpoint and folder_kind(args.checkpoint) is not None:
+        return _diagnose_many(args)
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     ckpt = load_checkpoint(path, activation=args.activation, force=args.force)
     model = ckpt.model  # load_checkpoint already applied --activation

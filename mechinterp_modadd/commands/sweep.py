@@ -66,11 +66,26 @@ def _print_summary(page: str | None, table) -> None:
     fmt = lambda v: f"{v:.4g}"  # noqa: E731
     if page == "lottery":
         print(agg.lottery_summary(table).to_string(index=False, float_format=fmt))
+        v = agg.lottery_verdicts(table)
+        print("\nlottery claim over seeds (flow >= threshold; mean with 95 % bootstrap interval, share of seeds "
+              "with 95 % Wilson interval):")
+        for r in v.to_dict("records"):
+            if r["verdict"] == "undefined":
+                print(f"  {r['preset']}: no lottery numbers (undefined)")
+                continue
+            print(f"  {r['preset']} ({r.get('optimizer', '?')}, {r.get('steps', '?')} steps, {r['n_seeds']} seeds): "
+                  f"median {r['median']:.3f}, mean {r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}], "
+                  f"{r['share_holding']:.0%} of seeds >= {r['threshold']:g} [{r['share_ci_low']:.2f}, "
+                  f"{r['share_ci_high']:.2f}] -> {r['verdict']}")
     elif page == "grokking":
         print(agg.grokking_phase(table).drop(columns=["regions"]).to_string(index=False, float_format=fmt))
     elif page == "primes":
         df = agg.primes_summary(table)
         print(df[[c for c in df.columns if not c.endswith(".holds")]].to_string(index=False, float_format=fmt))
+        cmp = agg.primes_vs_authors(table)
+        if not cmp.empty:
+            print("\nbeside the authors' published standard runs (ours / theirs):")
+            print(cmp.to_string(index=False, float_format=fmt))
     else:
         cols = [c for c in ("name", "final_train_accuracy", "final_test_accuracy", "grok_step") if c in table.frame]
         print(table.frame[cols].to_string(index=False, float_format=fmt))

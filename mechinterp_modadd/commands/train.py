@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..constants import PRESET_NAMES
+from ..constants import MAX_RUNS, PRESET_NAMES
 from .registry import command
 
 
@@ -36,6 +36,9 @@ def _int_values(text: str) -> list[int]:
             a, b = int(lo), int(hi)
             if b < a:
                 raise ValueError
+            if b - a + 1 > MAX_RUNS:
+                raise argparse.ArgumentTypeError(f"{text!r} names {b - a + 1:,} values; one command trains at most "
+                                                 f"{MAX_RUNS:,} runs (split it into several)")
             return list(range(a, b + 1))
         return [int(t)]
     except ValueError:
@@ -84,7 +87,8 @@ def _configure(ap: argparse.ArgumentParser) -> None:
                     "(default runs/<preset>_p<p>_many)")
     ap.add_argument("--resume", action="store_true", help="continue the run(s) in --out from the last checkpoint")
     ap.add_argument("--break-lock", action="store_true",
-                    help="take over a stale lock of --out (left by a training that no longer runs)")
+                    help="accepted for older scripts and no longer needed: the lock of --out goes away with the "
+                         "training that held it, however it ended; a live training's lock is never broken")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -96,13 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..training import preset, train, train_many
 
-    grid = {
-        "seed": sorted(set(itertools.chain.from_iterable(args.seed))) if args.seed else [0],
-        "lr": args.lr or [None],
-        "weight_decay": args.weight_decay or [None],
-        "train_fraction": args.train_fraction or [None],
-        "init_scale": args.init_scale or [None],
-    }
+    grid = train_grid(args)
     cfgs = [preset(args.preset, p=args.p, d_mlp=args.d_mlp, steps=args.steps, activation=args.activation,
                    save_every=args.save_every, stop_accuracy=args.stop_accuracy, stop_window=args.stop_window,
                    optimizer=args.optimizer, betas=args.betas, momentum=args.momentum,
@@ -138,6 +136,30 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_grid(args: argparse.Namespace) -> dict[str, list]:
+    """The values of the multi-valued flags (their product is the runs). A product above
+    :data:`~mechinterp_modadd.constants.MAX_RUNS` runs is refused with its count (standard library
+    only: the CLI calls this before torch loads and before anything is written)."""
+    import itertools
+    import math
+
+    from ..errors import ConfigError
+
+    grid = {
+        "seed": sorted(set(itertools.chain.from_iterable(args.seed))) if args.seed else [0],
+        "lr": args.lr or [None],
+        "weight_decay": args.weight_decay or [None],
+        "train_fraction": args.train_fraction or [None],
+        "init_scale": args.init_scale or [None],
+    }
+    n = math.prod(len(v) for v in grid.values())
+    if n > MAX_RUNS:
+        sizes = " x ".join(f"{len(v)} --{k.replace('_', '-')}" for k, v in grid.items() if len(v) > 1)
+        raise ConfigError(f"{sizes} = {n:,} runs; one command trains at most {MAX_RUNS:,} runs (split the grid "
+                          f"into several commands or use modadd sweep)")
+    return grid
+
+
 def summary_line(last) -> str:
     """One line of a metrics row; the test columns are left out when the run has no test pairs
     (full-data runs record NaN there)."""
@@ -167,10 +189,11 @@ def _announce_training(cfg, max_memory: int | None) -> None:
     step and for the run when it may last longer than a few minutes (see training.estimate)."""
     from ..errors import ConfigError
     from ..memory import format_bytes
-    from ..training.estimate import REPORT_AFTER_S, available_memory, estimate_training, run_bytes
+    from ..training import get_train_family
+    from ..training.estimate import REPORT_AFTER_S, available_memory, estimate_training
 
     mcfg = cfg.model_config()
-    need = run_bytes(mcfg.p, mcfg.d_mlp)
+    need = get_train_family(cfg.family).run_bytes(cfg, 0)
     what = f"a full-batch training step at p = {mcfg.p}, d_mlp = {mcfg.d_mlp} needs about {format_bytes(need)}"
     if max_memory is not None and need > max_memory:
         raise ConfigError(f"--max-memory {format_bytes(max_memory)}: {what}; raise the budget or lower --d-mlp")

@@ -52,7 +52,7 @@ def dft_heatmaps(sample, spectrum: NeuronSpectrum | None = None, n_neurons: int 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("W_in (theta_m)", "W_out (xi_m)"), horizontal_spacing=0.12)
     for col, coef in ((1, smp.in_coef), (2, smp.out_coef)):
         fig.add_trace(go.Heatmap(z=coef, x=smp.labels, y=rows, colorscale="Viridis", zmin=0, zmax=1,
-                                 showscale=col == 2, colorbar=dict(title="|coef| / row max"),
+                                 showscale=col == 2, colorbar=dict(title=dict(text="|coef| / row max", side="right")),
                                  hovertemplate="%{y}<br>%{x}: %{z:.3g} of the row max<extra></extra>"),
                       row=1, col=col)
     fig.update_yaxes(autorange="reversed", showticklabels=len(rows) <= 60)
@@ -74,8 +74,9 @@ def cosine_fits(fits, spectrum: NeuronSpectrum | None = None, neurons: Sequence[
         s = spectrum if spectrum is not None else neuron_spectrum(fits)
         fits = views.cosine_fits(fits, s, neurons, n, seed)
     f = fits
+    # two-line titles: one line per panel collided with its neighbours at notebook widths
     fig = make_subplots(rows=1, cols=len(f.neurons), subplot_titles=[
-        f"neuron {int(m)}: k = {int(k)}, share {float(sh):.2f}"
+        f"neuron {int(m)}<br>k = {int(k)}, share {float(sh):.2f}"
         for m, k, sh in zip(f.neurons, f.frequency, f.share, strict=True)])
     j = np.arange(f.p)
     jj = np.linspace(0, f.p - 1, 20 * f.p)
@@ -86,7 +87,7 @@ def cosine_fits(fits, spectrum: NeuronSpectrum | None = None, neurons: Sequence[
                                  line=dict(color="#d62728")), row=1, col=c + 1)
     fig.update_xaxes(title_text="j")
     fig.update_yaxes(title_text="theta_m[j]", col=1)
-    fig.update_layout(height=330, title="Cosine fit of the input weights", margin=dict(l=10, r=10, t=70, b=10))
+    fig.update_layout(height=350, title="Cosine fit of the input weights", margin=dict(l=10, r=10, t=100, b=10))
     return fig
 
 
@@ -177,7 +178,9 @@ def frequency_counts(spectrum: NeuronSpectrum, diversification=None) -> go.Figur
     title = "Neurons per frequency"
     if diversification is not None:
         title += f" (balance {diversification.balance:.3f})"
-    fig.update_layout(title=title, xaxis_title="k*", height=360)
+    # the legend above the plot, right: at its default place it covered the right axis title
+    fig.update_layout(title=title, xaxis_title="k*", height=380,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     return fig
 
 

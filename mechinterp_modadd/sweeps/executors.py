@@ -20,11 +20,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ModAddError
+from ..errors import ConfigError, ModAddError, ModAddWarning
+from ..locks import FolderLock
+from .budget import check_sweep_budget
 from .runner import is_complete, read_row, resolve_device, run_batch
 from .spec import RunPlan, SpecError, SweepSpec, spec_differences
 
@@ -53,27 +56,44 @@ def group_batches(runs: Sequence[RunPlan], max_batch: int = 16, workers: int = 1
     return out
 
 
-def _prepare(spec: SweepSpec, out: Path) -> None:
-    from ..checkpoint import atomic_write_text
+def _check_folder(spec: SweepSpec, out: Path) -> bool:
+    """Check ``--out`` without writing: absent, empty (lock files aside) or a sweep of this very spec.
+    Returns whether it already is that sweep."""
+    from ..inputs import regular_file
+    from ..locks import LOCK_FILES
 
-    new = spec.to_dict()
     if out.exists() and not out.is_dir():
         raise SpecError(f"--out {out}: is a file; the sweep folder must be a directory (absent, empty or a sweep)")
     f = out / SPEC_FILE
     if f.exists():
+        if not regular_file(f):
+            raise SpecError(f"{f}: not a regular file; the stored spec of a sweep folder is a JSON file")
         try:
-            old = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise SpecError(f"{f}: unreadable stored spec ({e})") from None
-        diff = spec_differences(old, new)
+            old = json.loads(f.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:
+            raise SpecError(f"{f}: unreadable stored spec ({_one_line(e)})") from None
+        if not isinstance(old, dict):
+            raise SpecError(f"{f}: unreadable stored spec (expected a JSON object)")
+        diff = spec_differences(old, spec.to_dict())
         if diff:
             raise SpecError(f"{out}: holds a sweep with a different spec ({'; '.join(diff)}); use another --out "
                             f"or the stored spec")
-    else:
-        if out.exists() and any(out.iterdir()):
-            raise SpecError(f"{out}: exists and is not a sweep folder (no {SPEC_FILE}); choose an empty --out")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(f, json.dumps(new, indent=1))
+        return True
+    if out.exists() and any(e.name not in LOCK_FILES for e in out.iterdir()):
+        raise SpecError(f"{out}: exists and is not a sweep folder (no {SPEC_FILE}); choose an empty --out")
+    return False
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def _prepare(spec: SweepSpec, out: Path) -> None:
+    """Under the folder's lock: check ``out`` again, store the spec when new, clear old batches."""
+    from ..fileio import atomic_write_text
+
+    if not _check_folder(spec, out):
+        atomic_write_text(out / SPEC_FILE, json.dumps(spec.to_dict(), indent=1))
     shutil.rmtree(out / ".work", ignore_errors=True)  # batches of a killed earlier attempt
 
 
@@ -88,7 +108,7 @@ def collect_table(spec: SweepSpec, out: Path) -> Any:
 def write_results(table: Any, out: Path) -> list[Path]:
     """``results.csv``, ``results.json`` (schema ``sweep``) and ``results.parquet`` (when pyarrow is
     importable), each written atomically."""
-    from ..checkpoint import atomic_write_bytes, atomic_write_text
+    from ..fileio import atomic_write_bytes, atomic_write_text
 
     written = [atomic_write_text(out / "results.csv", table.to_frame().to_csv(index=False)),
                atomic_write_text(out / "results.json", table.to_json() + "\n")]
@@ -106,15 +126,44 @@ def write_results(table: Any, out: Path) -> list[Path]:
 
 def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, executor: str = "ray", address: str | None = None,
               device: str = "auto", workers: int | None = None, progress: bool = True) -> Any:
-    """Train every missing run of ``spec`` into ``out``, then write and return the results table."""
-    from tqdm import tqdm
+    """Train every missing run of ``spec`` into ``out``, then write and return the results table.
 
+    ``out`` is locked for the whole sweep (:class:`~mechinterp_modadd.locks.FolderLock`): a second
+    sweep into the same folder is refused at once, naming the first. Memory and disk are checked
+    (:func:`~mechinterp_modadd.sweeps.budget.check_sweep_budget`) before anything is written."""
     out = Path(out)
     if executor not in ("ray", "local"):
         raise ConfigError(f"--executor must be 'ray' or 'local', got {executor!r}")
     if address is not None and executor != "ray":
         raise ConfigError("--address joins a Ray cluster: it needs --executor ray")
     dev = resolve_device(device)
+    # everything is checked before anything is written: the folder, then memory and disk
+    _check_folder(spec, out)
+    check_sweep_budget(spec, [r for r in spec.runs if not is_complete(out, r.name)], out,
+                       check_memory=address is None)
+    for note in spec.notes:  # e.g. a composite p: said once the sweep is known to start
+        warnings.warn(note, ModAddWarning, stacklevel=2)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SpecError(f"--out {out}: cannot create the sweep folder ({e.strerror or e})") from None
+    try:
+        lock = FolderLock(out, purpose="modadd sweep", what="sweep folder", error=SpecError).acquire()
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    try:
+        return _run_locked(spec, out, executor, address, dev, workers, progress)
+    finally:
+        lock.release()
+
+
+def _run_locked(spec: SweepSpec, out: Path, executor: str, address: str | None, dev: str, workers: int | None,
+                progress: bool) -> Any:
+    from tqdm import tqdm
+
     _prepare(spec, out)
     missing = [r for r in spec.runs if not is_complete(out, r.name)]
     n_workers = 1 if executor == "local" or dev == "cuda" else \

@@ -131,6 +131,7 @@ def analyse_run(run_dir: Path, plan: Any, analyses: Sequence[str]) -> dict[str, 
     has_test = cfg.train_fraction < 1.0
     steps = m["step"].to_numpy()
     row["fit_step"] = _first_step(steps, m["train_accuracy"], GROK_THRESHOLD)
+    row["full_step"] = _first_step(steps, m["train_accuracy"], 1.0)
     row["grok_step"] = _first_step(steps, m["test_accuracy"], GROK_THRESHOLD) if has_test else None
     row["grok_step_99"] = _first_step(steps, m["test_accuracy"], GROK_THRESHOLD_99) if has_test else None
     te = m["test_accuracy"] if has_test else [math.nan] * len(m)
@@ -139,10 +140,13 @@ def analyse_run(run_dir: Path, plan: Any, analyses: Sequence[str]) -> dict[str, 
     model = series.model(series.last_step)
     if "progress" in analyses:
         from ..analysis.grokking import measures_of_model
+        from ..analysis.restricted import restricted_loss_of
 
         mm = measures_of_model(model, series.split if series.has_test else None)
-        for c in ("restricted_loss", "excluded_loss", "mean_abs_sin_d", "ipr"):
+        for c in ("restricted_loss", "restricted_loss_all", "excluded_loss", "mean_abs_sin_d", "ipr"):
             row[c] = mm[c]
+        rl = restricted_loss_of(model, series.split if series.has_test else None)
+        row["restricted_verdict"], row["restricted_n_keys"] = rl.verdict, len(rl.keys)
     if "diagnose" in analyses:
         for claim, metric, value, verdict in _diagnose_rows(model):
             row[f"{claim}.{metric}"] = value
@@ -173,7 +177,7 @@ def run_batch(plans: Sequence[Any], out: str | os.PathLike, analyses: Sequence[s
 
     Runs already complete are skipped (a retried task after a worker died does only the rest).
     """
-    from ..checkpoint import atomic_write_text
+    from ..fileio import atomic_rename, atomic_write_text
 
     out = Path(out)
     todo = [p for p in plans if not is_complete(out, p.name)]
@@ -195,7 +199,7 @@ def run_batch(plans: Sequence[Any], out: str | os.PathLike, analyses: Sequence[s
         if dest.exists():  # completed by a concurrent attempt: keep the first
             shutil.rmtree(work / plan.name, ignore_errors=True)
         else:
-            os.rename(work / plan.name, dest)
+            atomic_rename(work / plan.name, dest)  # complete or absent, and on disk once renamed
         done.append(plan.name)
     shutil.rmtree(work, ignore_errors=True)
     return done

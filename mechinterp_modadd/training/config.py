@@ -1,4 +1,6 @@
-"""Training configuration and the paper's presets (docs/science.md section 1).
+"""Training configuration and the paper's presets (docs/science.md section 1), plus
+``lottery_sgd``: quad_random as the authors' shipped checkpoints were really trained (SGD lr 0.1,
+10,000 steps, random init 0.1), the SGD arm of the lottery sweep (docs/science.md section 4).
 
 ``TrainConfig.family`` names the model family the engine trains (:mod:`.family`; configs written
 before the key existed read as ``"mlp"``); ``optimizer`` names a stacked optimizer of
