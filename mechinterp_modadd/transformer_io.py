@@ -313,8 +313,9 @@ def _read_file(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{path}: not a torch weights file readable with weights_only=True ({first[:200]})"
-                              ) from None
+        raise CheckpointError(f"{path}: not a torch weights file readable with weights_only=True ({first[:200]}); "
+                              "a file holding objects (e.g. a HookedTransformerConfig) must be re-saved with plain "
+                              "values (cfg.to_dict())") from None
 
 
 def _unwrap(obj: Any, where: str, index: int | None) -> tuple[Mapping[str, Any], Any, dict[str, Any]]:
