@@ -35,7 +35,7 @@ from ..fourier import fourier_basis
 from .base import ClaimResult, Result, Thresholds, to_jsonable
 
 __all__ = ["EmbeddingSpectrum", "EmbeddingThresholds", "embedding_spectrum", "AttentionPatterns",
-           "attention_patterns", "gini"]
+           "attention_patterns", "gini", "run_views_text"]
 
 
 def gini(x: Tensor) -> float:
@@ -168,3 +168,22 @@ def attention_patterns(pattern_at_eq: Float[Tensor, "pp heads 3"], p: int) -> At
     best = [_best_2d_frequency(grid[h, 0], p) for h in range(n_heads)]
     return AttentionPatterns(p=p, n_heads=n_heads, pattern=grid, mean_weight=grid.mean((-1, -2)),
                              x_best_frequency=[b[0] for b in best], x_best_fraction=[b[1] for b in best])
+
+
+def run_views_text(series: Any) -> list[str]:
+    """Lines for ``modadd track`` on a transformer run: Nanda et al.'s views at the first and last
+    checkpoints of ``series`` (a :class:`~mechinterp_modadd.series.RunSeries`): the embedding's
+    Fourier spectrum and the attention at ``=``."""
+    from ..transformer import all_pair_tokens
+
+    lines = []
+    for step in dict.fromkeys((series.first_step, series.last_step)):
+        model = series.model(step)
+        p = model.cfg.p
+        lines.append(f"step {step}: {embedding_spectrum(model.W_E, p).summary()}")
+    model = series.model(series.last_step)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(all_pair_tokens(model.cfg.p), names_filter="blocks.0.attn.hook_pattern")
+    att = attention_patterns(cache["blocks.0.attn.hook_pattern"][:, :, -1, :], model.cfg.p)
+    lines.append(f"step {series.last_step}: {att.summary()}")
+    return lines
