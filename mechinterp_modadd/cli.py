@@ -83,12 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--force", action="store_true",
                             help="use --activation even where it contradicts the activation recorded in the "
                                  "checkpoint or given by the authors' folder name")
+            if name in FAMILY_COMMANDS and not any("--family" in a.option_strings for a in sp._actions):
+                sp.add_argument("--family", default=None, metavar="NAME",
+                                help="network family of a plain state dict (mlp, concat_mlp, ...; default: "
+                                     "detected from its keys and shapes; own checkpoints record it)")
         if name in BUDGETED_COMMANDS and not any("--max-memory" in a.option_strings for a in sp._actions):
             add_max_memory_argument(sp, training=name == "train")
         if not any("--device" in a.option_strings for a in sp._actions):
             add_runtime_flags(sp)
     return ap
 
+
+#: Sub-commands that read one checkpoint file and take ``--family`` (plain state dicts of any family).
+FAMILY_COMMANDS: tuple[str, ...] = ("diagnose", "ablate")
 
 #: Sub-commands that take ``--max-memory`` (the analyses stream within it; train checks its step).
 BUDGETED_COMMANDS: tuple[str, ...] = ("diagnose", "ablate", "track", "report", "train")
@@ -114,12 +121,17 @@ INPUT_OPTIONS: tuple[str, ...] = ("checkpoint", "run", "path", "spec")
 #: (command, argument) -> (kind, what) of each input path, checked by ``stat`` before torch loads
 #: (:func:`mechinterp_modadd.inputs.check_input_path`): kind "file", "dir" or "any"
 INPUT_KINDS: dict[tuple[str, str], tuple[str, str]] = {
-    ("diagnose", "checkpoint"): ("file", "checkpoint file"),
+    ("diagnose", "checkpoint"): ("any", "checkpoint file, sweep folder or batch folder of runs"),
     ("ablate", "checkpoint"): ("file", "checkpoint file"),
     ("track", "run"): ("dir", "run folder"),
     ("report", "path"): ("any", "checkpoint file, run folder or sweep folder"),
     ("explore", "path"): ("any", "checkpoint file or run folder"),
     ("sweep", "spec"): ("file", "sweep spec"),
+}
+#: Inputs that may also be a sweep or batch folder (the claims over its seeds), and how the error
+#: names what was expected when the path is neither
+SEED_FOLDER_INPUTS: dict[tuple[str, str], str] = {
+    ("diagnose", "checkpoint"): "checkpoint file (or a sweep or batch folder of runs)",
 }
 #: Options naming an output *folder* a sub-command fills (checked like the output files)
 OUTPUT_FOLDER_OPTIONS: dict[str, tuple[str, ...]] = {"report": ("png", "svg")}
@@ -157,6 +169,13 @@ def _check_paths(args: argparse.Namespace) -> None:
         if value is None:
             continue
         kind, what = INPUT_KINDS.get((args.command, name), ("any", "input"))
+        if (args.command, name) in SEED_FOLDER_INPUTS:
+            from .sweeps.seeds import folder_kind
+
+            if folder_kind(value) is not None:  # a sweep or batch folder: the claims over its seeds
+                kind = "dir"
+            else:
+                what = SEED_FOLDER_INPUTS[(args.command, name)]
         error = CheckpointError
         if args.command == "sweep":
             from .errors import ConfigError as error  # noqa: N813

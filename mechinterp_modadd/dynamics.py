@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -89,6 +89,8 @@ class RunDynamics:
         final_spectrum: the spectrum of the last checkpoint (orders the snapshot rows).
         race: :class:`~mechinterp_modadd.analysis.lottery.FrequencyRace` of one neuron.
         flow: :class:`FlowDemo`.
+        family: the run's network family; ``undefined``: run-level claims with no definition on
+            it, name -> reason (e.g. ``lottery_ticket`` on ``concat_mlp``).
     """
 
     run: str
@@ -107,6 +109,8 @@ class RunDynamics:
     final_spectrum: NeuronSpectrum | None = None
     race: Any = None
     flow: FlowDemo | None = None
+    family: str = "mlp"
+    undefined: dict[str, str] = field(default_factory=dict)
 
     @property
     def steps(self) -> list[int]:
@@ -118,8 +122,8 @@ class RunDynamics:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of the module docstring (schema ``track``, without its stamp)."""
-        doc: dict[str, Any] = {"run": self.run, "source_format": self.source_format, "final_step": self.final_step,
-                               "steps": self.steps}
+        doc: dict[str, Any] = {"run": self.run, "family": self.family, "source_format": self.source_format,
+                               "final_step": self.final_step, "steps": self.steps}
         for k in LIST_KEYS:
             doc[k] = None if (k in TEST_KEYS and not self.has_test) else [_num(v) for v in self.measures[k]]
         doc["key_frequencies"] = [int(k) for k in self.key_frequencies]
@@ -135,6 +139,8 @@ class RunDynamics:
         doc["stage_rule"] = (f"end of stage I: first checkpoint with train accuracy >= {st.train_threshold}; "
                              f"end of stage II: first later checkpoint with test accuracy >= {st.test_threshold}")
         doc["lottery"] = None if self.lottery is None else {k: _num(v) for k, v in self.lottery.rates().items()}
+        if self.undefined:  # run-level claims with no definition on this family, and why
+            doc["undefined_claims"] = dict(self.undefined)
         if self.lottery is not None:
             t = self.lottery.to_frame()
             doc["lottery_x_chance"] = {str(k): _num(v) for k, v in zip(t["predictor"], t["x_chance"], strict=True)}
@@ -183,13 +189,16 @@ def run_dynamics(series, *, neuron: int | None = None, figures: bool = True, pro
     measures = progress_measures(series, progress=progress, keys=keys)
     restricted = restricted_verdict(series, keys)
     run = run_claims(series, measures)  # every registered run-level claim (analysis.claims)
+    undefined = {name: r.reason for name, r in run.items() if r is not None and not getattr(r, "defined", True)}
     stages, lottery = run["grokking_stages"], run["lottery_ticket"]
+    lottery = None if "lottery_ticket" in undefined else lottery
     final = series.spectrum(series.last_step)
     dyn = RunDynamics(run=str(series.path), source_format=series.source_format, final_step=series.final_step,
                       description=series.describe(), p=int(series.p), has_test=bool(series.has_test),
                       measures=measures, stages=stages, key_frequencies=list(restricted.keys), lottery=lottery,
                       restricted=restricted,
-                      partition_counts=mirror_partitions(series.split).counts() if series.has_test else None)
+                      partition_counts=mirror_partitions(series.split).counts() if series.has_test else None,
+                      family=series.family, undefined=undefined)
     if neuron is not None and not 0 <= neuron < final.d_mlp:
         raise InputError(f"--neuron {neuron} out of range [0, {final.d_mlp})")
     if not figures:

@@ -9,7 +9,8 @@ output file may not be:
 - the same file as another output;
 - a file of an input: the input file itself, any existing file inside an input folder (a run, an
   authors' folder, a sweep), and any existing file inside the run folder of an input checkpoint
-  (``RUN/checkpoints/step_*.safetensors`` belongs to ``RUN``; an authors' ``N.pth`` to its folder);
+  (``RUN/checkpoints/step_*.safetensors`` belongs to ``RUN``; an authors' ``N.pth`` to its folder
+  when that holds their other steps);
 - an existing file inside any run, batch or sweep folder (recognised by ``checkpoints/`` next to
   ``config.json`` or a metrics table, by ``runs.csv`` or by ``sweep.json``; names from
   :mod:`mechinterp_modadd.layout`), or an existing checkpoint file anywhere
@@ -27,6 +28,7 @@ Standard library only: the command line runs these checks before torch loads.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -59,10 +61,23 @@ def _is_run_like(folder: Path) -> str | None:
     return None
 
 
+_AUTHORS_STEP = re.compile(r"^(\d+|final)\.pth$")
+
+
+def _is_authors_folder(folder: Path) -> bool:
+    """A folder of the paper authors' checkpoints: two or more ``N.pth`` / ``final.pth`` files (a
+    lone ``.pth`` in, say, a downloads folder does not make its other files an input's)."""
+    try:
+        return sum(1 for e in os.scandir(folder) if _AUTHORS_STEP.match(e.name)) >= 2
+    except OSError:
+        return False
+
+
 def input_folders(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, str]]:
     """(resolved folder, description) of every folder whose files belong to an input: an input
     folder itself, and the folder of an input file (``RUN`` for ``RUN/checkpoints/x.safetensors``;
-    the file's own folder for an authors' ``N.pth`` and for any file inside a run-like folder)."""
+    the file's own folder for an authors' ``N.pth`` among their other steps and for any file inside
+    a run-like folder)."""
     out: list[tuple[Path, str]] = []
     for raw in inputs:
         p = Path(raw)
@@ -76,7 +91,7 @@ def input_folders(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, str]]
             parent = full.parent
             if parent.name == "checkpoints":
                 out.append((parent.parent, f"the run folder of the input {raw}"))
-            elif full.suffix in (".pth", ".pt") or _is_run_like(parent):
+            elif _is_run_like(parent) or (full.suffix in (".pth", ".pt") and _is_authors_folder(parent)):
                 out.append((parent, f"the run folder of the input {raw}"))
     return out
 

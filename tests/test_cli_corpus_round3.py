@@ -437,3 +437,26 @@ def test_atomic_writes_fsync_the_folder_after_the_rename(tmp_path, monkeypatch):
     (tmp_path / "d").mkdir()
     fileio.atomic_rename(tmp_path / "d", tmp_path / "e")
     assert events == ["rename", "fsync-dir"] and (tmp_path / "e").is_dir()
+
+
+def test_outputs_beside_an_authors_checkpoint(tmp_path):
+    """An authors' N.pth among their other steps makes its folder an input's (its files are kept);
+    a lone .pth in an ordinary folder does not (writing a new report beside it twice is fine)."""
+    import torch
+
+    from mechinterp_modadd.errors import OutputError
+    from mechinterp_modadd.model import ModAddMLP, ModelConfig
+    from mechinterp_modadd.outputs import check_output_files
+
+    authors, downloads = tmp_path / "p_7_dmlp_8_ReLU", tmp_path / "downloads"
+    for folder, steps in ((authors, (0, 1)), (downloads, (5,))):
+        folder.mkdir()
+        for step in steps:
+            m = ModAddMLP(ModelConfig(p=7, d_mlp=8), seed=step)
+            torch.save({"model": dict(m.state_dict()), "epoch": step}, folder / f"{step}.pth")
+        _write(folder / "notes.json", "{}")
+    with pytest.raises(OutputError, match="run folder of the input"):
+        check_output_files({"--json": authors / "notes.json"}, inputs=[authors / "1.pth"])
+    check_output_files({"--json": downloads / "notes.json"}, inputs=[downloads / "5.pth"])
+    with pytest.raises(OutputError, match="is a checkpoint file"):  # but never onto a checkpoint
+        check_output_files({"--json": authors / "0.pth"}, inputs=[downloads / "5.pth"])

@@ -10,8 +10,8 @@ submodules would otherwise be in a cycle with each of them).
 Layers (every module of the package must have one, see :func:`layer_of`):
 
 ==========  ==========================================================================================
-core        the package root, _version, constants, errors, data, fourier, model, tlens, checkpoint,
-            forward, layout, runtime, memory, schemas, outputs, notebook, fileio, inputs, locks
+core        the package root, _version, constants, errors, data, fourier, fourier2d, neurons, families/, model,
+            tlens, checkpoint, forward, layout, runtime, memory, schemas, outputs, notebook, fileio, inputs, locks
 analysis    analysis/ (pure computation, typed results)
 results     diagnose, series, dynamics (result objects built from analysis)
 training    training/
@@ -49,7 +49,8 @@ PKG = ROOT / "mechinterp_modadd"
 NAME = PKG.name
 
 #: top-level modules of the core layer
-CORE = {"", "_version", "constants", "errors", "data", "fourier", "model", "tlens", "transformer", "transformer_io",
+CORE = {"", "_version", "constants", "errors", "data", "fourier", "fourier2d", "neurons", "families", "model", "tlens",
+        "transformer", "transformer_io",
         "checkpoint", "forward", "layout", "runtime", "memory", "schemas", "outputs", "notebook", "fileio", "inputs",
         "locks"}
 #: top-level modules of the results layer

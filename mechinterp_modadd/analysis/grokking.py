@@ -46,10 +46,9 @@ from torch import Tensor
 
 from ..data import Split, mirror_partitions
 from ..errors import InputError
-from ..forward import logits as forward_logits
-from ..fourier import neuron_spectrum
 from ..runtime import takes_device
 from .base import ClaimResult, Thresholds, accuracy_and_loss
+from .per_family import family_logits, family_spectrum
 from .restricted import KeyChoice, RestrictedLoss, resolve_keys, restricted_loss
 
 __all__ = ["PROGRESS_COLUMNS", "PARTITION_COLUMNS", "progress_measures", "measures_of_model", "run_keys",
@@ -63,8 +62,8 @@ PROGRESS_COLUMNS = ["train_loss", "test_loss", "train_accuracy", "test_accuracy"
 
 def _logits64(model, max_memory: int | None = None) -> Tensor:
     """float64 logits of all p^2 pairs from the weights (hooks do not apply), streamed within
-    ``max_memory`` bytes (:func:`mechinterp_modadd.forward.logits`)."""
-    return forward_logits(model, max_memory=max_memory)
+    ``max_memory`` bytes (:func:`mechinterp_modadd.forward.logits`); other families: their view."""
+    return family_logits(model, max_memory=max_memory)
 
 
 @takes_device
@@ -93,7 +92,7 @@ def measures_of_model(model, split: Split | None = None, keys: KeyChoice = None)
         out["test_accuracy"] = out["test_loss"] = math.nan
         for col in PARTITION_COLUMNS:
             out[col] = math.nan
-    sp = neuron_spectrum(model)
+    sp = family_spectrum(model)
     rl = restricted_loss(logits, p, keys, train_mask, test_mask=split.test_mask if has_test else None, spectrum=sp)
     out["restricted_loss"], out["restricted_loss_all"] = rl.restricted_loss, rl.restricted_loss_all
     out["excluded_loss"] = rl.excluded_loss

@@ -386,12 +386,13 @@ def restricted_loss(logits: Float[Tensor, "pairs p"] | Callable[[], Tensor], p: 
 
 
 def restricted_loss_of(model: Any, split: Any = None, keys: KeyChoice = "norm", **kw: Any) -> RestrictedLoss:
-    """:func:`restricted_loss` of a one-hot MLP (``ModAddMLP``) on a split (None: all pairs, no test)."""
-    from ..forward import logits as forward_logits
-    from ..fourier import neuron_spectrum
+    """:func:`restricted_loss` of a model on a split (None: all pairs, no test): the paper's one-hot MLP
+    (``ModAddMLP``), or another family through its logits and closed-form spectrum
+    (:mod:`mechinterp_modadd.analysis.per_family`)."""
+    from .per_family import family_logits, family_spectrum
 
     p = model.cfg.p
     train_mask = split.train_mask if split is not None else None
     test_mask = split.test_mask if split is not None else None
-    return restricted_loss(lambda: forward_logits(model), p, keys, train_mask, test_mask=test_mask,
-                           spectrum=neuron_spectrum(model), **kw)
+    return restricted_loss(lambda: family_logits(model), p, keys, train_mask, test_mask=test_mask,
+                           spectrum=family_spectrum(model), **kw)

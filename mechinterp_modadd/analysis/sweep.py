@@ -2,10 +2,11 @@
 three research pages (lottery statistics over seeds, the grokking phase diagram, claims across p).
 
 Columns of a row (written by :mod:`mechinterp_modadd.sweeps`): the run's ``name`` and config
-(``preset``, ``p``, ``d_mlp``, ``activation``, ``init``, ``optimizer``, ``seed``, ``lr``,
-``weight_decay``, ``train_fraction``, ``init_scale``, ``steps``, ``save_every``, ``stop_accuracy``,
-``stop_window``); ``steps_done`` (the last step trained: ``steps``, or earlier when the early stop
-of :class:`~mechinterp_modadd.training.TrainConfig` ended the run); the last step's
+(``family``, the network family, ``mlp`` or ``concat_mlp``; ``preset``, ``p``, ``d_mlp``,
+``activation``, ``init``, ``optimizer``, ``seed``, ``lr``, ``weight_decay``, ``train_fraction``,
+``init_scale``, ``steps``, ``save_every``, ``stop_accuracy``, ``stop_window``); ``steps_done``
+(the last step trained: ``steps``, or earlier when the early stop of
+:class:`~mechinterp_modadd.training.TrainConfig` ended the run); the last step's
 ``final_train_loss``, ``final_train_accuracy``, ``final_test_loss``, ``final_test_accuracy``,
 ``final_param_norm``; from the per-step metrics, ``fit_step`` (first step with train accuracy
 >= 0.95), ``full_step`` (first step with train accuracy 1.0), ``grok_step`` / ``grok_step_99``
@@ -16,8 +17,9 @@ final ``restricted_loss`` (test pairs; all pairs for a full-data run), ``restric
 ``excluded_loss``, ``restricted_verdict`` (holds / fails / undetermined: more than half of the
 frequencies are keys), ``restricted_n_keys``, ``mean_abs_sin_d``, ``ipr``; with ``diagnose`` one
 ``<claim>.<metric>`` (key number) and ``<claim>.verdict`` per claim; with ``lottery`` the success
-rates ``lottery.<predictor>`` and ``lottery.chance``; ``train_seconds`` and ``analysis_seconds``
-(wall clock: the only columns that differ between two executions of one sweep).
+rates ``lottery.<predictor>`` and ``lottery.chance`` (paper-MLP runs only: the lottery ticket is
+undefined on other families); ``train_seconds`` and ``analysis_seconds`` (wall clock: the only
+columns that differ between two executions of one sweep).
 
 Confidence intervals: a 95 % percentile bootstrap of the mean over seeds (``n_boot`` resamples of
 the seeds with replacement, seeded generator), since the neurons of one run are not independent
@@ -58,8 +60,8 @@ __all__ = ["SweepTable", "CONFIG_COLUMNS", "STEP_COLUMNS", "lottery_summary", "l
            "seed_verdict", "distribution_summary", "claims_over_seeds", "run_distributions",
            "run_region", "REGIONS", "COMPREHENSION_RATIO", "PAPER_POINT"]
 
-CONFIG_COLUMNS = ["name", "preset", "p", "d_mlp", "activation", "init", "optimizer", "seed", "lr", "weight_decay",
-                  "train_fraction", "init_scale", "steps", "save_every", "stop_accuracy", "stop_window"]
+CONFIG_COLUMNS = ["name", "family", "preset", "p", "d_mlp", "activation", "init", "optimizer", "seed", "lr",
+                  "weight_decay", "train_fraction", "init_scale", "steps", "save_every", "stop_accuracy", "stop_window"]
 STEP_COLUMNS = ["fit_step", "full_step", "grok_step", "grok_step_99", "end_stage1", "end_stage2"]
 REGIONS = ("grokking", "comprehension", "memorisation only", "confusion")
 COMPREHENSION_RATIO = 2.0

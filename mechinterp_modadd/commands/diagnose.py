@@ -1,4 +1,4 @@
-"""``modadd diagnose [CKPT] [--activation NAME] [--json FILE] [--html FILE]``.
+"""``modadd diagnose [CKPT] [--activation NAME] [--family NAME] [--json FILE] [--html FILE]``.
 
 Checks every mechanism claim on one checkpoint and prints a short table (claim, key number,
 verdict). Without CKPT it diagnoses the checkpoint shipped in ``data/`` (see data/README.md), or,
@@ -6,6 +6,10 @@ outside a source checkout, the copy of it installed with the package.
 JSON and HTML are written only when asked; then the ablation suite is run too, once, and both
 files render that same :class:`~mechinterp_modadd.diagnose.Diagnosis` (the JSON's ``ablation``
 holds the numbers of the page's ablation section).
+
+Any registered network family loads: own checkpoints record theirs; a plain state dict (e.g. a
+concatenated-input MLP saved from plain torch) is detected from its keys and shapes or named with
+``--family concat_mlp`` (its activation with ``--activation``).
 """
 
 from __future__ import annotations
@@ -80,11 +84,17 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.checkpoint and folder_kind(args.checkpoint) is not None:
         return _diagnose_many(args)
+    if args.checkpoint and Path(args.checkpoint).is_dir():
+        raise CheckpointError(f"{args.checkpoint}: is a folder but neither a sweep folder (sweep.json) nor a batch "
+                              f"folder of runs (runs.csv); expected a checkpoint file")
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    ckpt = load_checkpoint(path, activation=args.activation, force=args.force)
+    ckpt = load_checkpoint(path, activation=args.activation, force=args.force, family=args.family)
     model = ckpt.model  # load_checkpoint already applied --activation
     step = f" (step {ckpt.step})" if ckpt.step is not None else ""
-    dg = diagnose(model, source=f"{path}{step}", ablation=bool(args.json or args.html))
+    # the ablation suite of the page and the JSON is the paper MLP's; other families carry their
+    # majority vote by ablation in the claims
+    dg = diagnose(model, source=f"{path}{step}",
+                  ablation=bool(args.json or args.html) and ckpt.family == "mlp")
     print(dg.to_text(details=args.details))
     # every output is built before any is written: a failure leaves no partial set of files
     page = None

@@ -1,4 +1,4 @@
-"""``modadd sweep SPEC.toml --out DIR [--executor ray|local] [--address ADDR] [--device ...]``.
+"""``modadd sweep SPEC.toml --out DIR [--executor auto|ray|local] [--address ADDR] [--storage URI] [--device ...]``.
 
 Trains every run of a sweep spec (a TOML grid, or ``--preset lottery|grokking|primes``) that is not
 yet complete in DIR, analyses each finished run, and writes ``DIR/results.csv`` (and
@@ -22,9 +22,14 @@ def _configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--preset", default=None, metavar="NAME",
                     help="a research sweep instead of SPEC: lottery, grokking or primes")
     ap.add_argument("--out", default=None, metavar="DIR", help="sweep folder (created; reused to resume)")
-    ap.add_argument("--executor", default="ray", choices=["ray", "local"],
-                    help="ray (default: a private local Ray, or --address) or local (in this process)")
-    ap.add_argument("--address", default=None, metavar="ADDR", help="join this Ray cluster (e.g. auto, host:6379)")
+    ap.add_argument("--executor", default="auto", choices=["auto", "ray", "local"],
+                    help="ray (a private Ray on this machine, or the cluster of --address), local (in this "
+                    "process) or auto (default: ray when Ray is installed, else local with a note)")
+    ap.add_argument("--address", default=None, metavar="ADDR",
+                    help="join this Ray cluster (auto, HOST:PORT, ray://HOST:PORT) instead of a private Ray")
+    ap.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                    help="where Ray workers put finished runs, reachable from every node (a shared folder or an "
+                    "fsspec URI such as s3://bucket/sweeps); default: they come back through Ray's object store")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="training device")
     ap.add_argument("--workers", type=int, default=None, metavar="N",
                     help="CPUs of the private local Ray (default: all of this machine's)")
@@ -53,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--out DIR is required (the sweep folder)")
     t0 = time.perf_counter()
     table = run_sweep(spec, args.out, executor=args.executor, address=args.address, device=args.device,
-                      workers=args.workers, progress=not args.quiet)
+                      workers=args.workers, progress=not args.quiet, storage=args.storage)
     print(f"sweep {spec.name or args.out}: {table.n_complete}/{len(spec.runs)} runs complete "
           f"({time.perf_counter() - t0:.1f} s); results in {args.out}/results.csv")
     _print_summary(spec.page, table)

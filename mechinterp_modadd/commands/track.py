@@ -116,7 +116,9 @@ def _run(args: argparse.Namespace) -> int:
           f"{r.restricted_loss:.4g} on {r.eval_pairs} pairs ({r.restricted_loss_all:.4g} on all), excluded "
           f"{r.excluded_loss:.4g} on training pairs (train loss {r.train_loss:.4g}) -> {r.verdict}"
           + (f": {r.reason}" if r.reason else ""))
-    if lottery is None:
+    if "lottery_ticket" in dyn.undefined:
+        print(f"lottery: undefined for family {dyn.family!r}: {dyn.undefined['lottery_ticket']}")
+    elif lottery is None:
         print("lottery: step 0 not in the run; predictors skipped")
     else:
         print(f"\nlottery ticket: winner predictors from step-0 weights vs the dominant frequency at step "

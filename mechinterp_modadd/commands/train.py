@@ -54,10 +54,13 @@ def _float_value(text: str) -> float:
 
 # ----------------------------------------------------------------------------------- train
 def _configure(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--preset", required=True, choices=sorted(PRESET_NAMES), help="one of the paper's configurations")
+    ap.add_argument("--preset", required=True, choices=sorted(PRESET_NAMES),
+                    help="one of the paper's configurations, gromov (Gromov's concatenated-input MLP, family "
+                         "concat_mlp), or nanda / nanda_small (Nanda et al.'s transformer, family transformer)")
     ap.add_argument("--p", type=int, default=None, help="modulus (default: the preset's; 23 for the paper's, "
                     "113 for nanda)")
-    ap.add_argument("--d-mlp", type=int, default=None, help="hidden width (default max(512, ceil(512 p^2/529)))")
+    ap.add_argument("--d-mlp", type=int, default=None,
+                    help="hidden width (default: the preset's, else max(512, ceil(512 p^2/529)))")
     ap.add_argument("--steps", type=int, default=None, help="full-batch steps (default: the preset's)")
     many = " (several values train the Cartesian product of all multi-valued flags, batched)"
     ap.add_argument("--lr", type=_float_value, nargs="+", default=None, help="learning rate" + many)

@@ -70,6 +70,9 @@ def add_dynamics_sections(page: HtmlReport, dyn: RunDynamics, json_prefix: str =
                     "x_chance": f"{j}lottery_x_chance.{names[i]}"}.get(col)
 
         page.table(df, json_path=path, table_id="lottery")
+    elif "lottery_ticket" in dyn.undefined:
+        page.text(f"The lottery ticket is undefined for family {dyn.family}: {dyn.undefined['lottery_ticket']}.",
+                  cls="note")
     else:
         page.text("Step 0 is not in this run: the predictors need the initial weights.", cls="note")
     if dyn.flow is not None:

@@ -92,25 +92,29 @@ def cosine_fits(fits, spectrum: NeuronSpectrum | None = None, neurons: Sequence[
 
 
 def phase_alignment_scatter(spectrum: NeuronSpectrum, alignment=None) -> go.Figure:
-    """psi against wrap(2 phi) at k*, coloured by k*; the diagonal is psi = 2 phi.
+    """psi against wrap(2 phi) at k*, coloured by k*; the diagonal is psi = 2 phi (for a
+    ``concat_mlp`` spectrum, psi against wrap(phi_x + phi_y)).
 
     ``alignment`` (a :class:`~mechinterp_modadd.analysis.phases.PhaseAlignmentResult`) supplies the
     mean |sin d| of the title; without it the title shows no number.
     """
     s = spectrum
-    two_phi = wrap(2 * s.phi_star).numpy()
+    # a concatenated-input network's spectrum has two input phases: its alignment is psi = phi_x + phi_y
+    two = hasattr(s, "phi_y_star")
+    target = wrap(s.phi_star + s.phi_y_star) if two else wrap(2 * s.phi_star)
+    name = "phi_x + phi_y" if two else "2 phi"
     fig = go.Figure(go.Scatter(
-        x=two_phi, y=s.psi_star.numpy(), mode="markers", name="neurons", showlegend=False,
+        x=target.numpy(), y=s.psi_star.numpy(), mode="markers", name="neurons", showlegend=False,
         marker=dict(color=s.frequency.numpy(), colorscale="Turbo", size=5, cmin=1, cmax=s.K,
                     colorbar=dict(title="k*")),
         text=[f"neuron {m}, D = {d:.3f}" for m, d in enumerate(s.d.tolist())],
-        hovertemplate="2phi %{x:.3f}, psi %{y:.3f}<br>%{text}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[-math.pi, math.pi], y=[-math.pi, math.pi], mode="lines", name="psi = 2 phi",
+        hovertemplate=name.replace(" ", "") + " %{x:.3f}, psi %{y:.3f}<br>%{text}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[-math.pi, math.pi], y=[-math.pi, math.pi], mode="lines", name=f"psi = {name}",
                              line=dict(color="gray", dash="dash"), showlegend=False, hoverinfo="skip"))
     title = "Phase alignment"
     if alignment is not None:
-        title += f": mean |sin(psi - 2 phi)| = {alignment.mean_abs_sin_d:.3f}"
-    fig.update_layout(title=title, xaxis_title="2 phi (wrapped)", yaxis_title="psi", height=480, width=560,
+        title += f": mean |sin(psi - {name})| = {alignment.mean_abs_sin_d:.3f}"
+    fig.update_layout(title=title, xaxis_title=f"{name} (wrapped)", yaxis_title="psi", height=480, width=560,
                       showlegend=False)
     return fig
 
@@ -140,13 +144,16 @@ def phase_circles(spectrum: NeuronSpectrum, orders: Sequence[int] = (1, 2, 3, 4)
 def phase_moment_bars(symmetry) -> go.Figure:
     """Per-frequency moments |m_iota| (bars, one colour per iota) and the random baseline (line).
 
-    ``symmetry`` is a :class:`~mechinterp_modadd.analysis.phases.PhaseSymmetryResult`.
+    ``symmetry`` is a :class:`~mechinterp_modadd.analysis.phases.PhaseSymmetryResult` (or the
+    ``concat_mlp`` result, whose moments are of a phi_x + b phi_y; its ``moment_labels`` name them).
     """
     per = symmetry.per_frequency
     ks = [r["k"] for r in per]
     fig = go.Figure()
-    for i, o in enumerate(symmetry.orders):
-        fig.add_trace(go.Bar(x=ks, y=[r["moments"][i] for r in per], name=f"iota = {o}"))
+    labels = symmetry.moment_labels if hasattr(symmetry, "moment_labels") else \
+        [f"iota = {o}" for o in symmetry.orders]
+    for i, label in enumerate(labels):
+        fig.add_trace(go.Bar(x=ks, y=[r["moments"][i] for r in per], name=label))
     fig.add_trace(go.Scatter(x=ks, y=[r["baseline"] for r in per], mode="lines+markers", name="random baseline",
                              line=dict(color="black", dash="dash")))
     fig.update_layout(barmode="group", title=f"Phase moments per frequency (Bonferroni Rayleigh p = "

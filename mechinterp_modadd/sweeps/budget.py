@@ -32,6 +32,8 @@ HEADER_BYTES = 4096
 
 
 def _params(mcfg: Any) -> int:
+    if hasattr(mcfg, "n_params"):  # a family's model config that counts its own (e.g. concat_mlp)
+        return int(mcfg.n_params)
     n = mcfg.d_mlp * mcfg.d_model + mcfg.p * mcfg.d_mlp
     if getattr(mcfg, "embedding", "one_hot") == "learned":
         n += mcfg.d_model * mcfg.p
