@@ -124,7 +124,7 @@ INPUT_OPTIONS: tuple[str, ...] = ("checkpoint", "run", "path", "spec")
 #: (command, argument) -> (kind, what) of each input path, checked by ``stat`` before torch loads
 #: (:func:`mechinterp_modadd.inputs.check_input_path`): kind "file", "dir" or "any"
 INPUT_KINDS: dict[tuple[str, str], tuple[str, str]] = {
-    ("diagnose", "checkpoint"): ("any", "checkpoint file, sweep folder or batch folder of runs"),
+    ("diagnose", "checkpoint"): ("file", "checkpoint file"),
     ("ablate", "checkpoint"): ("file", "checkpoint file"),
     ("track", "run"): ("dir", "run folder"),
     ("report", "path"): ("any", "checkpoint file, run folder or sweep folder"),
