@@ -103,7 +103,7 @@ def test_step0_fails():
 
 def test_claim_table_and_undefined():
     t = registry.claim_table()
-    assert list(t.columns) == ["claim", "mlp", "concat_mlp"]
+    assert list(t.columns) == ["claim", "mlp", "concat_mlp", "transformer"]
     assert list(t["claim"]) == [c.name for c in registry.claims("model")]
     assert t.set_index("claim").loc["phase_alignment", "concat_mlp"].startswith("D = psi - phi_x - phi_y")
     checks = registry.checks("model", family="no_such_family")

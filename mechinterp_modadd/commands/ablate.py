@@ -55,7 +55,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..fileio import atomic_write_text
     from ..schemas import stamp
 
-    ckpt = load_checkpoint(args.checkpoint, activation=args.activation, force=args.force, family=args.family)
+    ckpt = load_checkpoint(args.checkpoint, activation=args.activation, force=args.force, family=args.family,
+                           config=args.config)
     model = ckpt.model
     if ckpt.family != "mlp":
         return _run_family(args, ckpt)

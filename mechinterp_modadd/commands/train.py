@@ -55,9 +55,10 @@ def _float_value(text: str) -> float:
 # ----------------------------------------------------------------------------------- train
 def _configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--preset", required=True, choices=sorted(PRESET_NAMES),
-                    help="one of the paper's configurations, or gromov (Gromov's concatenated-input MLP, "
-                         "family concat_mlp)")
-    ap.add_argument("--p", type=int, default=23, help="modulus (default 23)")
+                    help="one of the paper's configurations, gromov (Gromov's concatenated-input MLP, family "
+                         "concat_mlp), or nanda / nanda_small (Nanda et al.'s transformer, family transformer)")
+    ap.add_argument("--p", type=int, default=None, help="modulus (default: the preset's; 23 for the paper's, "
+                    "113 for nanda)")
     ap.add_argument("--d-mlp", type=int, default=None,
                     help="hidden width (default: the preset's, else max(512, ceil(512 p^2/529)))")
     ap.add_argument("--steps", type=int, default=None, help="full-batch steps (default: the preset's)")
@@ -78,7 +79,8 @@ def _configure(ap: argparse.ArgumentParser) -> None:
                     help="hidden and output biases, initialised at zero (families that have them: concat_mlp)")
     ap.add_argument("--seed", type=_int_values, nargs="+", default=None,
                     help="seed(s): 0, or 0 1 2, or a range 0-31" + many)
-    ap.add_argument("--save-every", type=int, default=1000, help="checkpoint interval in steps")
+    ap.add_argument("--save-every", type=int, default=None,
+                    help="checkpoint interval in steps (default: the preset's; 1000 for the paper's)")
     ap.add_argument("--stop-accuracy", type=_float_value, default=None,
                     help="early stop: end a run once train and test accuracy held >= this for --stop-window "
                     "steps (checked at multiples of the window; default: train every step)")
