@@ -34,8 +34,9 @@ from .ablation import add_ablation_section
 from .html import HtmlReport, cell, number
 
 __all__ = ["SECTIONS", "DiagnosisSection", "page_section", "render", "summary_section", "spectrum_section",
-           "fourier2d_section", "phases_section", "magnitudes_section", "logits_section", "ablation_section",
-           "header_html"]
+           "fourier2d_section",
+           "transformer_views_section", "phases_section", "magnitudes_section", "logits_section",
+           "ablation_section", "header_html"]
 
 #: ``section(page, diagnosis, prefix="")``: appends to ``page``, reading only ``diagnosis``.
 DiagnosisSection = Callable[..., None]
@@ -138,6 +139,38 @@ def fourier2d_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") 
     if f2.pre_fractions:
         page.figure(summary_histogram(f2), "Per neuron, the share of its activation's variance in the eight terms "
                     "of its best frequency (cos/sin in x, in y, and their products); 1 = a one-frequency neuron.")
+
+
+@page_section("transformer_views")
+def transformer_views_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") -> None:
+    """Nanda et al.'s views of a transformer (``diagnosis.extras``): the embedding's Fourier
+    spectrum and the attention at ``=`` over (x, y) per head. Absent for the MLP families."""
+    from ..analysis.transformer_views import AttentionPatterns, EmbeddingSpectrum
+    from ..plots import transformer as tp
+
+    emb = diagnosis.extras.get("embedding_sparse")
+    att = diagnosis.extras.get("attention")
+    emb = emb if isinstance(emb, EmbeddingSpectrum) else None
+    att = att if isinstance(att, AttentionPatterns) else None
+    if emb is None and att is None:
+        return
+    page.heading("Embedding and attention (transformer)")
+    if emb is not None:
+        page.raw("<p>Gini coefficient of the embedding's frequency norms "
+                 + number(f"{emb.gini:.3f}", f"{prefix}extras.embedding_sparse.gini") + "; "
+                 + number(str(emb.n_keys), f"{prefix}extras.embedding_sparse.n_keys") + " of "
+                 + f"{len(emb.norms or [])} frequencies carry "
+                 + number(f"{emb.key_energy_share:.3f}", f"{prefix}extras.embedding_sparse.key_energy_share")
+                 + " of its energy.</p>")
+        page.figure(tp.embedding_spectrum_bars(emb),
+                    "Norm of each frequency k of the number embeddings W_E[:p] in the real Fourier basis "
+                    "(cos k and sin k rows together). A trained model concentrates on a few key frequencies "
+                    "(red: the fewest reaching 90% of the energy); a random embedding spreads evenly.")
+    if att is not None:
+        page.figure(tp.attention_heatmaps(att),
+                    "Attention weight of the '=' position on the x token for every input (x, y), one panel per "
+                    "head; titles: the best 2D frequency of that weight (share of its variance) and the mean "
+                    "weights on x, y and '='.")
 
 
 @page_section("phases")

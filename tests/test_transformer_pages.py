@@ -1,0 +1,73 @@
+"""The transformer's own views on the pages: ``modadd report`` of a small trained transformer shows
+the embedding's Fourier spectrum and the attention at '=' per head (and the restricted / excluded
+loss beside the grokking stages); an MLP page shows none of them."""
+
+import json
+
+import pytest
+from helpers import DATA
+from test_pages import check_page_against_json, numeric_untagged
+
+from mechinterp_modadd import diagnose as dg
+from mechinterp_modadd import load_checkpoint
+from mechinterp_modadd.analysis.transformer_views import AttentionPatterns, EmbeddingSpectrum
+from mechinterp_modadd.cli import main
+from mechinterp_modadd.pages.diagnosis import render
+from mechinterp_modadd.plots.transformer import attention_heatmaps, embedding_spectrum_bars
+from mechinterp_modadd.schemas import validate
+from mechinterp_modadd.training import preset, train
+
+SPECTRUM_TITLE = "Embedding Fourier spectrum"
+ATTENTION_TITLE = "on x over the inputs (x, y), per head"
+SECTION = "Embedding and attention (transformer)"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tf") / "nanda_small_p11"
+    train(preset("nanda_small", p=11, steps=300, save_every=100, seed=0), out, progress=False, device="cpu")
+    return out
+
+
+def test_figures_draw_the_results():
+    emb = EmbeddingSpectrum(holds=True, p=11, norms=[0.1, 2.0, 0.1, 0.1, 1.0], gini=0.6, key_frequencies=[2, 5],
+                            key_energy_share=0.95, n_keys=2)
+    fig = embedding_spectrum_bars(emb)
+    assert list(fig.data[0].y) == emb.norms and "Gini 0.600" in fig.layout.title.text
+    assert [c == "#d62728" for c in fig.data[0].marker.color] == [False, True, False, False, True]
+    import torch
+
+    pattern = torch.rand(6, 3, 11, 11, dtype=torch.float64)
+    att = AttentionPatterns(p=11, n_heads=6, pattern=pattern, mean_weight=pattern.mean((-1, -2)),
+                            x_best_frequency=[1, 0, 2, 3, 4, 5], x_best_fraction=[0.5] * 6)
+    fig = attention_heatmaps(att)
+    assert len(fig.data) == 6 and [list(r) for r in fig.data[3].z] == pattern[3, 0].tolist()
+    assert sum(bool(t.showscale) for t in fig.data) == 1  # one shared colour bar
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[1].startswith("head 1: flat") and titles[2].startswith("head 2: k=2 (50%)")
+    assert fig.layout.height == 140 + 300 * 2  # six heads wrap onto two rows of four
+
+
+def test_report_of_a_transformer_shows_its_views(run, tmp_path, capsys):
+    rh, rj = tmp_path / "r.html", tmp_path / "r.json"
+    assert main(["report", str(run), "--out", str(rh), "--json", str(rj), "--quiet"]) == 0
+    doc = json.loads(rj.read_text())
+    validate(doc)
+    html = rh.read_text()
+    assert SECTION in html and SPECTRUM_TITLE in html and ATTENTION_TITLE in html
+    check_page_against_json(html, doc, min_numbers=3)
+    assert numeric_untagged(html) == []
+    # restricted / excluded loss drawn beside the grokking stages (the loss figure)
+    assert '"name":"restricted_loss"' in html and '"name":"excluded_loss"' in html
+
+    # the checkpoint alone, through diagnose --html
+    ck = sorted((run / "checkpoints").glob("*.safetensors"))[-1]
+    dh = tmp_path / "d.html"
+    assert main(["diagnose", str(ck), "--html", str(dh)]) == 0
+    assert SPECTRUM_TITLE in dh.read_text() and ATTENTION_TITLE in dh.read_text()
+
+
+def test_mlp_pages_show_no_transformer_views(tmp_path):
+    d = dg.diagnose(load_checkpoint(DATA / "standard_p23" / "checkpoints" / "step_005000.safetensors").model)
+    html = render(d).render()
+    assert SECTION not in html and SPECTRUM_TITLE not in html and ATTENTION_TITLE not in html
