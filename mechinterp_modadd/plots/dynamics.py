@@ -123,9 +123,13 @@ def _line_figure(m: pd.DataFrame, cols: list[str], title: str, ytitle: str, boun
 
 
 def loss_figure(m: pd.DataFrame, boundaries: list[int | None]) -> go.Figure:
-    """Train and test loss (log scale), stages shaded."""
-    clipped = m[["train_loss", "test_loss"]].clip(lower=1e-12)
-    return _line_figure(clipped, ["train_loss", "test_loss"], "Loss", "cross-entropy", boundaries, log_y=True)
+    """Train and test loss (log scale), stages shaded, with Nanda et al.'s restricted and excluded
+    loss (the ``restricted_loss`` and ``excluded_loss`` columns) where the measures hold them."""
+    cols = ["train_loss", "test_loss"] + [c for c in ("restricted_loss", "excluded_loss")
+                                          if c in m and m[c].notna().any()]
+    clipped = m[cols].clip(lower=1e-12)
+    title = "Loss" if len(cols) == 2 else "Loss, restricted and excluded loss"
+    return _line_figure(clipped, cols, title, "cross-entropy", boundaries, log_y=True)
 
 
 def accuracy_figure(m: pd.DataFrame, boundaries: list[int | None]) -> go.Figure:
