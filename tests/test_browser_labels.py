@@ -6,7 +6,8 @@ Covered: every figure of the ablation suite (the activation swap's "chance 1/p" 
 labels, the random ablation's criterion line), the Fourier-feature figures of tutorial 02 (the
 cosine fits' subplot titles, the DFT heat-maps' colour bar, the frequency counts' legend against
 the right axis title), the sweep figures (the grokking phase diagram with and without values) and
-tutorial 09's heat-map (its tick labels must sit on the cells). Each check has a negative control
+tutorial 09's heat-map (its tick labels must sit on the cells), the transformer's embedding spectrum
+and attention heat-maps. Each check has a negative control
 built the old way, which the check must flag.
 """
 
@@ -49,6 +50,14 @@ def model_figures() -> dict[str, go.Figure]:
                  "phase moments": sp.phase_moment_bars(phase_symmetry(spec)),
                  "frequency counts": sp.frequency_counts(spec),
                  "magnitudes": sp.magnitude_histograms(spec)})
+    from mechinterp_modadd.analysis.transformer_claims import transformer_extras
+    from mechinterp_modadd.plots import transformer as tp
+    from mechinterp_modadd.transformer import ModAddTransformer, TransformerConfig
+
+    extras = transformer_extras(ModAddTransformer(TransformerConfig(p=23, d_model=32, n_heads=4, d_head=8,
+                                                                    d_mlp=64), seed=0))
+    figs.update({"embedding spectrum": tp.embedding_spectrum_bars(extras["embedding_sparse"]),
+                 "attention heat-maps": tp.attention_heatmaps(extras["attention"])})
     return figs
 
 

@@ -45,7 +45,7 @@ def test_figures_draw_the_results():
     assert sum(bool(t.showscale) for t in fig.data) == 1  # one shared colour bar
     titles = [a.text for a in fig.layout.annotations]
     assert titles[1].startswith("head 1: flat") and titles[2].startswith("head 2: k=2 (50%)")
-    assert fig.layout.height == 140 + 300 * 2  # six heads wrap onto two rows of four
+    assert fig.layout.height == 140 + 300 * 3  # six heads wrap onto three rows of two
 
 
 def test_report_of_a_transformer_shows_its_views(run, tmp_path, capsys):

@@ -18,7 +18,7 @@ from ..analysis.transformer_views import AttentionPatterns, EmbeddingSpectrum
 __all__ = ["embedding_spectrum_bars", "attention_heatmaps"]
 
 #: Panels per row of :func:`attention_heatmaps` (more heads wrap onto further rows).
-HEADS_PER_ROW = 4
+HEADS_PER_ROW = 2
 
 
 def embedding_spectrum_bars(spectrum: EmbeddingSpectrum) -> go.Figure:
@@ -56,7 +56,7 @@ def attention_heatmaps(attention: AttentionPatterns) -> go.Figure:
         freq = (f"k={a.x_best_frequency[h]} ({a.x_best_fraction[h]:.0%})" if a.x_best_frequency[h] else "flat")
         titles.append(f"head {h}: {freq}<br>x {m[0]:.2f} · y {m[1]:.2f} · = {m[2]:.2f}")
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.06,
-                        vertical_spacing=0.22 if rows > 1 else 0.1)
+                        vertical_spacing=0.3 / rows if rows > 1 else 0.1)
     axis = list(range(a.p))
     for h in range(n):
         fig.add_trace(go.Heatmap(z=a.pattern[h, 0].tolist(), x=axis, y=axis, zmin=0, zmax=1, colorscale="Viridis",
