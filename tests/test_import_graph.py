@@ -11,7 +11,7 @@ Layers (every module of the package must have one, see :func:`layer_of`):
 
 ==========  ==========================================================================================
 core        the package root, _version, constants, errors, data, fourier, model, tlens, checkpoint,
-            forward, layout, runtime, memory, schemas, outputs, notebook
+            forward, layout, runtime, memory, schemas, outputs, notebook, hyperparams
 analysis    analysis/ (pure computation, typed results)
 results     diagnose, series, dynamics (result objects built from analysis)
 training    training/
@@ -50,7 +50,7 @@ NAME = PKG.name
 
 #: top-level modules of the core layer
 CORE = {"", "_version", "constants", "errors", "data", "fourier", "model", "tlens", "checkpoint", "forward",
-        "layout", "runtime", "memory", "schemas", "outputs", "notebook"}
+        "layout", "runtime", "memory", "schemas", "outputs", "notebook", "hyperparams"}
 #: top-level modules of the results layer
 RESULTS = {"diagnose", "series", "dynamics"}
 #: sub-packages that are a layer of their own
