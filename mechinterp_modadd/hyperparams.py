@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from numbers import Real
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["HyperParam", "HYPER"]
@@ -192,9 +194,10 @@ def _table(*params: HyperParam) -> dict[str, HyperParam]:
 
 
 #: name -> declaration, in TrainConfig field order (after ``weight_decay``); several optimizers may
-#: read one entry (then they share its default and range).
-HYPER: dict[str, HyperParam] = _table(
+#: read one entry (then they share its default and range). Read-only: TrainConfig's fields are made
+#: from it once, so a hyper-parameter is declared here, not added at run time.
+HYPER: Mapping[str, HyperParam] = MappingProxyType(_table(
     HyperParam("betas", (0.9, 0.98), "[0, 1)", "AdamW's moment decay rates (adamw only)", metavar="B1,B2"),
     HyperParam("momentum", 0.0, "[0, 1)", "SGD's momentum, heavy ball without dampening (sgd only; "
                "0: plain gradient descent)", metavar="M", short="mom"),
-)
+))

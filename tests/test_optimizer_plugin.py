@@ -23,20 +23,17 @@ from pathlib import Path
 import pytest
 
 from mechinterp_modadd.errors import ConfigError
+from mechinterp_modadd.hyperparams import HYPER
 from mechinterp_modadd.sweeps.spec import parse_spec
 from mechinterp_modadd.training import TrainConfig
 from mechinterp_modadd.training.optim import StackedOptimizer, register
 
 PKG = Path(__file__).resolve().parents[1] / "mechinterp_modadd"
 
-#: the edit to hyperparams.py: one declaration
+#: the edit to hyperparams.py: one declaration, the last entry of HYPER
 DECLARATION = '''
-
-HYPER.update(_table(
     HyperParam("lion_betas", (0.9, 0.99), "[0, 1)", "Lion's interpolation and moment decay rates (lion only)",
-               metavar="B1,B2", short="lb"),
-))
-'''
+               metavar="B1,B2", short="lb"),'''
 
 #: the edit to training/optim.py: the stacked arithmetic
 OPTIMIZER = '''
@@ -90,6 +87,7 @@ except SystemExit as e:
 report["help_light"] = "torch" not in sys.modules
 
 from mechinterp_modadd.errors import ConfigError
+from mechinterp_modadd.hyperparams import HYPER
 from mechinterp_modadd.sweeps.spec import SpecError, parse_spec
 from mechinterp_modadd.training import OPTIMIZERS, TrainConfig, preset, train, train_many
 
@@ -167,9 +165,12 @@ PLAIN_SPEC = ('[grid]\npreset = ["standard", "quad_single_freq"]\np = 7\nseed = 
 def _copy_with_lion(root: Path) -> Path:
     pkg = root / PKG.name
     shutil.copytree(PKG, pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    for rel, text in (("hyperparams.py", DECLARATION), ("training/optim.py", OPTIMIZER)):
-        with open(pkg / rel, "a") as f:
-            f.write(text)
+    decl = pkg / "hyperparams.py"
+    text = decl.read_text()
+    assert text.endswith("\n))\n")  # the end of HYPER's table
+    decl.write_text(text[:-4] + DECLARATION + "\n))\n")
+    with open(pkg / "training" / "optim.py", "a") as f:
+        f.write(OPTIMIZER)
     return pkg
 
 
@@ -241,3 +242,5 @@ def test_without_the_declaration_the_optimizer_is_refused():
         TrainConfig(lion_betas=(0.9, 0.99))
     with pytest.raises(ConfigError, match="optimizer must be one of"):
         TrainConfig(optimizer="lion")
+    with pytest.raises(TypeError):  # declared in hyperparams.py only, never at run time
+        HYPER["lion_betas"] = HYPER["betas"]  # type: ignore[index]

@@ -11,6 +11,7 @@ hyper-parameter needs no change to this file.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -27,7 +28,7 @@ __all__ = ["TrainConfig", "PRESETS", "preset"]
 def _with_hyper_fields(cls: type) -> type:
     """Insert one field per declared optimizer hyper-parameter (:data:`HYPER`, in its order) right
     after ``weight_decay``, where ``betas`` and ``momentum`` have always stood in ``config.json``."""
-    own = cls.__dict__.get("__annotations__", {})
+    own = inspect.get_annotations(cls)
     clash = sorted(set(HYPER) & set(own))
     if clash:
         raise TypeError(f"hyper-parameters {clash} of mechinterp_modadd.hyperparams.HYPER are TrainConfig "
