@@ -7,9 +7,20 @@ written before run ids existed lack it and still load). Writes are atomic: the b
 temporary file in the same folder, which is then renamed over the target, so a crash never leaves
 a half-written checkpoint.
 
-Foreign format: the paper authors' ``.pth`` dicts (see ``shared/reference/README.md``), read with
-``torch.load(..., weights_only=True)`` so no arbitrary object is ever unpickled. Those files do
-not record the activation, so the caller must name it.
+Network families (:mod:`mechinterp_modadd.families`): the metadata key ``family`` names the
+model's family (absent for the paper's MLP, ``"mlp"``, so its files are as before); ``config`` is that
+family's config and the tensors are its own state-dict keys (``concat_mlp``: ``mlp.W_x``,
+``mlp.W_y``, ``mlp.W_out`` and optionally ``mlp.b_in``, ``mlp.b_out``).
+
+Foreign formats, read with ``torch.load(..., weights_only=True)`` (or safetensors) so no arbitrary
+object is ever unpickled; they do not record the activation, so the caller must name it:
+
+- the paper authors' ``.pth`` dicts (see ``shared/reference/README.md``);
+- plain state dicts of any registered family (a ``.pt``/``.pth`` holding the state dict itself or
+  under ``model``/``state_dict``, or a ``.safetensors`` without our metadata), with ``family=``
+  (``--family``) or detected from the keys and shapes
+  (:func:`~mechinterp_modadd.families.detect_family`); e.g. a concatenated-input MLP saved from
+  plain torch.
 
 Every problem (missing file, truncated file, not a checkpoint, missing key, wrong shape, p
 mismatch, NaN weights) raises :class:`~mechinterp_modadd.errors.CheckpointError` naming the file,
@@ -22,7 +33,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +40,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import CheckpointError, ConfigError, OutputError
+from .errors import CheckpointError, ConfigError
+from .families import detect_family, family_of, get_family
+from .families.base import check_tensor
+from .fileio import atomic_write_bytes, atomic_write_text
 from .model import ModAddMLP, ModelConfig, canonical_activation
 
 __all__ = ["Checkpoint", "CheckpointHeader", "authors_folder_name", "authors_activation", "save_checkpoint",
@@ -50,50 +63,20 @@ class Checkpoint:
     path: Path
     step: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    source_format: str = "modadd"  # "modadd" or "authors_pth"
+    source_format: str = "modadd"  # "modadd", "authors_pth" or "state_dict"
     run_id: str | None = None
 
     @property
     def config(self) -> ModelConfig:
         return self.model.cfg
 
-
-# ------------------------------------------------------------------------------ atomic writes
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    @property
+    def family(self) -> str:
+        """The model's network family (``"mlp"``, ``"concat_mlp"``, ...)."""
+        return family_of(self.model).name
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write the file ({e.strerror or e}"
-                          f"{'' if e.filename is None else ': ' + str(e.filename)})") from None
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError) and not isinstance(e, OutputError):
-            raise OutputError(f"{path}: cannot write the file ({e.strerror or e})") from None
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+# atomic writes live in fileio (standard library only); re-exported here for existing callers
 
 
 # ---------------------------------------------------------------------------------- saving
@@ -128,6 +111,9 @@ def checkpoint_bytes(model: ModAddMLP, step: int | None = None,
     }
     if run_id is not None:
         meta["run_id"] = str(run_id)
+    family = family_of(model).name
+    if family != "mlp":  # the paper MLP's files stay byte-identical to those written before families
+        meta["family"] = family
     return save(tensors, metadata=meta)
 
 
@@ -168,7 +154,9 @@ def _build_model(path: Path, cfg: ModelConfig, weights: dict[str, Any]) -> ModAd
     model = ModAddMLP(cfg, seed=None)
     with torch.no_grad():
         model.load_state_dict({k: weights[k].to(torch.float32) for k in expected}, strict=True)
-    return model
+    # a loaded model is for analysis: eval mode, as TransformerLens's from_pretrained returns its models
+    # (TransformerLens's activation patching refuses a model in training mode)
+    return model.eval()
 
 
 @dataclass(frozen=True)
@@ -180,6 +168,7 @@ class CheckpointHeader:
     step: int | None
     metrics: dict[str, Any]
     run_id: str | None
+    family: str = "mlp"
 
 
 def _meta_json(path: Path, meta: dict[str, str], key: str, default: str | None, want: str) -> Any:
@@ -208,11 +197,17 @@ def _parse_header(path: Path, meta: dict[str, str]) -> CheckpointHeader:
         raise CheckpointError(f"{path}: metadata key 'metrics' is {type(metrics).__name__}, expected a JSON "
                               f"object")
     run_id = meta.get("run_id")
+    family = meta.get("family", "mlp")
     try:
-        cfg = ModelConfig.from_dict(cfg_dict)
+        fam = get_family(family)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: metadata key 'family': {e}") from None
+    try:
+        cfg = fam.config_from_dict(cfg_dict)
     except (ConfigError, TypeError) as e:
-        raise CheckpointError(f"{path}: metadata key 'config' is not a valid ModelConfig: {e}") from None
-    return CheckpointHeader(path=path, config=cfg, step=step, metrics=metrics, run_id=run_id)
+        raise CheckpointError(f"{path}: metadata key 'config' is not a valid {fam.config_type.__name__}: "
+                              f"{e}") from None
+    return CheckpointHeader(path=path, config=cfg, step=step, metrics=metrics, run_id=run_id, family=family)
 
 
 def read_checkpoint_header(path: str | os.PathLike) -> CheckpointHeader:
@@ -289,8 +284,50 @@ def _read_modadd(path: Path, activation: str | None, force: bool = False) -> Che
     act = _check_activation(path, cfg.activation, activation, force)
     if act != cfg.activation:
         cfg = replace(cfg, activation=act)
-    return Checkpoint(model=_build_model(path, cfg, weights), path=path, step=head.step,
-                      metrics=head.metrics, run_id=head.run_id)
+    model = _build_model(path, cfg, weights) if head.family == "mlp" else \
+        _build_family_model(path, head.family, cfg, weights)
+    return Checkpoint(model=model, path=path, step=head.step, metrics=head.metrics, run_id=head.run_id)
+
+
+def _build_family_model(path: Path, family: str, cfg: Any, weights: dict[str, Any]) -> Any:
+    """A model of ``family`` from its own state-dict keys, each checked (shape, float, finite)."""
+    model = get_family(family).build(cfg, seed=None)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for key, shape in expected.items():
+        if key not in weights:
+            raise CheckpointError(f"{path}: missing key {key!r} (expected a tensor of shape {shape}) for family "
+                                  f"{family!r}; found keys {sorted(weights)}")
+        check_tensor(str(path), key, weights[key], shape)
+    unknown = set(weights) - set(expected)
+    if unknown:
+        raise CheckpointError(f"{path}: unexpected keys {sorted(unknown)} for family {family!r}; expected "
+                              f"{sorted(expected)}")
+    with torch.no_grad():
+        model.load_state_dict({k: weights[k].to(torch.float32) for k in expected}, strict=True)
+    return model
+
+
+def _plain_state_dict(path: Path, obj: Any) -> dict[str, Any] | None:
+    """The state dict inside a loaded foreign object (itself, or under 'model' / 'state_dict'), or None."""
+    if isinstance(obj, dict) and obj and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        return obj
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            inner = obj[key]
+            if inner and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in inner.items()):
+                return dict(inner)
+    return None
+
+
+def _read_plain(path: Path, sd: dict[str, Any], family: str | None, activation: str | None,
+                p: int | None) -> Checkpoint:
+    """A model of ``family`` (or the detected one) from a plain state dict."""
+    try:
+        fam = get_family(family) if family is not None else detect_family(sd, where=str(path))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    model = fam.from_state_dict(sd, activation=activation, p=p, where=str(path))
+    return Checkpoint(model=model, path=path, source_format="state_dict")
 
 
 #: the authors' run-folder names: p_<p>_dmlp_<d_mlp>_<Activation>_<init>_...
@@ -331,18 +368,49 @@ def authors_activation(where: Path, activation: str | None, force: bool) -> str 
     return given
 
 
-def _read_authors(path: Path, activation: str | None, init_scale: float | None,
-                  force: bool = False) -> Checkpoint:
-    activation = authors_activation(path, activation, force)
-    if activation is None:
-        raise CheckpointError(f"{path}: the authors' .pth files do not record the activation; pass "
-                              f"activation= ('relu' or 'quad' for the reference runs)")
+def _read_torch_file(path: Path, activation: str | None, init_scale: float | None, force: bool,
+                     family: str | None, p: int | None) -> Checkpoint:
+    """A torch zip file: the authors' ``.pth`` (a dict with the paper MLP's state dict under
+    ``model``) or a plain state dict of any family."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad zips / unsafe pickles
         raise CheckpointError(f"{path}: cannot be read as a torch checkpoint with weights_only=True "
                               f"(truncated, corrupted or holds arbitrary objects): "
                               f"{type(e).__name__}: {str(e)[:200]}") from None
+    authors = isinstance(obj, dict) and isinstance(obj.get("model"), dict) and "mlp.W_in" in obj["model"] \
+        and family in (None, "mlp")
+    if not authors:
+        sd = _plain_state_dict(path, obj)
+        if sd is not None:
+            return _read_plain(path, sd, family, activation, p)
+    return _read_authors(path, activation, init_scale, force, obj)
+
+
+def _read_safetensors(path: Path, activation: str | None, force: bool, family: str | None,
+                      p: int | None) -> Checkpoint:
+    """Our own format, or a safetensors file without our metadata (a plain state dict)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            plain = meta.get("format") is None
+            sd = {k: f.get_tensor(k) for k in f.keys()} if plain else None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupted "
+                              f"safetensors file?): {e}") from None
+    if plain:
+        return _read_plain(path, sd, family, activation, p)
+    return _read_modadd(path, activation, force)
+
+
+def _read_authors(path: Path, activation: str | None, init_scale: float | None,
+                  force: bool = False, obj: Any = None) -> Checkpoint:
+    activation = authors_activation(path, activation, force)
+    if activation is None:
+        raise CheckpointError(f"{path}: the authors' .pth files do not record the activation; pass "
+                              f"activation= ('relu' or 'quad' for the reference runs)")
     if not isinstance(obj, dict) or "model" not in obj:
         keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(f"{path}: expected a dict with key 'model' (a state dict), found {keys}")
@@ -382,31 +450,44 @@ def _read_authors(path: Path, activation: str | None, init_scale: float | None,
 
 def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
                     p: int | None = None, init_scale: float | None = None,
-                    force: bool = False, device: str | torch.device | None = None) -> Checkpoint:
-    """Load a checkpoint in the own format or the paper authors' ``.pth`` format.
+                    force: bool = False, device: str | torch.device | None = None,
+                    family: str | None = None) -> Checkpoint:
+    """Load a checkpoint in the own format, the paper authors' ``.pth`` format or a plain state dict.
 
     Args:
         path: the file.
+        family: the network family of a plain state dict (``"mlp"``, ``"concat_mlp"``, ...; None:
+            detected from its keys and shapes). For an own-format file it must agree with the
+            recorded family.
         activation: required for the authors' files (they do not record it). Own files record
             it: an equal value is accepted, a different one is refused unless ``force``.
         p: if given, the checkpoint's modulus must equal it (:class:`CheckpointError` otherwise).
         device: where to put the model (``"auto"``, ``"cpu"``, ``"cuda"``; default the CPU). The
             file is read and checked on the CPU, then the weights are moved.
         force: swap a recorded activation for ``activation`` (e.g. ``"abs"``) without retraining.
+
+    The model comes back in eval mode (``model.training`` is False), ready for TransformerLens's
+    patching; ModAddMLP has no dropout or normalisation, so the mode changes no output.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; pass a checkpoint file (or use load_run for runs)")
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    from .inputs import check_input_path
+
+    # stat only: a folder, a missing path, a pipe or a device is refused before anything is opened
+    path = check_input_path(path, what="checkpoint file", kind="file")
     with open(path, "rb") as f:
         head = f.read(8)
     if len(head) < 8:
         raise CheckpointError(f"{path}: file is empty or truncated ({len(head)} bytes)")
+    if family is not None:
+        try:
+            get_family(family)
+        except ConfigError as e:
+            raise CheckpointError(f"{path}: {e}") from None
     if head[:2] == b"PK":
-        ck = _read_authors(path, activation, init_scale, force)
+        ck = _read_torch_file(path, activation, init_scale, force, family, p)
     else:
-        ck = _read_modadd(path, activation, force)
+        ck = _read_safetensors(path, activation, force, family, p)
+    if family is not None and ck.family != family:
+        raise CheckpointError(f"{path}: the file holds a {ck.family!r} model, but family {family!r} was asked for")
     if p is not None and ck.model.cfg.p != p:
         raise CheckpointError(f"{path}: p mismatch: checkpoint has p = {ck.model.cfg.p}, expected p = {p}")
     if device is not None:

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from .commands import COMMAND_MODULES
 from .commands.registry import COMMANDS, command
@@ -82,12 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--force", action="store_true",
                             help="use --activation even where it contradicts the activation recorded in the "
                                  "checkpoint or given by the authors' folder name")
+            if name in FAMILY_COMMANDS and not any("--family" in a.option_strings for a in sp._actions):
+                sp.add_argument("--family", default=None, metavar="NAME",
+                                help="network family of a plain state dict (mlp, concat_mlp, ...; default: "
+                                     "detected from its keys and shapes; own checkpoints record it)")
         if name in BUDGETED_COMMANDS and not any("--max-memory" in a.option_strings for a in sp._actions):
             add_max_memory_argument(sp, training=name == "train")
         if not any("--device" in a.option_strings for a in sp._actions):
             add_runtime_flags(sp)
     return ap
 
+
+#: Sub-commands that read one checkpoint file and take ``--family`` (plain state dicts of any family).
+FAMILY_COMMANDS: tuple[str, ...] = ("diagnose", "ablate")
 
 #: Sub-commands that take ``--max-memory`` (the analyses stream within it; train checks its step).
 BUDGETED_COMMANDS: tuple[str, ...] = ("diagnose", "ablate", "track", "report", "train")
@@ -109,7 +117,24 @@ OUTPUT_FILE_OPTIONS: dict[str, tuple[str, ...]] = {
 #: options that name an output file in every sub-command that has them
 COMMON_OUTPUT_FILES: tuple[str, ...] = ("json", "html")
 #: Positional arguments naming the input of each sub-command (an output may not overwrite it).
-INPUT_OPTIONS: tuple[str, ...] = ("checkpoint", "run", "path")
+INPUT_OPTIONS: tuple[str, ...] = ("checkpoint", "run", "path", "spec")
+#: (command, argument) -> (kind, what) of each input path, checked by ``stat`` before torch loads
+#: (:func:`mechinterp_modadd.inputs.check_input_path`): kind "file", "dir" or "any"
+INPUT_KINDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("diagnose", "checkpoint"): ("file", "checkpoint file"),
+    ("ablate", "checkpoint"): ("file", "checkpoint file"),
+    ("track", "run"): ("dir", "run folder"),
+    ("report", "path"): ("any", "checkpoint file, run folder or sweep folder"),
+    ("explore", "path"): ("any", "checkpoint file or run folder"),
+    ("sweep", "spec"): ("file", "sweep spec"),
+}
+#: Inputs that may also be a sweep or batch folder (the claims over its seeds), and how the error
+#: names what was expected when the path is neither
+SEED_FOLDER_INPUTS: dict[tuple[str, str], str] = {
+    ("diagnose", "checkpoint"): "checkpoint file (or a sweep or batch folder of runs)",
+}
+#: Options naming an output *folder* a sub-command fills (checked like the output files)
+OUTPUT_FOLDER_OPTIONS: dict[str, tuple[str, ...]] = {"report": ("png", "svg")}
 
 
 def _one_line(text: str) -> str:
@@ -120,6 +145,52 @@ def _os_error_line(e: OSError) -> str:
     what = e.strerror or type(e).__name__
     names = [str(n) for n in (e.filename, e.filename2) if n is not None]
     return f"{' -> '.join(names)}: {what}" if names else _one_line(str(e)) or what
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Inputs and outputs of the command, by ``stat`` alone and before torch loads: every input
+    exists, has the right kind and is no pipe or device (:mod:`mechinterp_modadd.inputs`); no
+    output lands on an input's files or can fail to be written (:mod:`mechinterp_modadd.outputs`)."""
+    from .errors import CheckpointError
+    from .inputs import check_folder_entries, check_input_path
+    from .outputs import check_output_files, check_output_folders
+
+    if args.command == "train":
+        from .commands.train import train_grid
+
+        train_grid(args)  # the number of runs, before torch loads
+        if args.resume and args.out and Path(args.out).is_dir():
+            from .errors import RunFolderError
+
+            check_folder_entries(args.out, error=RunFolderError)  # no pipe among the files --resume reads
+    inputs = []
+    for name in INPUT_OPTIONS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        kind, what = INPUT_KINDS.get((args.command, name), ("any", "input"))
+        if (args.command, name) in SEED_FOLDER_INPUTS:
+            from .sweeps.seeds import folder_kind
+
+            if folder_kind(value) is not None:  # a sweep or batch folder: the claims over its seeds
+                kind = "dir"
+            else:
+                what = SEED_FOLDER_INPUTS[(args.command, name)]
+        error = CheckpointError
+        if args.command == "sweep":
+            from .errors import ConfigError as error  # noqa: N813
+        path = check_input_path(value, what=what, kind=kind, error=error)
+        if path.is_dir():
+            check_folder_entries(path)
+        inputs.append(value)
+    if args.command == "diagnose" and getattr(args, "checkpoint", None) is None:
+        from .commands.diagnose import default_checkpoint
+
+        inputs.append(default_checkpoint())
+    outs = dict.fromkeys((*OUTPUT_FILE_OPTIONS.get(args.command, ()), *COMMON_OUTPUT_FILES))
+    check_output_files({f"--{o}": getattr(args, o, None) for o in outs}, inputs=inputs)
+    check_output_folders({f"--{o}": getattr(args, o, None) for o in OUTPUT_FOLDER_OPTIONS.get(args.command, ())},
+                         inputs=inputs)
 
 
 @contextlib.contextmanager
@@ -157,11 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.showwarning = one_line_warning
     try:
-        from .outputs import check_output_files
-
-        outs = dict.fromkeys((*OUTPUT_FILE_OPTIONS.get(args.command, ()), *COMMON_OUTPUT_FILES))
-        check_output_files({f"--{o}": getattr(args, o, None) for o in outs},
-                           inputs=[getattr(args, o) for o in INPUT_OPTIONS if getattr(args, o, None)])
+        _check_paths(args)
         with memory_budget(getattr(args, "max_memory", None)), _runtime(args):
             return COMMANDS[args.command][1](args)
     except ModAddError as e:

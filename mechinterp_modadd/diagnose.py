@@ -30,8 +30,13 @@ accuracy and loss, plus a free ``cache`` dict for extensions. A check must not m
 JSON contract (other tools read it; names are stable)
 -----------------------------------------------------
 Schema ``diagnose`` (``mechinterp_modadd/schemas/diagnose.schema.json``), stamped with ``schema``
-and ``mechinterp_modadd_version``. Top level: ``p``, ``d_mlp``, ``activation``, ``accuracy`` (all
-pairs), ``loss``, ``source`` (the checkpoint path or null), ``holds_all``; ``neurons``:
+and ``mechinterp_modadd_version``. Top level: ``family`` (the network family, e.g. ``"mlp"`` or
+``"concat_mlp"``, :mod:`mechinterp_modadd.families`), ``p``, ``d_mlp``, ``activation``,
+``accuracy`` (all pairs), ``loss``, ``source`` (the checkpoint path or null), ``holds_all`` (over
+the claims defined for the family); ``fourier2d``: the per-neuron fraction of variance one
+frequency explains in the 2D Fourier analysis of the pre- and post-activations over the p x p grid
+(:mod:`mechinterp_modadd.fourier2d`), ``{"pre": {"median", "p10"}, "post": {...}, "n_neurons",
+"sampled"}``; ``neurons``:
 equal-length lists ``frequency`` (1-based k*), ``share``, ``family_share``, ``ipr``, ``alpha``,
 ``beta``, ``phi``, ``psi``, ``d``;
 ``claims``: one object per registered claim (``single_frequency``, ``phase_alignment``,
@@ -40,7 +45,9 @@ equal-length lists ``frequency`` (1-based k*), ``share``, ``family_share``, ``ip
 ``phase_alignment.mean_abs_sin_d``, ``phase_symmetry.per_frequency`` (objects with ``k``, ``n``,
 ``moments`` = [|m1|, |m2|, |m3|, |m4|], ``baseline``, ``p_values``),
 ``frequency_diversification.counts`` (n_1..n_K), ``magnitude_homogeneity.cv`` and
-``flawed_indicator.ghost_ratio``; ``ablation``: null, or when the ablation suite was run the
+``flawed_indicator.ghost_ratio``. A claim with no definition on the model's family has ``holds``
+null, ``defined`` false and its ``reason`` (see :func:`mechinterp_modadd.analysis.claims.claim_table`).
+``ablation``: null, or when the ablation suite was run the
 document of ``modadd ablate`` (schema ``ablate``) without its stamp.
 
 The thresholds of each verdict are documented on the result classes in
@@ -67,10 +74,13 @@ from .analysis import views as _views
 from .analysis.base import ClaimResult, accuracy_and_loss, all_pair_logits, to_jsonable
 from .checkpoint import atomic_write_text
 from .errors import ConfigError
-from .fourier import NeuronSpectrum, neuron_spectrum
+from .families import family_of
+from .fourier import NeuronSpectrum
 from .runtime import takes_device
 
 __all__ = [
+    "Fourier2DSummary",
+    "fourier2d_summary",
     "DiagnosisContext",
     "Diagnosis",
     "diagnose",
@@ -93,22 +103,38 @@ class DiagnosisContext:
 
     Attributes:
         model: the model diagnosed (never modified).
-        spectrum: its :class:`NeuronSpectrum` (float64).
+        spectrum: its closed-form decomposition (float64): a :class:`NeuronSpectrum` for the
+            paper's MLP, the family's registered one otherwise
+            (:func:`~mechinterp_modadd.analysis.claims.register_family_spectrum`), None for a
+            family without one.
         logits: float64 logits on all pairs [p*p, p] in ``all_pairs`` order (hooks of the model apply).
         accuracy, loss: on all pairs.
         cache: free space for extensions that want to share intermediate results.
+        family: the model's family name.
+        p: the modulus.
+
+    ``view`` is the model's :class:`~mechinterp_modadd.neurons.NeuronView`, computed on first use.
     """
 
     model: Any
-    spectrum: NeuronSpectrum
+    spectrum: Any
     logits: Tensor
     accuracy: float
     loss: float
     cache: dict[str, Any] = field(default_factory=dict)
+    family: str = "mlp"
+    p: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.p:
+            self.p = int(self.model.cfg.p)
 
     @property
-    def p(self) -> int:
-        return self.spectrum.p
+    def view(self):
+        """The model's neuron view (all neurons, computed once)."""
+        if "view" not in self.cache:
+            self.cache["view"] = family_of(self.model).neuron_view(self.model)
+        return self.cache["view"]
 
 
 def _activation_name(model) -> str:
@@ -117,11 +143,68 @@ def _activation_name(model) -> str:
 
 
 def build_context(model) -> DiagnosisContext:
-    """Spectrum and all-pairs logits (float64), accuracy and loss: computed once."""
-    spectrum = neuron_spectrum(model)
-    logits = all_pair_logits(model)
-    acc, loss = accuracy_and_loss(logits, model.cfg.p)
-    return DiagnosisContext(model=model, spectrum=spectrum, logits=logits, accuracy=acc, loss=loss)
+    """Spectrum and all-pairs logits (float64), accuracy and loss: computed once. The paper's MLP
+    reads its logits from the weights (:func:`~mechinterp_modadd.forward.all_pair_logits`); other
+    families from their neuron view."""
+    family = family_of(model).name
+    spectrum = claim_registry.family_spectrum(model, family)
+    ctx = DiagnosisContext(model=model, spectrum=spectrum, logits=torch.empty(0), accuracy=math.nan,
+                           loss=math.nan, family=family)
+    ctx.logits = all_pair_logits(model) if family == "mlp" else ctx.view.logits()
+    ctx.accuracy, ctx.loss = accuracy_and_loss(ctx.logits, ctx.p)
+    return ctx
+
+
+#: Above this many float64 numbers (pre and post over all p^2 pairs) the 2D Fourier summary reads a
+#: seeded sample of :data:`FOURIER2D_SAMPLE` neurons instead of all of them.
+FOURIER2D_MAX_NUMBERS = 2**23  # 64 MiB of float64
+FOURIER2D_SAMPLE = 512
+
+
+@dataclass(frozen=True)
+class Fourier2DSummary:
+    """The 2D Fourier fraction of variance explained by one frequency, per neuron, summarised:
+    median and 10th percentile over the neurons, for the pre- and post-activations over the p x p
+    grid (:meth:`mechinterp_modadd.fourier2d.Fourier2D.best_fraction`). ``sampled``: a seeded
+    sample of ``n_neurons`` neurons was read (large models, see :data:`FOURIER2D_MAX_NUMBERS`).
+    ``pre_fractions`` / ``post_fractions``: the per-neuron fractions (the page's histogram; not in
+    the JSON)."""
+
+    pre: dict[str, float]
+    post: dict[str, float]
+    n_neurons: int
+    sampled: bool
+    pre_fractions: tuple[float, ...] = field(default=(), repr=False)
+    post_fractions: tuple[float, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pre": dict(self.pre), "post": dict(self.post), "n_neurons": self.n_neurons, "sampled": self.sampled}
+
+    def text(self) -> str:
+        s = f" (a seeded sample of {self.n_neurons} neurons)" if self.sampled else ""
+        return (f"2D Fourier, variance explained by one frequency per neuron{s}: pre median "
+                f"{self.pre['median']:.3f} (10th pct {self.pre['p10']:.3f}), post median {self.post['median']:.3f} "
+                f"(10th pct {self.post['p10']:.3f})")
+
+
+def fourier2d_summary(model, ctx: DiagnosisContext | None = None) -> Fourier2DSummary:
+    """:class:`Fourier2DSummary` of ``model`` through its neuron view (``ctx.view`` when it fits)."""
+    fam = family_of(model)
+    M, p = fam.d_mlp(model), int(model.cfg.p)
+    from .fourier2d import fourier2d
+
+    if 2 * p * p * M <= FOURIER2D_MAX_NUMBERS:
+        view = ctx.view if ctx is not None else fam.neuron_view(model)
+        pre_acts, post_acts, sampled = view.pre, view.post, False
+    else:  # a seeded sample of neurons, read without the rest of the view
+        g = torch.Generator().manual_seed(0)
+        idx = torch.randperm(M, generator=g)[:FOURIER2D_SAMPLE].sort().values
+        pre_acts, post_acts = fam.activations(model, neurons=idx)
+        sampled = True
+    pre, post = fourier2d(pre_acts), fourier2d(post_acts)
+    return Fourier2DSummary(pre=pre.summary(), post=post.summary(), n_neurons=pre.n, sampled=sampled,
+                            pre_fractions=tuple(pre.best_fraction.tolist()),
+                            post_fractions=tuple(post.best_fraction.tolist()))
 
 
 @dataclass(frozen=True)
@@ -196,6 +279,8 @@ class Diagnosis:
     views: DiagnosisViews | None = field(default=None, repr=False)
     ablation: Any = field(default=None, repr=False)
     ablation_settings: dict[str, Any] | None = None
+    family: str = "mlp"
+    fourier2d: Fourier2DSummary | None = None
 
     @property
     def name(self) -> str:
@@ -207,6 +292,9 @@ class Diagnosis:
         if self.ablation is None:
             if self.context is None:
                 raise ConfigError("this Diagnosis has no model attached (context is None); run diagnose(model)")
+            if self.family != "mlp":
+                raise ConfigError(f"the ablation suite (modadd ablate, --ablation) is defined for family 'mlp'; on "
+                                  f"{self.family!r} the majority vote by ablation is the claim 'majority_vote'")
             with torch.no_grad():
                 self.ablation, self.ablation_settings = run_diagnosis_ablation(self.model, self.spectrum)
         return self.ablation
@@ -217,7 +305,13 @@ class Diagnosis:
 
     @property
     def verdicts(self) -> dict[str, bool]:
-        return {name: bool(r.holds) for name, r in self.claims.items()}
+        """name -> verdict of the claims defined for the family (undefined ones are left out)."""
+        return {name: bool(r.holds) for name, r in self.claims.items() if getattr(r, "defined", True)}
+
+    @property
+    def undefined(self) -> dict[str, str]:
+        """name -> reason of the claims that have no definition on the model's family."""
+        return {name: r.reason for name, r in self.claims.items() if not getattr(r, "defined", True)}
 
     @property
     def holds_all(self) -> bool:
@@ -235,13 +329,15 @@ class Diagnosis:
         rows = []
         for name, r in self.claims.items():
             details = r.details() if hasattr(r, "details") else ""
+            verdict = "undefined" if not getattr(r, "defined", True) else ("holds" if r.holds else "fails")
             rows.append({"claim": name, "metric": r.key_metric, "value": r.key_value,
-                         "verdict": "holds" if r.holds else "fails", "details": details})
+                         "verdict": verdict, "details": details})
         return pd.DataFrame(rows, columns=["claim", "metric", "value", "verdict", "details"])
 
     def header(self) -> str:
         src = f"{self.source}: " if self.source else ""
-        return (f"{src}p = {self.p}, d_mlp = {self.d_mlp}, activation {self.activation}, "
+        fam = "" if self.family == "mlp" else f"family {self.family}, "
+        return (f"{src}{fam}p = {self.p}, d_mlp = {self.d_mlp}, activation {self.activation}, "
                 f"accuracy {self.accuracy:.4f}, loss {self.loss:.4g}")
 
     def to_markdown(self) -> str:
@@ -270,15 +366,21 @@ class Diagnosis:
                 ci = "" if ci is None else f"; {r.key_metric} 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]"
                 lines.append(f"{name}: estimated on a seeded sample of {r.n_pairs} of "
                              f"{getattr(r, 'n_pairs_total', '?')} unordered pairs{ci}")
+        if self.fourier2d is not None:
+            lines.append(self.fourier2d.text())
         return "\n".join(lines)
 
     def neurons_dict(self) -> dict[str, list]:
+        """The per-neuron lists (:data:`NEURON_KEYS`, plus ``alpha_y`` and ``phi_y`` for ``concat_mlp``:
+        then ``alpha`` and ``phi`` describe u, the x input)."""
         df = self.spectrum.to_frame()
-        return {k: to_jsonable(df[k].to_numpy()) for k in NEURON_KEYS}
+        keys = list(NEURON_KEYS) + [k for k in ("alpha_y", "phi_y") if k in df.columns]
+        return {k: to_jsonable(df[k].to_numpy()) for k in keys}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of the module docstring, as plain Python values."""
         return {
+            "family": self.family,
             "p": self.p,
             "d_mlp": self.d_mlp,
             "activation": self.activation,
@@ -286,6 +388,7 @@ class Diagnosis:
             "loss": to_jsonable(self.loss),
             "source": self.source,
             "holds_all": self.holds_all,
+            "fourier2d": None if self.fourier2d is None else self.fourier2d.to_dict(),
             "neurons": self.neurons_dict(),
             "claims": {name: r.to_dict() for name, r in self.claims.items()},
             "ablation": None if self.ablation is None else ablation_document(self.ablation, self.ablation_settings),
@@ -357,7 +460,8 @@ def diagnose(model, *, claims: Sequence[str] | None = None, source: str | os.Pat
     from .runtime import analysis_scope, cpu_model
 
     model = cpu_model(model)
-    checks = claim_registry.checks("model")
+    family = family_of(model).name
+    checks = claim_registry.checks("model", family)
     names = list(checks) if claims is None else list(claims)
     unknown = [n for n in names if n not in checks]
     if unknown:
@@ -366,9 +470,11 @@ def diagnose(model, *, claims: Sequence[str] | None = None, source: str | os.Pat
         ctx = build_context(model)
         results = {n: checks[n](model, ctx) for n in names}
         views = build_views(model, ctx)
-    d = Diagnosis(p=ctx.p, d_mlp=ctx.spectrum.d_mlp, activation=_activation_name(model),
+        f2 = fourier2d_summary(model, ctx)
+    d = Diagnosis(p=ctx.p, d_mlp=family_of(model).d_mlp(model), activation=_activation_name(model),
                   accuracy=ctx.accuracy, loss=ctx.loss, spectrum=ctx.spectrum, claims=results,
-                  source=None if source is None else str(source), context=ctx, views=views)
+                  source=None if source is None else str(source), context=ctx, views=views, family=family,
+                  fourier2d=f2)
     if ablation:
         d.ensure_ablation()
     return d

@@ -8,7 +8,8 @@ A run folder (``modadd train --out DIR``; one per run of ``modadd train --many``
                                            runs in data/ hold it gzipped, metrics.csv.gz
     checkpoints/step_NNNNNN.safetensors    weights at step 0, every save_every steps, and the end
     resume.safetensors                     weights + optimizer state at the last checkpoint
-    .modadd.lock                           the writer's pid and host while a training writes it
+    .modadd.lock                           the writer's OS lock (mechinterp_modadd.locks; empty, kept)
+    .modadd.lock.json                      the writer's pid, host and start time while it writes
 
 and a batch folder holds ``runs.csv`` (one row per run) next to its run folders. What the files
 hold is written and read by :mod:`mechinterp_modadd.training.runfolder` (writers, resume checks)
@@ -21,8 +22,8 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["CONFIG", "SPLIT", "METRICS", "METRICS_FILES", "CHECKPOINTS", "RESUME", "LOCK", "RUNS_CSV",
-           "METRIC_COLUMNS", "CHECKPOINT_NAME", "checkpoint_path", "checkpoint_step"]
+__all__ = ["CONFIG", "SPLIT", "METRICS", "METRICS_FILES", "CHECKPOINTS", "RESUME", "LOCK", "LOCK_OWNER", "LOCK_FILES",
+           "RUNS_CSV", "METRIC_COLUMNS", "CHECKPOINT_NAME", "checkpoint_path", "checkpoint_step"]
 
 CONFIG = "config.json"
 SPLIT = "split.json"
@@ -32,6 +33,9 @@ METRICS_FILES = ("metrics.csv", "metrics.csv.gz")
 CHECKPOINTS = "checkpoints"
 RESUME = "resume.safetensors"
 LOCK = ".modadd.lock"
+LOCK_OWNER = ".modadd.lock.json"
+#: names a folder may hold and still count as empty (the lock of a writer, or the one it left)
+LOCK_FILES = (LOCK, LOCK_OWNER)
 RUNS_CSV = "runs.csv"
 #: columns of metrics.csv; row t describes the weights after t updates (those of checkpoint t)
 METRIC_COLUMNS = ["step", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "param_norm", "lr"]

@@ -32,7 +32,8 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -46,7 +47,15 @@ from transformer_lens.hook_points import HookPoint
 from .constants import ACTIVATION_ALIASES
 from .data import check_pairs
 from .errors import ConfigError
-from .tlens import HOOK_ALIASES, HookedConfig, ModAddActivationCache, resolve_names_filter
+from .tlens import (
+    HOOK_ALIASES,
+    AliasedHookDict,
+    HookedConfig,
+    ModAddActivationCache,
+    check_patch_hook,
+    check_pos_slice,
+    resolve_names_filter,
+)
 
 __all__ = ["ACTIVATIONS", "ModelConfig", "ModAddMLP", "get_activation", "default_d_mlp", "check_modulus"]
 
@@ -254,19 +263,46 @@ class ModAddMLP(HookedRootModule):
 
     def setup(self) -> None:
         """TransformerLens's hook registry, plus the aliases of :data:`~mechinterp_modadd.tlens.HOOK_ALIASES`
-        in ``mod_dict`` (so hooks can be added by either name; ``hook_dict`` lists each point once)."""
+        in ``mod_dict`` (so hooks can be added by either name) and in lookups of ``hook_dict``
+        (an :class:`~mechinterp_modadd.tlens.AliasedHookDict`, which iterates each point once)."""
         super().setup()
+        self.hook_dict = AliasedHookDict(self.hook_dict)
         for alias, target in HOOK_ALIASES.items():
             self.mod_dict[alias] = self.mod_dict[target]
 
-    def run_with_cache(self, *model_args: Any, names_filter: Any = None, **kwargs: Any
+    def run_with_cache(self, *model_args: Any, names_filter: Any = None, pos_slice: Any = None, **kwargs: Any
                        ) -> tuple[Tensor, ModAddActivationCache]:
         """Logits and a TransformerLens ``ActivationCache`` of the hook points (keyed by our names;
         indexing by ``blocks.0.mlp.hook_post`` or ``("post", 0)`` works too). ``names_filter`` may
-        use either name. Other keywords are TransformerLens's (``device``, ``remove_batch_dim``, ...)."""
+        use either name. ``pos_slice`` is refused (:func:`~mechinterp_modadd.tlens.check_pos_slice`:
+        the MLP activations have no position axis). Other keywords are TransformerLens's
+        (``device``, ``remove_batch_dim``, ...)."""
+        check_pos_slice(pos_slice)
         out, cache = super().run_with_cache(*model_args, names_filter=resolve_names_filter(names_filter),
                                             **kwargs)
         return out, ModAddActivationCache(cache, self, has_batch_dim=not kwargs.get("remove_batch_dim", False))
+
+    def get_caching_hooks(self, *args: Any, pos_slice: Any = None, **kwargs: Any) -> Any:
+        """TransformerLens's caching hooks; ``pos_slice`` refused as in :meth:`run_with_cache`."""
+        check_pos_slice(pos_slice)
+        return super().get_caching_hooks(*args, **kwargs)
+
+    @contextmanager
+    def hooks(self, fwd_hooks: Any = (), bwd_hooks: Any = (), reset_hooks_end: bool = True,
+              clear_contexts: bool = False) -> Iterator[ModAddMLP]:
+        """TransformerLens's ``hooks`` context manager (``run_with_hooks`` goes through it), after
+        refusing a position patch setter on a hook point without a position axis
+        (:func:`~mechinterp_modadd.tlens.check_patch_hook`)."""
+        fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
+        for name, hook in fwd_hooks + bwd_hooks:
+            check_patch_hook(name, hook)
+        with super().hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts) as model:
+            yield model
+
+    def check_hooks_to_add(self, hook_point: Any, hook_point_name: str, hook: Any, *args: Any,
+                           **kwargs: Any) -> None:
+        """``add_hook``'s check: the same refusal as :meth:`hooks`."""
+        check_patch_hook(hook_point_name, hook)
 
     # ----------------------------------------------------------------------------------- init
     @torch.no_grad()

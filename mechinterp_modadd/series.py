@@ -54,10 +54,12 @@ from typing import Any
 import pandas as pd
 import torch
 
+from .analysis.per_family import family_spectrum
 from .checkpoint import Checkpoint, authors_activation, authors_folder_name, check_run_checkpoints, load_checkpoint
 from .data import Split, split_from_pairs
 from .errors import CheckpointError, ConfigError, InputError
-from .fourier import NeuronSpectrum, neuron_spectrum
+from .families import family_of
+from .fourier import NeuronSpectrum
 from .layout import CHECKPOINTS, CONFIG, METRICS_FILES, SPLIT, checkpoint_step
 from .model import ModAddMLP, canonical_activation
 
@@ -174,15 +176,22 @@ class RunSeries:
         return m
 
     def spectrum(self, step: int) -> NeuronSpectrum:
-        """:func:`~mechinterp_modadd.fourier.neuron_spectrum` of the model at ``step`` (cached)."""
+        """The closed-form spectrum of the model at ``step`` (cached):
+        :func:`~mechinterp_modadd.fourier.neuron_spectrum` for the paper's MLP, the family's
+        registered one otherwise (:mod:`mechinterp_modadd.analysis.per_family`)."""
         if step in self._spectra:
             self._spectra.move_to_end(step)
             return self._spectra[step]
-        s = neuron_spectrum(self.model(step))
+        s = family_spectrum(self.model(step))
         self._spectra[step] = s
         while len(self._spectra) > max(1, self.cache_size):
             self._spectra.popitem(last=False)
         return s
+
+    @property
+    def family(self) -> str:
+        """The network family of the run's models (read from its last checkpoint)."""
+        return family_of(self.model(self.last_step)).name
 
     def clear_cache(self) -> None:
         self._models.clear()
@@ -413,12 +422,11 @@ def load_run(path: str | os.PathLike, activation: str | None = None, *, cache_si
             authors' folder without ``activation``, a contradicting activation, or checkpoints
             of different runs (p, d_mlp, activation or run id; the first odd file is named).
     """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such run folder")
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: is a file; load_run needs a run folder "
-                              f"(use load_checkpoint for one file)")
+    from .inputs import check_folder_entries, check_input_path
+
+    # stat only: a missing path, a file, or a pipe/device among the run's files is refused unread
+    path = check_input_path(path, what="run folder", kind="dir")
+    check_folder_entries(path)
     if activation is not None:
         try:
             activation = canonical_activation(activation)
@@ -466,7 +474,7 @@ def track(
         progress: show a tqdm bar over checkpoints.
         steps: a subset of the series' steps (default: all).
     """
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     if not fns:
         raise InputError("track needs at least one function ({name: fn})")

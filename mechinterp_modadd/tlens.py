@@ -16,12 +16,25 @@ Three pieces let TransformerLens utilities (``ActivationCache``, ``get_act_name`
   ``run_with_cache`` returns; indexing it by an alias or by a shorthand such as ``("post", 0)``
   returns our tensor.
 
-Our activations have no position axis (``mlp.hook_pre`` is [batch, d_mlp]: the two tokens are
-summed before the MLP), so TransformerLens's ``("layer", "pos")`` patching grids do not apply;
-patch per neuron with an ``index_df`` whose first column is ``layer`` (always 0), as
-``tests/test_transformer_lens.py`` does.
+- ``model.hook_dict`` answers to the aliases too (``hook_dict[get_act_name("post", 0)]``) while
+  iterating each hook point once under our name.
 
-Tested with transformer-lens 4.3 (the range pyproject states).
+What does not apply to this architecture is refused with one sentence (a
+:class:`~mechinterp_modadd.errors.ConfigError`) instead of a wrong answer or a bare ``KeyError``:
+
+- Only ``hook_embed`` ([batch, 2, d_model]) has a position axis. ``mlp.hook_pre``,
+  ``mlp.hook_post`` ([batch, d_mlp]: the two tokens are summed before the MLP) and ``hook_logits``
+  have none, so ``run_with_cache(..., pos_slice=...)`` is refused (TransformerLens would slice the
+  neuron axis), and so is a position patch setter of ``transformer_lens.patching``
+  (``layer_pos_patch_setter``, ...) on one of those hook points. Patch per neuron instead, with an
+  ``index_df`` whose first column is ``layer`` (always 0) and a setter that writes
+  ``act[:, neuron]``, as ``tests/test_transformer_lens.py`` does.
+- The residual-stream helpers of ``ActivationCache`` (``accumulated_resid``, ``decompose_resid``,
+  ``stack_neuron_results``, ...: :data:`RESIDUAL_HELPERS`) assume a residual stream with layer
+  norms and attention heads; a one-hidden-layer MLP has none, and the sentence says what it has
+  instead (the logits are a sum of per-neuron terms).
+
+Tested with transformer-lens 4.3 (the range pyproject states; README, "TransformerLens versions").
 """
 
 from __future__ import annotations
@@ -35,8 +48,9 @@ from transformer_lens.utilities import get_act_name
 
 from .errors import ConfigError
 
-__all__ = ["HOOK_ALIASES", "TRANSFORMER_LENS_FIELDS", "HookedConfig", "ModAddActivationCache",
-           "canonical_hook_name", "resolve_names_filter"]
+__all__ = ["HOOK_ALIASES", "POSITIONLESS_HOOKS", "RESIDUAL_HELPERS", "TRANSFORMER_LENS_FIELDS", "AliasedHookDict",
+           "HookedConfig", "ModAddActivationCache", "canonical_hook_name", "check_patch_hook", "check_pos_slice",
+           "resolve_names_filter"]
 
 #: TransformerLens name -> our hook point name (the MLP is TransformerLens's layer 0).
 HOOK_ALIASES: dict[str, str] = {
@@ -45,9 +59,70 @@ HOOK_ALIASES: dict[str, str] = {
 }
 
 
+#: Hook points whose activations have no position axis (batch first, then neurons or classes).
+POSITIONLESS_HOOKS: frozenset[str] = frozenset({"mlp.hook_pre", "mlp.hook_post", "hook_logits"})
+
+_NO_POSITION = ("{what}: ModAddMLP's activations {names} are [batch, d_mlp] / [batch, p] with no position "
+                "axis (x and y are summed before the MLP; only hook_embed is [batch, 2, d_model])")
+
+
 def canonical_hook_name(name: str) -> str:
     """Our hook point name for ``name`` (an alias of :data:`HOOK_ALIASES` or already ours)."""
-    return HOOK_ALIASES.get(name, name)
+    return HOOK_ALIASES.get(name, name) if isinstance(name, str) else name
+
+
+class AliasedHookDict(dict):
+    """``model.hook_dict``: our hook points by our names (iteration, ``len``, ``items()`` list each
+    once, so TransformerLens's loops over it hook each point once), and lookup by a
+    :data:`HOOK_ALIASES` name too: ``hook_dict["blocks.0.mlp.hook_post"] is hook_dict["mlp.hook_post"]``."""
+
+    def __getitem__(self, key: Any) -> Any:
+        return super().__getitem__(canonical_hook_name(key))
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(canonical_hook_name(key))  # type: ignore[arg-type]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return super().get(canonical_hook_name(key), default)
+
+
+def check_pos_slice(pos_slice: Any) -> None:
+    """Refuse a ``pos_slice`` other than None (TransformerLens would slice dim -2, which for our
+    [batch, d_mlp] activations is the batch: ``pos_slice=-1`` kept only the last example)."""
+    if pos_slice is None or getattr(pos_slice, "mode", None) == "identity":
+        return
+    raise ConfigError(_NO_POSITION.format(what=f"run_with_cache(pos_slice={pos_slice!r})",
+                                          names="mlp.hook_pre, mlp.hook_post and hook_logits")
+                      + "; drop pos_slice and index cache['hook_embed'][:, pos] for a token's embedding")
+
+
+def _transformer_lens_patch_setter(hook: Any) -> Any:
+    """The ``patch_setter`` of a hook made by ``transformer_lens.patching.generic_activation_patch``
+    (a ``functools.partial`` of its inner ``patching_hook``, which holds the setter in its closure),
+    or None for any other hook."""
+    import functools
+    import inspect
+
+    if not isinstance(hook, functools.partial) or not inspect.isfunction(hook.func):
+        return None
+    if not hook.func.__qualname__.startswith("generic_activation_patch."):
+        return None
+    return inspect.getclosurevars(hook.func).nonlocals.get("patch_setter")
+
+
+def check_patch_hook(name: Any, hook: Any) -> None:
+    """Refuse a TransformerLens patch setter that indexes a position axis (``layer_pos_patch_setter``
+    and the other setters of ``transformer_lens.patching``: they write ``act[:, pos, ...]``) on a
+    hook point of :data:`POSITIONLESS_HOOKS`, where that index would silently pick neurons 0 and 1."""
+    if not isinstance(name, str) or canonical_hook_name(name) not in POSITIONLESS_HOOKS:
+        return
+    setter = _transformer_lens_patch_setter(hook)
+    if setter is None or getattr(setter, "__module__", None) != "transformer_lens.patching":
+        return
+    raise ConfigError(_NO_POSITION.format(what=f"{setter.__name__} on {name}", names=canonical_hook_name(name))
+                      + ", so a [layer, pos] patch would overwrite neurons; patch neurons with "
+                      "generic_activation_patch(..., index_df=pandas.DataFrame({'layer': 0, 'neuron': "
+                      "range(d_mlp)})) and a setter that writes act[:, index[1]]")
 
 
 def _aliases_of(name: str) -> list[str]:
@@ -101,6 +176,56 @@ class ModAddActivationCache(ActivationCache):
             return False
         return True
 
+    def apply_slice_to_batch_dim(self, batch_slice: Any) -> ModAddActivationCache:
+        """TransformerLens's batch slice, still answering to the aliases."""
+        sliced = super().apply_slice_to_batch_dim(batch_slice)
+        return ModAddActivationCache(sliced.cache_dict, self.model, has_batch_dim=sliced.has_batch_dim)
+
+    def _refuse(self, name: str) -> Any:
+        raise ConfigError(
+            f"cache.{name}(): ModAddMLP is one hidden layer, logits = W_out @ sigma(W_in @ (e_x + e_y)), with no "
+            f"residual stream, attention heads or layer norm; its logits decompose over neurons instead: "
+            f"cache['post', 0][:, m, None] * model.W_out[:, m] is neuron m's term and the d_mlp terms sum to "
+            f"cache['hook_logits']")
+
+    def accumulated_resid(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refuse("accumulated_resid")
+
+    def decompose_resid(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refuse("decompose_resid")
+
+    def stack_neuron_results(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refuse("stack_neuron_results")
+
+    def get_neuron_results(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refuse("get_neuron_results")
+
+    def get_full_resid_decomposition(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refuse("get_full_resid_decomposition")
+
+    def stack_head_results(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refuse("stack_head_results")
+
+    def compute_head_results(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refuse("compute_head_results")
+
+    def apply_ln_to_stack(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refuse("apply_ln_to_stack")
+
+    def logit_attrs(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refuse("logit_attrs")
+
+    def logit_lens(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refuse("logit_lens")
+
+
+#: ActivationCache methods refused by :class:`ModAddActivationCache` (they need a residual stream).
+RESIDUAL_HELPERS: tuple[str, ...] = (
+    "accumulated_resid", "decompose_resid", "stack_neuron_results", "get_neuron_results",
+    "get_full_resid_decomposition", "stack_head_results", "compute_head_results", "apply_ln_to_stack",
+    "logit_attrs", "logit_lens",
+)
+
 
 #: The TransformerLens config fields :class:`HookedConfig` answers (besides ModelConfig's own).
 TRANSFORMER_LENS_FIELDS: tuple[str, ...] = (
@@ -122,7 +247,8 @@ class HookedConfig:
 
     TransformerLens fields (values for this architecture):
 
-    - ``n_layers = 1`` (the MLP is block 0), ``n_ctx = 2`` (the tokens x and y),
+    - ``n_layers = 1`` (the MLP is block 0), ``n_ctx = 2`` (the input's two tokens x and y: the
+      position axis of ``hook_embed``, the only activation that has one; see the module docstring),
       ``n_heads = 0``, ``d_head = 0``, ``n_key_value_heads = None``, ``attn_only = False``;
     - ``d_vocab = d_vocab_out = p``, ``d_model`` and ``d_mlp`` as in the ModelConfig;
     - ``device`` (string, e.g. ``"cpu"``) and ``dtype``: where the model's weights are now;

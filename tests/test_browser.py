@@ -1,6 +1,9 @@
 """The HTML pages render in a real browser, offline: every plotly figure draws its SVG and the page
 asks the network for nothing."""
 
+import os
+import re
+
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
@@ -62,3 +65,99 @@ def test_the_overflow_check_detects_a_table_wider_than_the_page(tmp_path):
     page.table(pd.DataFrame({"a_long_column_name_that_breaks": [1.5], "b": ["x"]}), table_id="narrow")
     path = page.save(tmp_path / "wide.html")
     assert [t["id"] for t in overflowing_tables(path, 1400)] == ["wide"]
+
+
+# ------------------------------------------------------------------ legends of every page's figures
+#: a legend entry plotly names itself ("trace 0", "trace 1", ...): a trace someone forgot to name
+_UNNAMED = re.compile(r"^trace \d+$")
+
+_LEGENDS_SCRIPT = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map((gd, i) => ({
+    id: gd.id || String(i),
+    title: (gd.layout && gd.layout.title && (gd.layout.title.text || gd.layout.title)) || '',
+    drawn: gd.querySelector('.main-svg') !== null,
+    legend: Array.from(gd.querySelectorAll('.legendtext'), t => t.textContent),
+    traces: (gd._fullData || []).map(t => ({name: t.name, showlegend: t.showlegend})),
+}))"""
+
+
+@pytest.fixture(scope="module")
+def every_page(tmp_path_factory):
+    """One page of each kind the commands write: report (run and checkpoint), diagnose --html,
+    ablate --html, track --html, explore, and the three research pages of a sweep (tiny local sweeps)."""
+    from helpers import DATA
+
+    from mechinterp_modadd.cli import main
+    from mechinterp_modadd.sweeps import preset_spec, run_sweep
+
+    d = tmp_path_factory.mktemp("pages")
+    run, ckpt = DATA / "grokking_p23", DATA / "standard_p23" / "checkpoints" / "step_005000.safetensors"
+    commands = {
+        "report_run": ["report", str(run), "--out", str(d / "report_run.html"), "--quiet"],
+        "report_checkpoint": ["report", str(ckpt), "--out", str(d / "report_checkpoint.html"), "--quiet"],
+        "diagnose": ["diagnose", str(ckpt), "--html", str(d / "diagnose.html")],
+        "ablate": ["ablate", str(ckpt), "--html", str(d / "ablate.html")],
+        "track": ["track", str(run), "--html", str(d / "track.html"), "--quiet"],
+        "explore": ["explore", str(run), "--out", str(d / "explore.html"), "--quiet", "--max-steps", "20"],
+    }
+    for name, argv in commands.items():
+        assert main(argv) == 0, name
+    sweeps = {"lottery": preset_spec("lottery", p=[5], seed="0-2", steps=[30], save_every=[30]),
+              "grokking": preset_spec("grokking", p=[5], weight_decay=[0.0, 2.0], train_fraction=[0.6, 0.8],
+                                      seed="0-1", steps=[40], save_every=[40]),
+              "primes": preset_spec("primes", p=[3, 5], d_mlp=[8], steps=[30], save_every=[30])}
+    for name, spec in sweeps.items():
+        run_sweep(spec, d / name, executor="local", progress=False)
+        assert main(["report", str(d / name), "--out", str(d / f"sweep_{name}.html")]) == 0
+    return sorted(d.glob("*.html"))
+
+
+@pytest.mark.parametrize("page", ["report_run", "report_checkpoint", "diagnose", "ablate", "track", "explore",
+                                  "sweep_lottery", "sweep_grokking", "sweep_primes"])
+def test_no_figure_of_any_page_has_an_unnamed_legend_entry(every_page, page):
+    """Every figure of every page draws, and no legend entry is plotly's placeholder "trace N"
+    (the report's "Activation swap at test time" bar chart once showed "trace 0")."""
+    from browser import chromium_or_skip
+
+    exe = chromium_or_skip()
+    if os.environ.get("CI"):
+        from playwright.sync_api import sync_playwright
+    else:
+        sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    path = next(p for p in every_page if p.stem == page)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.goto(path.resolve().as_uri())
+        if page == "explore":
+            tab.wait_for_function("window.explorerReady === true", timeout=120_000)
+        tab.wait_for_load_state("load")
+        tab.wait_for_timeout(500)
+        figures = tab.evaluate(_LEGENDS_SCRIPT)
+        browser.close()
+    assert figures, f"{page}: no figure"
+    assert [f["id"] for f in figures if not f["drawn"]] == [], f"{page}: figures that did not draw"
+    unnamed = [(f["title"], t) for f in figures for t in f["legend"] if _UNNAMED.match(t.strip())]
+    # also traces plotly would list under a placeholder name once the legend is shown
+    unnamed += [(f["title"], t["name"]) for f in figures for t in f["traces"]
+                if t["showlegend"] and _UNNAMED.match(str(t["name"]).strip()) and f["legend"]]
+    unnamed = list(dict.fromkeys(unnamed))
+    assert unnamed == [], f"{page}: legend entries without a name: {unnamed}"
+
+
+def test_the_legend_check_detects_an_unnamed_trace(tmp_path):
+    """Negative case: a figure with two unnamed traces shows "trace 0" and "trace 1"; the probe sees them."""
+    from browser import chromium_or_skip
+
+    exe = chromium_or_skip()
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    page = HtmlReport("unnamed")
+    page.figure(go.Figure([go.Bar(x=["a"], y=[1]), go.Bar(x=["b"], y=[2], name="named")]))
+    path = page.save(tmp_path / "unnamed.html")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        tab = browser.new_page()
+        tab.goto(path.resolve().as_uri())
+        tab.wait_for_timeout(500)
+        figures = tab.evaluate(_LEGENDS_SCRIPT)
+        browser.close()
+    assert [t for f in figures for t in f["legend"] if _UNNAMED.match(t)] == ["trace 0"]

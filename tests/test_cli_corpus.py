@@ -14,10 +14,8 @@ a file must go); the one case that relies on a read-only folder skips when run a
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -112,16 +110,33 @@ def _mixed(ws: Workspace, name: str, other: str) -> Path:
     return run
 
 
-def _lock(ws: Workspace, name: str, pid: int) -> Path:
+_HOLD = """
+import sys, time
+from mechinterp_modadd.training.runfolder import RunLock
+lock = RunLock(sys.argv[1]).acquire()  # kept referenced: a collected lock is released
+print("held", flush=True)
+time.sleep(120)
+"""
+#: holder processes started by cases, stopped after each test
+HOLDERS: list[subprocess.Popen] = []
+
+
+def _held(ws: Workspace, name: str) -> Path:
+    """A copy of the run whose lock another live process holds (as a training writing it would)."""
     run = ws.copy_run(name)
-    _write(run / ".modadd.lock", json.dumps({"pid": pid, "host": socket.gethostname(), "started": "t"}))
+    child = subprocess.Popen([sys.executable, "-c", _HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    HOLDERS.append(child)
+    assert child.stdout.readline().strip() == "held"
     return run
 
 
-def _dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
+@pytest.fixture(autouse=True)
+def _stop_holders():
+    yield
+    while HOLDERS:
+        child = HOLDERS.pop()
+        child.kill()
+        child.wait()
 
 
 def _damage(ws: Workspace, name: str, fn: Callable[[Path], None]) -> Path:
@@ -307,13 +322,9 @@ CORPUS: list[Bad] = [
     Bad("train-resume-other-lr", "train", lambda ws: _resume(ws.copy_run("r6"), "--lr", "0.5")),
     Bad("train-resume-fewer-steps", "train",
         lambda ws: ["train", *RUN_ARGS, "--steps", "1", "--out", str(ws.copy_run("r7")), "--resume", "--quiet"]),
-    Bad("train-resume-live-lock", "train", lambda ws: _resume(_lock(ws, "r8", 1))),
-    Bad("train-resume-stale-lock", "train", lambda ws: _resume(_lock(ws, "r9", _dead_pid()))),
+    Bad("train-resume-live-lock", "train", lambda ws: _resume(_held(ws, "r8"))),
+    Bad("train-resume-live-lock-break-lock", "train", lambda ws: _resume(_held(ws, "r9"), "--break-lock")),
     Bad("train-resume-foreign-checkpoint", "train", lambda ws: _resume(_mixed(ws, "r10", "seed3"))),
-    Bad("train-new-run-stale-lock", "train",
-        lambda ws: ["train", *RUN_ARGS, "--steps", "2", "--quiet", "--out",
-                    str(_write(ws.root / "s" / ".modadd.lock", json.dumps({"pid": _dead_pid(),
-                                                                            "host": socket.gethostname()})).parent)]),
     Bad("train-out-read-only-folder", "train", lambda ws: ["train", *RUN_ARGS, "--steps", "2", "--out",
                                                            str(_readonly_dir(ws) / "run")], skip_as_root=True),
     Bad("train-resume-read-only-run", "train", lambda ws: _resume(_readonly_run(ws)), skip_as_root=True),

@@ -49,3 +49,26 @@ def test_readme_quickstart_prints_every_column():
     header = next(line for line in out.splitlines() if "claim" in line and "verdict" in line)
     assert {"metric", "value", "verdict", "details"} <= set(header.split()), header
     assert "..." not in out and "holds" in out
+
+
+def test_dev_extra_reexecutes_a_notebook_with_nbconvert(tmp_path):
+    """`jupyter nbconvert --execute` (what a reader reaches for to re-execute a tutorial) is installed
+    by the dev extra and runs a notebook that imports the package on the python3 kernel."""
+    import shutil
+    import subprocess
+    import sys
+
+    import nbformat
+
+    jupyter = shutil.which("jupyter", path=os.path.dirname(sys.executable)) or shutil.which("jupyter")
+    if jupyter is None:
+        pytest.fail("jupyter is not installed: pip install -e '.[dev]' installs nbconvert")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import mechinterp_modadd\nprint('p =', mechinterp_modadd.ModelConfig(p=7, d_mlp=8).p)")])
+    path = tmp_path / "t.ipynb"
+    nbformat.write(nb, path)
+    proc = subprocess.run([jupyter, "nbconvert", "--to", "notebook", "--execute", "--inplace", str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = nbformat.read(path, as_version=4).cells[0].outputs
+    assert any(o.get("name") == "stdout" and "p = 7" in o["text"] for o in out), out

@@ -10,8 +10,9 @@ submodules would otherwise be in a cycle with each of them).
 Layers (every module of the package must have one, see :func:`layer_of`):
 
 ==========  ==========================================================================================
-core        the package root, _version, constants, errors, data, fourier, model, tlens, checkpoint,
-            forward, layout, runtime, memory, schemas, outputs, notebook, hyperparams
+core        the package root, _version, constants, errors, data, fourier, fourier2d, neurons, families/, model,
+            tlens, checkpoint, forward, layout, runtime, memory, schemas, outputs, notebook, fileio, inputs, locks,
+            hyperparams
 analysis    analysis/ (pure computation, typed results)
 results     diagnose, series, dynamics (result objects built from analysis)
 training    training/
@@ -49,8 +50,9 @@ PKG = ROOT / "mechinterp_modadd"
 NAME = PKG.name
 
 #: top-level modules of the core layer
-CORE = {"", "_version", "constants", "errors", "data", "fourier", "model", "tlens", "checkpoint", "forward",
-        "layout", "runtime", "memory", "schemas", "outputs", "notebook", "hyperparams"}
+CORE = {"", "_version", "constants", "errors", "data", "fourier", "fourier2d", "neurons", "families", "model", "tlens",
+        "checkpoint", "forward", "layout", "runtime", "memory", "schemas", "outputs", "notebook", "fileio", "inputs",
+        "locks", "hyperparams"}
 #: top-level modules of the results layer
 RESULTS = {"diagnose", "series", "dynamics"}
 #: sub-packages that are a layer of their own

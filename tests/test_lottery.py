@@ -61,6 +61,7 @@ def test_scores_and_verdict_both_ways():
     right = _planted(p, [1, 2, 3, 4, 5] * 4, [1, 2, 3, 4, 5] * 4, seed=1)  # final k* = planted
     res = lottery_predictors(s0, right)
     assert res.flow == 1.0 and res.argmax_alpha0 == 1.0 and res.holds
+    assert not res.near_threshold and res.flow_ci[1] == 1.0  # 20 of 20: the Wilson interval's top is 1
     assert res.chance == pytest.approx(1 / 5)
     wrong = _planted(p, [2, 3, 4, 5, 1] * 4, [2, 3, 4, 5, 1] * 4, seed=1)
     bad = lottery_predictors(s0, wrong)
@@ -115,6 +116,18 @@ def test_reference_quad_random_predictor_table():
     assert res.argmax_alpha0 == pytest.approx(0.49, abs=0.04)  # measured 0.488
     assert res.argmax_alpha_beta_cos_d0 > res.argmax_alpha0
     assert res.flow > 5 * res.chance
+    # 0.936 of 512 neurons: its 95 % interval (0.91-0.95) stays clear of 0.8, so one seed decides it
+    assert not res.near_threshold and res.flow_ci[0] > 0.9 and "seed spread" not in res.summary()
+
+
+def test_one_seed_near_the_threshold_says_so():
+    """The shipped AdamW quad_random run (seed 0): flow 0.8125, 'holds', but its interval contains 0.8."""
+    from helpers import DATA
+
+    res = lottery_from_series(load_run(DATA / "quad_random_p23"))
+    assert res.flow == pytest.approx(416 / 512) and res.holds
+    assert res.near_threshold and res.flow_ci[0] < FLOW_THRESHOLD < res.flow_ci[1]
+    assert "within the seed spread of 0.8" in res.summary()
 
 
 def test_reference_predictors_fail_against_unrelated_final_frequencies():

@@ -97,7 +97,7 @@ def test_diagnose_page_shows_the_numbers_of_its_json(tmp_path, capsys):
     assert main(["diagnose", str(SHIPPED), "--json", str(j), "--html", str(h)]) == 0
     doc = json.loads(j.read_text())
     validate(doc)
-    assert doc["schema"] == {"name": "diagnose", "version": 1} and doc["mechinterp_modadd_version"]
+    assert doc["schema"] == {"name": "diagnose", "version": 2} and doc["mechinterp_modadd_version"]
     assert doc["ablation"]["majority_vote"]["holds"] and len(doc["ablation"]["random"]) >= 5
     html = h.read_text()
     # header (4) + every claim's value and verdict (2 x 7) + majority line (7)
@@ -148,12 +148,15 @@ def test_the_page_computes_nothing(monkeypatch):
     def forbidden(*a, **k):
         raise AssertionError("the page computed something")
 
+    import mechinterp_modadd.fourier2d as fourier2d
+
     for mod, name in [(fourier, "spectrum_from_weights"), (majority, "run_ablation_suite"),
-                      (dg, "build_context"), (dg, "build_views")]:
+                      (dg, "build_context"), (dg, "build_views"), (dg, "fourier2d_summary"),
+                      (fourier2d, "fourier2d")]:
         monkeypatch.setattr(mod, name, forbidden)
     d.context = None  # no model to compute from
     page = render(d)
-    assert page.n_figures == 13
+    assert page.n_figures == 14  # 13 and the 2D Fourier histogram
     assert json.loads(d.to_json())["ablation"] is not None
 
 
@@ -275,6 +278,6 @@ def test_report_exports_every_figure_as_svg(tmp_path, capsys):
     svg = tmp_path / "svg"
     assert main(["report", str(SHIPPED), "--out", str(tmp_path / "r.html"), "--svg", str(svg)]) == 0
     files = sorted(svg.iterdir())
-    assert [f.name for f in files] == [f"fig{i:02d}.svg" for i in range(13)]
+    assert [f.name for f in files] == [f"fig{i:02d}.svg" for i in range(14)]
     assert all(f.read_text().lstrip().startswith("<svg") for f in files)
-    assert "13 SVG figures written" in capsys.readouterr().out
+    assert "14 SVG figures written" in capsys.readouterr().out

@@ -13,6 +13,7 @@ import pytest
 
 from mechinterp_modadd.checkpoint import read_checkpoint_header
 from mechinterp_modadd.errors import CheckpointError, ConfigError, RunFolderError
+from mechinterp_modadd.layout import LOCK_OWNER
 from mechinterp_modadd.training import checkpoint_path, preset, train
 from mechinterp_modadd.training.runfolder import LOCK_NAME, RunLock, check_new_folder, validate_resume
 
@@ -44,7 +45,9 @@ def test_new_run_refuses_any_non_empty_folder(tmp_path):
         check_new_folder(tmp_path / "afile")
     (tmp_path / "empty").mkdir()
     res = train(CFG, tmp_path / "empty", progress=False)  # an empty folder is fine
-    assert res.run_dir is not None and not (tmp_path / "empty" / LOCK_NAME).exists()
+    # the (empty) OS lock file stays; the holder's JSON goes with the writer
+    assert res.run_dir is not None and not (tmp_path / "empty" / LOCK_OWNER).exists()
+    assert (tmp_path / "empty" / LOCK_NAME).read_bytes() == b""
 
 
 def test_run_id_is_written_everywhere(run):
@@ -57,42 +60,93 @@ def test_run_id_is_written_everywhere(run):
     assert json.loads((run / "config.json").read_text())["run_id"] == rid
 
 
-def test_live_lock_refuses_a_second_writer(run):
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+_HOLD = """
+import sys, time
+from mechinterp_modadd.training.runfolder import RunLock
+lock = RunLock(sys.argv[1]).acquire()  # kept referenced: a collected lock is released
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def _holder(folder) -> subprocess.Popen:
+    """Another process holding the run lock of ``folder`` (as a training writing it would)."""
+    child = subprocess.Popen([sys.executable, "-c", _HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_live_lock_refuses_a_second_writer_even_with_break_lock(run):
+    child = _holder(run)
     try:
-        (run / LOCK_NAME).write_text(json.dumps({"pid": child.pid, "host": socket.gethostname(),
-                                                 "started": "now"}))
+        info = json.loads((run / LOCK_OWNER).read_text())
+        assert info["pid"] == child.pid and info["host"] == socket.gethostname()
         before = _hashes(run)
         with pytest.raises(RunFolderError, match=f"another process is writing this run \\(pid {child.pid}"):
             train(CFG, run, resume=True, progress=False)
         with pytest.raises(RunFolderError, match="another process"):  # never broken while alive
             train(CFG, run, resume=True, progress=False, break_lock=True)
         assert _hashes(run) == before
+        # exclusion is the OS lock's, not the JSON's: without the JSON, or with garbage in it, still refused
+        (run / LOCK_OWNER).unlink()
+        with pytest.raises(RunFolderError, match="holder unknown"):
+            RunLock(run).acquire()
+        (run / LOCK_OWNER).write_text("garbage")
+        with pytest.raises(RunFolderError, match="another process"):
+            RunLock(run, break_lock=True).acquire()
     finally:
         child.kill()
         child.wait()
 
 
-def test_stale_lock_is_reported_and_taken_over_on_request(run):
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()  # a pid that no longer runs
-    (run / LOCK_NAME).write_text(json.dumps({"pid": child.pid, "host": socket.gethostname(), "started": "t"}))
-    with pytest.raises(RunFolderError, match=f"stale lock of pid {child.pid}.*--break-lock"):
-        train(CFG, run, resume=True, progress=False)
-    res = train(CFG, run, resume=True, progress=False, break_lock=True)
-    assert int(res.metrics["step"].iloc[-1]) == 6 and not (run / LOCK_NAME).exists()
+def test_a_killed_writer_leaves_nothing_to_break(run):
+    child = _holder(run)
+    child.kill()  # SIGKILL: no clean-up runs, its holder JSON stays behind
+    child.wait()
+    assert json.loads((run / LOCK_OWNER).read_text())["pid"] == child.pid
+    res = train(CFG, run, resume=True, progress=False)  # the OS released the lock: no --break-lock needed
+    assert int(res.metrics["step"].iloc[-1]) == 6 and not (run / LOCK_OWNER).exists()
 
 
-def test_lock_of_another_host_or_garbage_needs_break_lock(tmp_path):
+def test_old_lock_files_of_another_host_or_garbage_do_not_block(tmp_path):
     (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": "elsewhere", "started": "t"}))
-    with pytest.raises(RunFolderError, match="another host"):
-        RunLock(tmp_path).acquire()
-    (tmp_path / LOCK_NAME).write_text("garbage")
-    with pytest.raises(RunFolderError, match="unreadable lock file"):
-        RunLock(tmp_path).acquire()
-    with RunLock(tmp_path, break_lock=True) as lock:
-        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
-    assert not (tmp_path / LOCK_NAME).exists()
+    (tmp_path / LOCK_OWNER).write_text("garbage")
+    with RunLock(tmp_path) as lock:
+        assert json.loads(lock.owner_path.read_text())["pid"] == os.getpid()
+        with pytest.raises(RunFolderError, match="this process already holds"):
+            RunLock(tmp_path).acquire()
+    assert not (tmp_path / LOCK_OWNER).exists()
+
+
+_RACE = """
+import os, sys, time
+from mechinterp_modadd.errors import RunFolderError
+from mechinterp_modadd.training.runfolder import RunLock
+print("ready", flush=True)
+while not os.path.exists(sys.argv[2]):
+    pass
+try:
+    lock = RunLock(sys.argv[1], break_lock=True).acquire()
+    print("won", flush=True)
+    while not os.path.exists(sys.argv[3]):
+        time.sleep(0.01)
+except RunFolderError:
+    print("lost", flush=True)
+"""
+
+
+def test_two_break_locks_racing_cannot_both_win(run, tmp_path):
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    procs = [subprocess.Popen([sys.executable, "-c", _RACE, str(run), str(go), str(stop)], stdout=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    try:
+        assert all(p.stdout.readline().strip() == "ready" for p in procs)
+        go.touch()
+        assert sorted(p.stdout.readline().strip() for p in procs) == ["lost", "lost", "won"]
+    finally:
+        stop.touch()
+        for p in procs:
+            p.wait(timeout=60)
 
 
 @pytest.mark.parametrize("damage", ["no_metrics", "bad_metrics", "short_metrics", "no_resume", "bad_resume",

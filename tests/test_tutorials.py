@@ -2,6 +2,7 @@
 executed, with outputs that static viewers display (every plotly figure also as a PNG)."""
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -20,6 +21,24 @@ def test_tutorials_are_numbered_once_each():
     nums = [int(p.name[:2]) for p in TUTORIALS]
     assert nums[:9] == list(range(1, 10)) and len(set(nums)) == len(nums)
     assert {"08_explorer.ipynb", "09_sweeps.ipynb"} <= {p.name for p in TUTORIALS}
+
+
+def test_tutorials_display_tables_and_use_notebook_progress_bars():
+    """Tables are shown with IPython's display (an HTML table in Jupyter), not printed as text; a
+    progress bar in a notebook is tqdm.auto's (a widget in Jupyter), not the terminal one."""
+    for path in TUTORIALS:
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+            assert ".to_string(" not in cell.source, f"{path.name}, code cell {i}: display(frame), not print(to_string)"
+            assert "from tqdm import" not in cell.source, f"{path.name}, code cell {i}: use tqdm.auto"
+    import mechinterp_modadd
+
+    # the package's own bars, which a notebook may show: tqdm.auto everywhere
+    pkg = Path(mechinterp_modadd.__file__).parent
+    uses = {f.relative_to(pkg).as_posix(): f.read_text() for f in pkg.rglob("*.py") if "tqdm" in f.read_text()}
+    assert {"series.py", "sweeps/executors.py", "analysis/explorer.py"} <= set(uses)
+    plain = re.compile(r"^\s*(from tqdm import tqdm|import tqdm)\s*$", re.M)  # the terminal bar
+    assert [f for f, text in uses.items() if plain.search(text)] == []
 
 
 def _outputs(nb):

@@ -53,6 +53,9 @@ def test_wheel_installs_and_diagnoses_anywhere(tmp_path):
     assert "mechinterp_modadd/py.typed" in names
     assert "mechinterp_modadd/_data/standard_p23_step_005000.safetensors" in names
     assert not any(n.startswith(("tests/", "data/")) for n in names)
+    # the MIT licence text travels with the wheel (PEP 639: dist-info/licenses/LICENSE)
+    lic = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    assert lic and zipfile.ZipFile(wheel).read(lic[0]).decode().startswith("MIT License")
 
     # a fresh venv that sees this interpreter's third-party packages (torch, transformer-lens, ...)
     # through a .pth line; that line does not run the site-packages' own .pth files, so an editable

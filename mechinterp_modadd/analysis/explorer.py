@@ -37,14 +37,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from ..data import all_pairs
 from ..errors import CheckpointError, InputError
-from ..fourier import basis_labels, fourier_basis, neuron_spectrum
+from ..families import family_of
+from ..fourier import basis_labels, fourier_basis
 from ..runtime import compute_device, takes_device
-from .ablation import activation_table
+from .ablation import ActivationTable, activation_table
 from .base import to_jsonable
+from .per_family import family_spectrum
+from .views import input_output_weights
 
 __all__ = ["ExplorerData", "explorer_data", "explorer_data_from_models", "group_sets",
            "DEFAULT_EXPLORER_FRACTIONS"]
@@ -110,6 +113,7 @@ class ExplorerData:
     ablation_draws: int
     seed: int
     notes: list[str] = field(default_factory=list)
+    family: str = "mlp"
 
     @property
     def K(self) -> int:
@@ -164,13 +168,30 @@ def group_sets(K: int, max_subset_k: int = 12) -> np.ndarray:
 
 
 def _logits64(model) -> torch.Tensor:
-    """float64 logits [p^2, p] computed from the weights (the module's own float64 pass)."""
+    """float64 logits [p^2, p] and post-activations [p^2, M] computed from the weights (the module's
+    own float64 pass); for other families than the paper's MLP, from the neuron view."""
+    if family_of(model).name != "mlp":
+        view = family_of(model).neuron_view(model)
+        return view.logits(), view.post
     with torch.no_grad():
         theta = model.effective_W_in().detach().to("cpu", torch.float64)
         W_out = model.mlp.W_out.detach().to("cpu", torch.float64)
         pairs = all_pairs(model.cfg.p)
         post = model.act_fn(theta[:, pairs[:, 0]].T + theta[:, pairs[:, 1]].T).double()
         return post @ W_out.T, post
+
+
+def _table(model) -> ActivationTable:
+    """The activation table of the ablation panel: the paper MLP's (unordered pairs, weighted); for
+    other families all p^2 ordered pairs from the neuron view, each of weight 1 (their logits in the
+    panel are the neurons' sum: a family's ``rest``, e.g. an output bias, is left out)."""
+    if family_of(model).name == "mlp":
+        return activation_table(model)
+    view = family_of(model).neuron_view(model)
+    pairs = all_pairs(view.p)
+    return ActivationTable(p=view.p, pairs=pairs, weight=torch.ones(pairs.shape[0], dtype=torch.float64),
+                           labels=view.labels, pre=view.pre, post=view.post, W_out=view.W.T.contiguous(),
+                           act_fn=model.act_fn, exact=True)
 
 
 def _dft_rows(w: torch.Tensor, B: torch.Tensor) -> np.ndarray:
@@ -182,7 +203,7 @@ def _ablation(model, sp, fractions: np.ndarray, sets: np.ndarray, draws: int, se
               progress: bool = False) -> np.ndarray:
     """Accuracy [F, G] (see the module docstring), mean over ``draws`` seeded nested orders."""
     dev = compute_device()  # the products and scores run there; the draws stay on the CPU
-    tab = activation_table(model).on(dev)
+    tab = _table(model).on(dev)
     K, M = sp.K, sp.d_mlp
     freq = sp.frequency
     members = torch.from_numpy(((sets[:, None] >> np.arange(K)[None, :]) & 1).astype(np.float64)).to(dev)  # [G, K]
@@ -230,10 +251,8 @@ def explorer_data_from_models(models: list[tuple[int | None, Any]], *, source: s
     p, M = final.cfg.p, final.cfg.d_mlp
     K = (p - 1) // 2
     notes: list[str] = []
-    sp = neuron_spectrum(final)
-    with torch.no_grad():
-        theta = final.effective_W_in().detach().to("cpu", torch.float64)
-        xi = final.mlp.W_out.detach().to("cpu", torch.float64).T  # [M, p]
+    sp = family_spectrum(final)
+    theta, xi = input_output_weights(final)  # [M, p] each (theta: u, the x weights, for concat_mlp)
     logits, post = _logits64(final)
     labels = (all_pairs(p).sum(1)) % p
 
@@ -286,10 +305,8 @@ def explorer_data_from_models(models: list[tuple[int | None, Any]], *, source: s
                 train_acc[i] = float(ok[mask].double().mean())
             if (~mask).any():
                 test_acc[i] = float(ok[~mask].double().mean())
-        s_i = sp if i == S - 1 else neuron_spectrum(model)
-        with torch.no_grad():
-            th = model.effective_W_in().detach().to("cpu", torch.float64)[rows_t]
-            x_ = model.mlp.W_out.detach().to("cpu", torch.float64).T[rows_t]
+        s_i = sp if i == S - 1 else family_spectrum(model)
+        th, x_ = (w[rows_t] for w in input_output_weights(model))
         dft_in[i], dft_out[i] = _dft_rows(th, B), _dft_rows(x_, B)
         counts[i] = s_i.counts().numpy()
         steps.append(-1 if step is None else int(step))
@@ -301,7 +318,7 @@ def explorer_data_from_models(models: list[tuple[int | None, Any]], *, source: s
     abl = _ablation(final, sp, fr, sets, ablation_draws, seed, progress)
 
     return ExplorerData(
-        source=source, name=name, p=p, d_mlp=M, activation=str(final.cfg.activation),
+        source=source, name=name, p=p, d_mlp=M, activation=str(final.cfg.activation), family=family_of(final).name,
         final_step=None if final_step is None else int(final_step), basis_labels=basis_labels(p),
         theta=theta.numpy(), xi=xi.numpy(), alpha=sp.alpha.numpy(), beta=sp.beta.numpy(),
         frequency=sp.frequency.numpy(), alpha_star=sp.alpha_star.numpy(), beta_star=sp.beta_star.numpy(),

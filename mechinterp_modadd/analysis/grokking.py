@@ -10,10 +10,13 @@ different model; we never read them):
 - ``ipr``: mean over neurons of the frequency IPR of W_in and W_out averaged
   (``NeuronSpectrum.ipr.mean()``);
 - ``param_norm``: L2 norm of all parameters together (W_in, W_out and W_E if learned);
-- ``restricted_loss`` (all pairs) and ``excluded_loss`` (training pairs): Nanda et al.'s progress
-  measures, the logits kept on / stripped of the key-frequency directions cos / sin (w_k (x + y))
+- ``restricted_loss`` (test pairs; all pairs for a full-data run), ``restricted_loss_all`` (all
+  pairs) and ``excluded_loss`` (training pairs): Nanda et al.'s progress measures, the logits kept
+  on / stripped of the key-frequency directions cos / sin (w_k (x + y))
   (:mod:`mechinterp_modadd.analysis.restricted`); over a run the key frequencies are those of the
-  last checkpoint;
+  last checkpoint (top-k by the norm of theta's Fourier components unless ``keys`` says otherwise).
+  When they cover more than half of the K frequencies the measure cannot tell a lookup table from
+  the algorithm (its verdict is "undetermined"; :func:`restricted_verdict`);
 - accuracy on the four mirror partitions (:func:`~mechinterp_modadd.data.mirror_partitions`):
   ``test_mirrored_accuracy``, ``test_unseen_accuracy``, ``train_both_orders_accuracy``,
   ``train_one_order_accuracy`` (NaN when the run holds out no test pairs).
@@ -43,34 +46,34 @@ from torch import Tensor
 
 from ..data import Split, mirror_partitions
 from ..errors import InputError
-from ..forward import logits as forward_logits
-from ..fourier import neuron_spectrum
 from ..runtime import takes_device
 from .base import ClaimResult, Thresholds, accuracy_and_loss
-from .restricted import key_frequencies, restricted_loss
+from .per_family import family_logits, family_spectrum
+from .restricted import KeyChoice, RestrictedLoss, resolve_keys, restricted_loss
 
-__all__ = ["PROGRESS_COLUMNS", "PARTITION_COLUMNS", "progress_measures", "measures_of_model",
-           "detect_stages", "Stages", "GrokkingStagesThresholds", "grokking_stages"]
+__all__ = ["PROGRESS_COLUMNS", "PARTITION_COLUMNS", "progress_measures", "measures_of_model", "run_keys",
+           "restricted_verdict", "detect_stages", "Stages", "GrokkingStagesThresholds", "grokking_stages"]
 
 PARTITION_COLUMNS = ["test_mirrored_accuracy", "test_unseen_accuracy", "train_both_orders_accuracy",
                      "train_one_order_accuracy"]
 PROGRESS_COLUMNS = ["train_loss", "test_loss", "train_accuracy", "test_accuracy", "mean_abs_sin_d", "ipr",
-                    "param_norm", *PARTITION_COLUMNS, "restricted_loss", "excluded_loss"]
+                    "param_norm", *PARTITION_COLUMNS, "restricted_loss", "restricted_loss_all", "excluded_loss"]
 
 
 def _logits64(model, max_memory: int | None = None) -> Tensor:
     """float64 logits of all p^2 pairs from the weights (hooks do not apply), streamed within
-    ``max_memory`` bytes (:func:`mechinterp_modadd.forward.logits`)."""
-    return forward_logits(model, max_memory=max_memory)
+    ``max_memory`` bytes (:func:`mechinterp_modadd.forward.logits`); other families: their view."""
+    return family_logits(model, max_memory=max_memory)
 
 
 @takes_device
-def measures_of_model(model, split: Split | None = None, keys: list[int] | None = None) -> dict[str, float]:
+def measures_of_model(model, split: Split | None = None, keys: KeyChoice = None) -> dict[str, float]:
     """The progress measures of one model (see the module docstring), a dict of floats.
 
     With ``split=None`` (or a split without test pairs) the "train" columns use all pairs and the
     test and partition columns are NaN. ``keys``: the key frequencies of the restricted / excluded
-    loss (default: :func:`~mechinterp_modadd.analysis.restricted.key_frequencies` of this model).
+    loss, a list or a rule of :func:`~mechinterp_modadd.analysis.restricted.resolve_keys` (default
+    ``"norm"``: top-k by the norm of this model's theta).
     """
     p = model.cfg.p
     if split is not None and split.p != p:
@@ -89,9 +92,10 @@ def measures_of_model(model, split: Split | None = None, keys: list[int] | None 
         out["test_accuracy"] = out["test_loss"] = math.nan
         for col in PARTITION_COLUMNS:
             out[col] = math.nan
-    sp = neuron_spectrum(model)
-    rl = restricted_loss(logits, p, key_frequencies(sp) if keys is None else keys, train_mask)
-    out["restricted_loss"], out["excluded_loss"] = rl.restricted_loss, rl.excluded_loss
+    sp = family_spectrum(model)
+    rl = restricted_loss(logits, p, keys, train_mask, test_mask=split.test_mask if has_test else None, spectrum=sp)
+    out["restricted_loss"], out["restricted_loss_all"] = rl.restricted_loss, rl.restricted_loss_all
+    out["excluded_loss"] = rl.excluded_loss
     out["mean_abs_sin_d"] = float(torch.sin(sp.d).abs().mean())
     out["ipr"] = float(sp.ipr.mean())
     with torch.no_grad():
@@ -99,17 +103,36 @@ def measures_of_model(model, split: Split | None = None, keys: list[int] | None 
     return {k: out[k] for k in PROGRESS_COLUMNS}
 
 
+def run_keys(series: Any, keys: KeyChoice = None) -> tuple[list[int], str]:
+    """The key frequencies of a run (those of its last checkpoint; ``keys`` as in
+    :func:`~mechinterp_modadd.analysis.restricted.resolve_keys`) and how they were chosen."""
+    return resolve_keys(keys, int(series.p), spectrum=series.spectrum(series.last_step))
+
+
+def restricted_verdict(series: Any, keys: KeyChoice = None) -> RestrictedLoss:
+    """The restricted / excluded loss verdict of a run's last checkpoint, with the run's keys."""
+    key_list, how = run_keys(series, keys)
+    split = series.split if series.has_test else None
+    model = series.model(series.last_step)
+    res = restricted_loss(_logits64(model), int(series.p), key_list, split.train_mask if split is not None else None,
+                          test_mask=split.test_mask if split is not None else None)
+    res.key_rule = how
+    return res
+
+
 @takes_device
-def progress_measures(series: Any, progress: bool = True, steps: list[int] | None = None) -> pd.DataFrame:
+def progress_measures(series: Any, progress: bool = True, steps: list[int] | None = None,
+                      keys: KeyChoice = None) -> pd.DataFrame:
     """Progress measures at every checkpoint of a :class:`~mechinterp_modadd.series.RunSeries`.
 
     Returns a DataFrame indexed by step with the columns :data:`PROGRESS_COLUMNS` (the restricted
-    and excluded loss use the key frequencies of the last checkpoint at every step).
+    and excluded loss use the key frequencies of the last checkpoint at every step, chosen by
+    ``keys``: see :func:`run_keys`).
     """
     from ..series import track
 
     split = series.split if series.has_test else None
-    keys = key_frequencies(series.spectrum(series.last_step))
+    keys, _ = run_keys(series, keys)
     df = track(series, {"m": lambda model: measures_of_model(model, split, keys)}, progress=progress, steps=steps)
     df.columns = [c.split(".", 1)[1] for c in df.columns]
     return df[PROGRESS_COLUMNS]

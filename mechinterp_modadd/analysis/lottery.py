@@ -21,12 +21,22 @@ Chance level is 1/K. The paper gives no success rate: measuring one is new. Our 
 threshold (the paper has none): the lottery claim *holds* when the flow predictor is right for at
 least :data:`FLOW_THRESHOLD` = 80 % of neurons.
 
+One run is one seed, and the rate varies over seeds: measured at p = 23, Quad, 512 neurons, six
+seeds per arm, the flow rate has a standard deviation of 0.022 over seeds under AdamW 5e-5 (mean
+0.789) and 0.014 under SGD 0.1 (mean 0.923) (docs/science.md section 4). A single run therefore
+carries ``flow_ci``, the 95 % Wilson interval of its rate over its neurons (half-width 0.035 at
+0.79 with 512 neurons, the same size as the seed spread), and ``near_threshold`` is True when that
+interval contains the threshold: the run's verdict is then within the seed spread of the
+threshold, and the claim must be judged over seeds
+(:func:`~mechinterp_modadd.analysis.sweep.lottery_verdicts`).
+
 Angles: D = wrap(2 phi - psi), the sign used by the flow (the diagnostics' ``d`` is
 wrap(psi - 2 phi) = -D; |D| is the same).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -120,6 +130,8 @@ class LotteryResult(ClaimResult):
     """Success rates of the four winner predictors against the final dominant frequencies.
 
     Holds when ``flow`` >= ``min_flow`` = :data:`FLOW_THRESHOLD` (0.8). ``chance`` = 1/K.
+    ``flow_ci``: 95 % Wilson interval of the flow rate over the neurons; ``near_threshold``: it
+    contains ``min_flow``, so this one seed's verdict sits within the seed spread (module docstring).
     """
 
     n_neurons: int = 0
@@ -131,9 +143,16 @@ class LotteryResult(ClaimResult):
     flow: float = 0.0
     initial_step: int | None = None
     final_step: int | None = None
+    flow_ci: tuple[float, float] = (0.0, 0.0)
+    near_threshold: bool = False
     predictions: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     claim: ClassVar[str] = "lottery_ticket"
     key_metric: ClassVar[str] = "flow"
+
+    def summary(self) -> str:
+        near = (f" (within the seed spread of {self.min_flow:g}: 95 % interval {self.flow_ci[0]:.3f}-"
+                f"{self.flow_ci[1]:.3f}; judge the claim over seeds)") if self.near_threshold else ""
+        return f"{super().summary()}{near}"
 
     def rates(self) -> dict[str, float]:
         """``{predictor: success rate, ..., "chance": 1/K}`` (the JSON ``lottery`` object)."""
@@ -167,8 +186,21 @@ def lottery_predictors(initial: NeuronSpectrum, final: NeuronSpectrum, *, factor
     frame = pd.DataFrame({"neuron": range(initial.d_mlp), "final_frequency": target.numpy(),
                           **{k: v.numpy() for k, v in pred.items()}})
     th = LotteryThresholds()
+    lo, hi = _wilson(int((pred["flow"] == target).sum()), initial.d_mlp)
     return LotteryResult(holds=rates["flow"] >= th.min_flow, n_neurons=initial.d_mlp, K=initial.K,
-                         chance=1.0 / initial.K, predictions=frame, thresholds=th, **rates)
+                         chance=1.0 / initial.K, predictions=frame, thresholds=th, flow_ci=(lo, hi),
+                         near_threshold=bool(lo <= th.min_flow <= hi), **rates)
+
+
+def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95 % Wilson score interval of k / n."""
+    if n <= 0:
+        return math.nan, math.nan
+    ph = k / n
+    den = 1 + z * z / n
+    centre = (ph + z * z / (2 * n)) / den
+    half = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @takes_device

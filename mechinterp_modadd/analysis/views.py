@@ -31,7 +31,12 @@ __all__ = ["NeuronSample", "CosineFits", "LogitSlice", "sample_neurons", "neuron
 
 
 def input_output_weights(model) -> tuple[Tensor, Tensor]:
-    """theta [d_mlp, p] (effective W_in rows) and xi [d_mlp, p] (W_out columns), float64 on CPU."""
+    """theta [d_mlp, p] (effective W_in rows) and xi [d_mlp, p] (W_out columns), float64 on CPU.
+    For a concatenated-input MLP (family ``concat_mlp``) theta is u, the weights reading x."""
+    from ..families.concat_mlp import ConcatMLP
+
+    if isinstance(model, ConcatMLP):
+        return model.W_x.detach().to("cpu", torch.float64), model.W_out.detach().to("cpu", torch.float64).T
     w64 = weights64(model)
     return w64.theta, w64.xi
 

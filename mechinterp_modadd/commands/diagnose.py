@@ -1,4 +1,4 @@
-"""``modadd diagnose [CKPT] [--activation NAME] [--json FILE] [--html FILE]``.
+"""``modadd diagnose [CKPT] [--activation NAME] [--family NAME] [--json FILE] [--html FILE]``.
 
 Checks every mechanism claim on one checkpoint and prints a short table (claim, key number,
 verdict). Without CKPT it diagnoses the checkpoint shipped in ``data/`` (see data/README.md), or,
@@ -6,6 +6,10 @@ outside a source checkout, the copy of it installed with the package.
 JSON and HTML are written only when asked; then the ablation suite is run too, once, and both
 files render that same :class:`~mechinterp_modadd.diagnose.Diagnosis` (the JSON's ``ablation``
 holds the numbers of the page's ablation section).
+
+Any registered network family loads: own checkpoints record theirs; a plain state dict (e.g. a
+concatenated-input MLP saved from plain torch) is detected from its keys and shapes or named with
+``--family concat_mlp`` (its activation with ``--activation``).
 """
 
 from __future__ import annotations
@@ -53,16 +57,44 @@ def _configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--details", action="store_true", help="print one line of numbers under each claim")
 
 
+def _diagnose_many(args: argparse.Namespace) -> int:
+    """A sweep or batch folder: every claim over the seeds of its runs (last checkpoint of each)."""
+    from ..analysis.sweep import claims_over_seeds
+    from ..errors import InputError
+    from ..sweeps.seeds import folder_kind, seed_table
+
+    if args.json or args.html or args.activation:
+        raise InputError(f"{args.checkpoint}: --json, --html and --activation apply to one checkpoint; for a "
+                         f"folder of runs diagnose prints every claim over seeds")
+    kind = folder_kind(args.checkpoint)
+    table = seed_table(args.checkpoint, ["diagnose"])
+    print(f"{args.checkpoint}: {kind} folder, {table.n_complete} runs; each claim over seeds (key number: median, "
+          f"quartiles, mean with 95 % bootstrap interval; share of seeds holding with 95 % Wilson interval)")
+    df = claims_over_seeds(table)
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
 @command("diagnose", "check every mechanism claim on one checkpoint (default: the shipped p = 23 run)")(_configure)
 def _run(args: argparse.Namespace) -> int:
-    from ..checkpoint import atomic_write_text, load_checkpoint
+    from ..checkpoint import load_checkpoint
     from ..diagnose import diagnose
+    from ..fileio import atomic_write_text
+    from ..sweeps.seeds import folder_kind
 
+    if args.checkpoint and folder_kind(args.checkpoint) is not None:
+        return _diagnose_many(args)
+    if args.checkpoint and Path(args.checkpoint).is_dir():
+        raise CheckpointError(f"{args.checkpoint}: is a folder but neither a sweep folder (sweep.json) nor a batch "
+                              f"folder of runs (runs.csv); expected a checkpoint file")
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    ckpt = load_checkpoint(path, activation=args.activation, force=args.force)
+    ckpt = load_checkpoint(path, activation=args.activation, force=args.force, family=args.family)
     model = ckpt.model  # load_checkpoint already applied --activation
     step = f" (step {ckpt.step})" if ckpt.step is not None else ""
-    dg = diagnose(model, source=f"{path}{step}", ablation=bool(args.json or args.html))
+    # the ablation suite of the page and the JSON is the paper MLP's; other families carry their
+    # majority vote by ablation in the claims
+    dg = diagnose(model, source=f"{path}{step}",
+                  ablation=bool(args.json or args.html) and ckpt.family == "mlp")
     print(dg.to_text(details=args.details))
     # every output is built before any is written: a failure leaves no partial set of files
     page = None

@@ -33,6 +33,7 @@ def _configure(ap: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..fileio import atomic_write_text
     from ..pages.html import check_static_export
 
     if args.png or args.svg:
@@ -40,13 +41,15 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if (Path(args.path) / "sweep.json").is_file():  # a sweep folder: its research page
         from ..pages.sweep import build_sweep_page
+        from ..sweeps.check import check_sweep_folder
 
-        page = build_sweep_page(args.path)
-        out = page.save(args.out)
+        found = check_sweep_folder(args.path)  # results.csv agrees with sweep.json and runs/
+        page = build_sweep_page(args.path, n_planned=found.n_planned)
+        html_text = page.render()
+        _export(page, args)  # the figures first: a failed export leaves no page claiming success
+        out = atomic_write_text(args.out, html_text)
         print(f"sweep page with {page.n_figures} figures written to {out} ({time.perf_counter() - t0:.1f} s)")
-        _export(page, args)
         return 0
-    from ..checkpoint import atomic_write_text
     from ..pages.report import compute_report, render_report
     from ..schemas import stamp
 
@@ -56,11 +59,11 @@ def _run(args: argparse.Namespace) -> int:
     page = render_report(results)
     html_text = page.render()
     json_text = json.dumps(stamp(results.to_dict(), "report"), indent=1, allow_nan=False) + "\n" if args.json else None
+    _export(page, args)  # the figures first: a failed export leaves no page claiming success
     out = atomic_write_text(args.out, html_text)
     print(f"report with {page.n_figures} figures written to {out} ({time.perf_counter() - t0:.1f} s)")
     if json_text is not None:
         print(f"JSON written to {atomic_write_text(args.json, json_text)}")
-    _export(page, args)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``modadd sweep SPEC.toml --out DIR [--executor ray|local] [--address ADDR] [--device ...]``.
+"""``modadd sweep SPEC.toml --out DIR [--executor auto|ray|local] [--address ADDR] [--storage URI] [--device ...]``.
 
 Trains every run of a sweep spec (a TOML grid, or ``--preset lottery|grokking|primes``) that is not
 yet complete in DIR, analyses each finished run, and writes ``DIR/results.csv`` (and
@@ -22,9 +22,14 @@ def _configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--preset", default=None, metavar="NAME",
                     help="a research sweep instead of SPEC: lottery, grokking or primes")
     ap.add_argument("--out", default=None, metavar="DIR", help="sweep folder (created; reused to resume)")
-    ap.add_argument("--executor", default="ray", choices=["ray", "local"],
-                    help="ray (default: a private local Ray, or --address) or local (in this process)")
-    ap.add_argument("--address", default=None, metavar="ADDR", help="join this Ray cluster (e.g. auto, host:6379)")
+    ap.add_argument("--executor", default="auto", choices=["auto", "ray", "local"],
+                    help="ray (a private Ray on this machine, or the cluster of --address), local (in this "
+                    "process) or auto (default: ray when Ray is installed, else local with a note)")
+    ap.add_argument("--address", default=None, metavar="ADDR",
+                    help="join this Ray cluster (auto, HOST:PORT, ray://HOST:PORT) instead of a private Ray")
+    ap.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                    help="where Ray workers put finished runs, reachable from every node (a shared folder or an "
+                    "fsspec URI such as s3://bucket/sweeps); default: they come back through Ray's object store")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="training device")
     ap.add_argument("--workers", type=int, default=None, metavar="N",
                     help="CPUs of the private local Ray (default: all of this machine's)")
@@ -53,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--out DIR is required (the sweep folder)")
     t0 = time.perf_counter()
     table = run_sweep(spec, args.out, executor=args.executor, address=args.address, device=args.device,
-                      workers=args.workers, progress=not args.quiet)
+                      workers=args.workers, progress=not args.quiet, storage=args.storage)
     print(f"sweep {spec.name or args.out}: {table.n_complete}/{len(spec.runs)} runs complete "
           f"({time.perf_counter() - t0:.1f} s); results in {args.out}/results.csv")
     _print_summary(spec.page, table)
@@ -66,11 +71,26 @@ def _print_summary(page: str | None, table) -> None:
     fmt = lambda v: f"{v:.4g}"  # noqa: E731
     if page == "lottery":
         print(agg.lottery_summary(table).to_string(index=False, float_format=fmt))
+        v = agg.lottery_verdicts(table)
+        print("\nlottery claim over seeds (flow >= threshold; mean with 95 % bootstrap interval, share of seeds "
+              "with 95 % Wilson interval):")
+        for r in v.to_dict("records"):
+            if r["verdict"] == "undefined":
+                print(f"  {r['preset']}: no lottery numbers (undefined)")
+                continue
+            print(f"  {r['preset']} ({r.get('optimizer', '?')}, {r.get('steps', '?')} steps, {r['n_seeds']} seeds): "
+                  f"median {r['median']:.3f}, mean {r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}], "
+                  f"{r['share_holding']:.0%} of seeds >= {r['threshold']:g} [{r['share_ci_low']:.2f}, "
+                  f"{r['share_ci_high']:.2f}] -> {r['verdict']}")
     elif page == "grokking":
         print(agg.grokking_phase(table).drop(columns=["regions"]).to_string(index=False, float_format=fmt))
     elif page == "primes":
         df = agg.primes_summary(table)
         print(df[[c for c in df.columns if not c.endswith(".holds")]].to_string(index=False, float_format=fmt))
+        cmp = agg.primes_vs_authors(table)
+        if not cmp.empty:
+            print("\nbeside the authors' published standard runs (ours / theirs):")
+            print(cmp.to_string(index=False, float_format=fmt))
     else:
         cols = [c for c in ("name", "final_train_accuracy", "final_test_accuracy", "grok_step") if c in table.frame]
         print(table.frame[cols].to_string(index=False, float_format=fmt))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..constants import PRESET_NAMES
+from ..constants import MAX_RUNS, PRESET_NAMES
 from ..hyperparams import HYPER, HyperParam
 from .registry import command
 
@@ -41,6 +41,9 @@ def _int_values(text: str) -> list[int]:
             a, b = int(lo), int(hi)
             if b < a:
                 raise ValueError
+            if b - a + 1 > MAX_RUNS:
+                raise argparse.ArgumentTypeError(f"{text!r} names {b - a + 1:,} values; one command trains at most "
+                                                 f"{MAX_RUNS:,} runs (split it into several)")
             return list(range(a, b + 1))
         return [int(t)]
     except ValueError:
@@ -56,9 +59,12 @@ def _float_value(text: str) -> float:
 
 # ----------------------------------------------------------------------------------- train
 def _configure(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--preset", required=True, choices=sorted(PRESET_NAMES), help="one of the paper's configurations")
+    ap.add_argument("--preset", required=True, choices=sorted(PRESET_NAMES),
+                    help="one of the paper's configurations, or gromov (Gromov's concatenated-input MLP, "
+                         "family concat_mlp)")
     ap.add_argument("--p", type=int, default=23, help="modulus (default 23)")
-    ap.add_argument("--d-mlp", type=int, default=None, help="hidden width (default max(512, ceil(512 p^2/529)))")
+    ap.add_argument("--d-mlp", type=int, default=None,
+                    help="hidden width (default: the preset's, else max(512, ceil(512 p^2/529)))")
     ap.add_argument("--steps", type=int, default=None, help="full-batch steps (default: the preset's)")
     many = " (several values train the Cartesian product of all multi-valued flags, batched)"
     ap.add_argument("--lr", type=_float_value, nargs="+", default=None, help="learning rate" + many)
@@ -86,7 +92,8 @@ def _configure(ap: argparse.ArgumentParser) -> None:
                     "(default runs/<preset>_p<p>_many)")
     ap.add_argument("--resume", action="store_true", help="continue the run(s) in --out from the last checkpoint")
     ap.add_argument("--break-lock", action="store_true",
-                    help="take over a stale lock of --out (left by a training that no longer runs)")
+                    help="accepted for older scripts and no longer needed: the lock of --out goes away with the "
+                         "training that held it, however it ended; a live training's lock is never broken")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -98,13 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..training import preset, train, train_many
 
-    grid = {
-        "seed": sorted(set(itertools.chain.from_iterable(args.seed))) if args.seed else [0],
-        "lr": args.lr or [None],
-        "weight_decay": args.weight_decay or [None],
-        "train_fraction": args.train_fraction or [None],
-        "init_scale": args.init_scale or [None],
-    }
+    grid = train_grid(args)
     cfgs = [preset(args.preset, p=args.p, d_mlp=args.d_mlp, steps=args.steps, activation=args.activation,
                    save_every=args.save_every, stop_accuracy=args.stop_accuracy, stop_window=args.stop_window,
                    optimizer=args.optimizer, **{name: getattr(args, name) for name in HYPER},
@@ -138,6 +139,30 @@ def _run(args: argparse.Namespace) -> int:
     print(f"run folder: {out}")
     print(f"{summary_line(res.metrics.iloc[-1])}  ({dt:.1f} s)")
     return 0
+
+
+def train_grid(args: argparse.Namespace) -> dict[str, list]:
+    """The values of the multi-valued flags (their product is the runs). A product above
+    :data:`~mechinterp_modadd.constants.MAX_RUNS` runs is refused with its count (standard library
+    only: the CLI calls this before torch loads and before anything is written)."""
+    import itertools
+    import math
+
+    from ..errors import ConfigError
+
+    grid = {
+        "seed": sorted(set(itertools.chain.from_iterable(args.seed))) if args.seed else [0],
+        "lr": args.lr or [None],
+        "weight_decay": args.weight_decay or [None],
+        "train_fraction": args.train_fraction or [None],
+        "init_scale": args.init_scale or [None],
+    }
+    n = math.prod(len(v) for v in grid.values())
+    if n > MAX_RUNS:
+        sizes = " x ".join(f"{len(v)} --{k.replace('_', '-')}" for k, v in grid.items() if len(v) > 1)
+        raise ConfigError(f"{sizes} = {n:,} runs; one command trains at most {MAX_RUNS:,} runs (split the grid "
+                          f"into several commands or use modadd sweep)")
+    return grid
 
 
 def summary_line(last) -> str:

@@ -34,7 +34,8 @@ from .ablation import add_ablation_section
 from .html import HtmlReport, cell, number
 
 __all__ = ["SECTIONS", "DiagnosisSection", "page_section", "render", "summary_section", "spectrum_section",
-           "phases_section", "magnitudes_section", "logits_section", "ablation_section", "header_html"]
+           "fourier2d_section", "phases_section", "magnitudes_section", "logits_section", "ablation_section",
+           "header_html"]
 
 #: ``section(page, diagnosis, prefix="")``: appends to ``page``, reading only ``diagnosis``.
 DiagnosisSection = Callable[..., None]
@@ -92,7 +93,7 @@ def summary_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") ->
     page.raw(header_html(diagnosis, prefix))
     rows = []
     for r in diagnosis.to_frame().itertuples(index=False):
-        cls = "holds" if r.verdict == "holds" else "fails"
+        cls = "holds" if r.verdict == "holds" else ("fails" if r.verdict == "fails" else None)
         value_path = f"{prefix}claims.{r.claim}.{r.metric}" if r.metric else None
         rows.append(f"<tr>{cell(r.claim, cls='text')}{cell(r.metric, cls='text')}"
                     + cell(format_value(r.value), value_path)
@@ -117,11 +118,34 @@ def spectrum_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") -
                 "A few neurons' input weights theta_m[j] (dots) against their fit alpha cos(w_k* j + phi) plus DC.")
 
 
+@page_section("fourier2d")
+def fourier2d_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") -> None:
+    """The 2D Fourier reading of the neurons: the fraction of each neuron's variance over the (x, y)
+    grid that one frequency explains (docs/science.md section 10.1)."""
+    f2 = diagnosis.fourier2d
+    if f2 is None:
+        return
+    from ..plots.fourier2d import summary_histogram
+
+    page.heading("2D Fourier analysis of the neurons")
+    sampled = f" (a seeded sample of {f2.n_neurons} neurons)" if f2.sampled else ""
+    page.raw("<p>Fraction of a neuron's variance over the (x, y) grid explained by its best frequency"
+             f"{html.escape(sampled)}: pre-activations median "
+             + number(format_value(f2.pre["median"]), f"{prefix}fourier2d.pre.median") + ", 10th percentile "
+             + number(format_value(f2.pre["p10"]), f"{prefix}fourier2d.pre.p10") + "; post-activations median "
+             + number(format_value(f2.post["median"]), f"{prefix}fourier2d.post.median") + ", 10th percentile "
+             + number(format_value(f2.post["p10"]), f"{prefix}fourier2d.post.p10") + ".</p>")
+    if f2.pre_fractions:
+        page.figure(summary_histogram(f2), "Per neuron, the share of its activation's variance in the eight terms "
+                    "of its best frequency (cos/sin in x, in y, and their products); 1 = a one-frequency neuron.")
+
+
 @page_section("phases")
 def phases_section(page: HtmlReport, diagnosis: Diagnosis, prefix: str = "") -> None:
     page.heading("Phases")
+    two = "phi_x + phi_y" if diagnosis.family == "concat_mlp" else "2 phi"
     page.figure(sp.phase_alignment_scatter(diagnosis.spectrum, diagnosis.claims.get("phase_alignment")),
-                "Output phase psi against 2 phi (wrapped) at k*: aligned neurons lie on the diagonal.")
+                f"Output phase psi against {two} (wrapped) at k*: aligned neurons lie on the diagonal.")
     page.figure(sp.phase_circles(diagnosis.spectrum),
                 "Phases iota * phi on circles of radius k (one ring per frequency group): symmetry means each ring "
                 "is covered evenly for every iota.")

@@ -42,6 +42,12 @@ def add_dynamics_sections(page: HtmlReport, dyn: RunDynamics, json_prefix: str =
     page.text("All measures are recomputed from the weights in float64 (stored metrics are not used).",
               cls="note")
     progress_table(page, dyn, j)
+    r = getattr(dyn, "restricted", None)
+    if r is not None:
+        page.text(f"Restricted / excluded loss (Nanda et al.; docs/science.md section 7) at the last checkpoint, keys "
+                  f"{r.keys} ({r.key_rule}): restricted {r.restricted_loss:.4g} on {r.eval_pairs} pairs "
+                  f"({r.restricted_loss_all:.4g} on all), excluded {r.excluded_loss:.4g} on the training pairs: "
+                  f"{r.verdict}" + (f" ({r.reason})" if r.reason else "") + ".", cls="note")
     st = dyn.stages
     page.heading("Grokking stages")
     page.raw(f"<p>End of stage I = {number(str(st.end_stage1), j + 'stages.0')}, end of stage II = "
@@ -64,6 +70,9 @@ def add_dynamics_sections(page: HtmlReport, dyn: RunDynamics, json_prefix: str =
                     "x_chance": f"{j}lottery_x_chance.{names[i]}"}.get(col)
 
         page.table(df, json_path=path, table_id="lottery")
+    elif "lottery_ticket" in dyn.undefined:
+        page.text(f"The lottery ticket is undefined for family {dyn.family}: {dyn.undefined['lottery_ticket']}.",
+                  cls="note")
     else:
         page.text("Step 0 is not in this run: the predictors need the initial weights.", cls="note")
     if dyn.flow is not None:

@@ -68,7 +68,7 @@ def _payload(d: ExplorerData) -> dict[str, Any]:
         arrays["train_mask"] = pack_array(d.train_mask, "u1")
     return {
         "name": d.name, "source": d.source, "p": d.p, "d_mlp": d.d_mlp, "K": d.K,
-        "activation": d.activation, "final_step": d.final_step, "basis_labels": d.basis_labels,
+        "activation": d.activation, "family": d.family, "final_step": d.final_step, "basis_labels": d.basis_labels,
         "frequency": d.frequency.astype(int).tolist(), "pair_index": d.pair_index.astype(int).tolist(),
         "steps": list(d.steps), "heatmap_neurons": d.heatmap_neurons.astype(int).tolist(),
         "counts": d.counts.astype(int).tolist(),
@@ -104,7 +104,8 @@ def explorer_page(d: ExplorerData) -> HtmlReport:
     K, S = d.K, len(d.steps)
     step = f", step {d.final_step}" if d.final_step is not None else ""
     page.raw(f"<style>{_CSS}</style>")
-    page.text(f"p = {d.p}, d_mlp = {d.d_mlp}, activation {d.activation}{step}. "
+    fam = "" if d.family == "mlp" else f"family {d.family} (theta is u, the weights reading x), "
+    page.text(f"{fam}p = {d.p}, d_mlp = {d.d_mlp}, activation {d.activation}{step}. "
               "Everything on this page was computed beforehand; the controls only choose what to draw.", cls="note")
     for n in d.notes:
         page.text(n, cls="note")

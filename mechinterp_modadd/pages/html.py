@@ -28,8 +28,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..checkpoint import atomic_write_text
 from ..errors import ConfigError, ModAddError
+from ..fileio import atomic_rename, atomic_write_text
 
 __all__ = ["HtmlReport", "STATIC_FORMATS", "breakable", "cell", "number", "check_static_export"]
 
@@ -185,7 +185,7 @@ class HtmlReport:
             raise ModAddError(f"static export to {out} failed ({type(e).__name__}: {msg}); kaleido needs Chrome or "
                               f"Chromium (plotly_get_chrome installs one)") from None
         for tmp, path in zip(tmps, paths, strict=True):
-            os.replace(tmp, path)
+            atomic_rename(tmp, path)
         return paths
 
 

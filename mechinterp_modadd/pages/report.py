@@ -25,6 +25,7 @@ from typing import Any
 from ..diagnose import Diagnosis, diagnose
 from ..dynamics import RunDynamics, run_dynamics
 from ..errors import CheckpointError
+from ..families import family_of
 from .html import HtmlReport
 
 __all__ = ["ReportResults", "compute_report", "render_report", "build_report"]
@@ -73,7 +74,7 @@ def compute_report(path: str | os.PathLike, activation: str | None = None, *, ne
     if path.is_file():
         ck = load_checkpoint(path, activation=activation, force=force)
         step = f" (step {ck.step})" if ck.step is not None else ""
-        d = diagnose(ck.model, source=f"{path}{step}", ablation=True)
+        d = diagnose(ck.model, source=f"{path}{step}", ablation=family_of(ck.model).name == "mlp")
         return ReportResults(kind="checkpoint", title=d.name, path=str(path), diagnosis=d)
 
     from ..series import load_run
@@ -81,7 +82,8 @@ def compute_report(path: str | os.PathLike, activation: str | None = None, *, ne
     series = load_run(path, activation=activation, force=force)
     dyn = run_dynamics(series, neuron=neuron, progress=progress)
     last = series.last_step
-    d = diagnose(series.model(last), source=f"{series.file(last)} (step {last})", ablation=True)
+    d = diagnose(series.model(last), source=f"{series.file(last)} (step {last})",
+                 ablation=family_of(series.model(last)).name == "mlp")
     return ReportResults(kind="run", title=path.resolve().name, path=str(path), diagnosis=d, dynamics=dyn,
                          description=series.describe())
 

@@ -50,8 +50,10 @@ def random_ablation_figure(result: RandomAblationResult) -> go.Figure:
                      arrayminus=s["accuracy_mean"] - s["accuracy_min"])))
     fig.add_trace(go.Scatter(x=s["keep"], y=s["margin_mean"], mode="lines+markers", name="mean margin",
                              line=dict(color=_ORANGE, dash="dot"), yaxis="y2"))
+    # a worded label at the left end: a bare "0.95" at the right read as one of the axis ticks
     fig.add_hline(y=HALF_ACCURACY_MIN, line=dict(color=_GREY, dash="dash"),
-                  annotation_text=f"{HALF_ACCURACY_MIN}", annotation_position="bottom right")
+                  annotation_text=f"accuracy {HALF_ACCURACY_MIN} (the half-kept criterion)",
+                  annotation_position="top left", annotation_font=dict(color=_GREY))
     return _layout(fig, f"Random ablation ({result.mode}-ablation, {result.rows['draw'].nunique()} draws)",
                    xaxis=dict(type="log", title="fraction of neurons kept", tickvals=list(s["keep"]),
                               ticktext=[f"{v:g}" for v in s["keep"]]),
@@ -93,10 +95,14 @@ def activation_swap_figure(result: ActivationSwapResult, p: int | None = None) -
     """Accuracy with sigma swapped at test time; even activations in green, the others in blue."""
     r = result.rows
     colors = [_GREEN if e else _BLUE for e in r["even"]]
-    fig = go.Figure(go.Bar(x=r["activation"], y=r["accuracy"], marker_color=colors,
-                           text=[f"{a:.3f}" for a in r["accuracy"]], textposition="outside"))
+    fig = go.Figure(go.Bar(x=r["activation"], y=r["accuracy"], marker_color=colors, name="accuracy",
+                           showlegend=False, text=[f"{a:.3f}" for a in r["accuracy"]], textposition="outside"))
     if p:
-        fig.add_hline(y=1 / p, line=dict(color=_GREY, dash="dash"), annotation_text="chance 1/p")
+        # the chance line is named in the legend: a label on the line sat on the bars' own labels
+        # (odd activations score about 1/p, so their labels are drawn right at the line)
+        fig.add_hline(y=1 / p, line=dict(color=_GREY, dash="dash"))
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=_GREY, dash="dash"),
+                                 name=f"chance 1/p = {1 / p:.3f}", showlegend=True))
     return _layout(fig, f"Activation swap at test time (trained with {result.original}; green = even)",
                    yaxis=dict(title="accuracy", range=[0, 1.12]), xaxis=dict(title="activation"))
 

@@ -52,7 +52,7 @@ def dft_heatmaps(sample, spectrum: NeuronSpectrum | None = None, n_neurons: int 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("W_in (theta_m)", "W_out (xi_m)"), horizontal_spacing=0.12)
     for col, coef in ((1, smp.in_coef), (2, smp.out_coef)):
         fig.add_trace(go.Heatmap(z=coef, x=smp.labels, y=rows, colorscale="Viridis", zmin=0, zmax=1,
-                                 showscale=col == 2, colorbar=dict(title="|coef| / row max"),
+                                 showscale=col == 2, colorbar=dict(title=dict(text="|coef| / row max", side="right")),
                                  hovertemplate="%{y}<br>%{x}: %{z:.3g} of the row max<extra></extra>"),
                       row=1, col=col)
     fig.update_yaxes(autorange="reversed", showticklabels=len(rows) <= 60)
@@ -74,8 +74,9 @@ def cosine_fits(fits, spectrum: NeuronSpectrum | None = None, neurons: Sequence[
         s = spectrum if spectrum is not None else neuron_spectrum(fits)
         fits = views.cosine_fits(fits, s, neurons, n, seed)
     f = fits
+    # two-line titles: one line per panel collided with its neighbours at notebook widths
     fig = make_subplots(rows=1, cols=len(f.neurons), subplot_titles=[
-        f"neuron {int(m)}: k = {int(k)}, share {float(sh):.2f}"
+        f"neuron {int(m)}<br>k = {int(k)}, share {float(sh):.2f}"
         for m, k, sh in zip(f.neurons, f.frequency, f.share, strict=True)])
     j = np.arange(f.p)
     jj = np.linspace(0, f.p - 1, 20 * f.p)
@@ -86,30 +87,34 @@ def cosine_fits(fits, spectrum: NeuronSpectrum | None = None, neurons: Sequence[
                                  line=dict(color="#d62728")), row=1, col=c + 1)
     fig.update_xaxes(title_text="j")
     fig.update_yaxes(title_text="theta_m[j]", col=1)
-    fig.update_layout(height=330, title="Cosine fit of the input weights", margin=dict(l=10, r=10, t=70, b=10))
+    fig.update_layout(height=350, title="Cosine fit of the input weights", margin=dict(l=10, r=10, t=100, b=10))
     return fig
 
 
 def phase_alignment_scatter(spectrum: NeuronSpectrum, alignment=None) -> go.Figure:
-    """psi against wrap(2 phi) at k*, coloured by k*; the diagonal is psi = 2 phi.
+    """psi against wrap(2 phi) at k*, coloured by k*; the diagonal is psi = 2 phi (for a
+    ``concat_mlp`` spectrum, psi against wrap(phi_x + phi_y)).
 
     ``alignment`` (a :class:`~mechinterp_modadd.analysis.phases.PhaseAlignmentResult`) supplies the
     mean |sin d| of the title; without it the title shows no number.
     """
     s = spectrum
-    two_phi = wrap(2 * s.phi_star).numpy()
+    # a concatenated-input network's spectrum has two input phases: its alignment is psi = phi_x + phi_y
+    two = hasattr(s, "phi_y_star")
+    target = wrap(s.phi_star + s.phi_y_star) if two else wrap(2 * s.phi_star)
+    name = "phi_x + phi_y" if two else "2 phi"
     fig = go.Figure(go.Scatter(
-        x=two_phi, y=s.psi_star.numpy(), mode="markers", name="neurons", showlegend=False,
+        x=target.numpy(), y=s.psi_star.numpy(), mode="markers", name="neurons", showlegend=False,
         marker=dict(color=s.frequency.numpy(), colorscale="Turbo", size=5, cmin=1, cmax=s.K,
                     colorbar=dict(title="k*")),
         text=[f"neuron {m}, D = {d:.3f}" for m, d in enumerate(s.d.tolist())],
-        hovertemplate="2phi %{x:.3f}, psi %{y:.3f}<br>%{text}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[-math.pi, math.pi], y=[-math.pi, math.pi], mode="lines", name="psi = 2 phi",
+        hovertemplate=name.replace(" ", "") + " %{x:.3f}, psi %{y:.3f}<br>%{text}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[-math.pi, math.pi], y=[-math.pi, math.pi], mode="lines", name=f"psi = {name}",
                              line=dict(color="gray", dash="dash"), showlegend=False, hoverinfo="skip"))
     title = "Phase alignment"
     if alignment is not None:
-        title += f": mean |sin(psi - 2 phi)| = {alignment.mean_abs_sin_d:.3f}"
-    fig.update_layout(title=title, xaxis_title="2 phi (wrapped)", yaxis_title="psi", height=480, width=560,
+        title += f": mean |sin(psi - {name})| = {alignment.mean_abs_sin_d:.3f}"
+    fig.update_layout(title=title, xaxis_title=f"{name} (wrapped)", yaxis_title="psi", height=480, width=560,
                       showlegend=False)
     return fig
 
@@ -139,13 +144,16 @@ def phase_circles(spectrum: NeuronSpectrum, orders: Sequence[int] = (1, 2, 3, 4)
 def phase_moment_bars(symmetry) -> go.Figure:
     """Per-frequency moments |m_iota| (bars, one colour per iota) and the random baseline (line).
 
-    ``symmetry`` is a :class:`~mechinterp_modadd.analysis.phases.PhaseSymmetryResult`.
+    ``symmetry`` is a :class:`~mechinterp_modadd.analysis.phases.PhaseSymmetryResult` (or the
+    ``concat_mlp`` result, whose moments are of a phi_x + b phi_y; its ``moment_labels`` name them).
     """
     per = symmetry.per_frequency
     ks = [r["k"] for r in per]
     fig = go.Figure()
-    for i, o in enumerate(symmetry.orders):
-        fig.add_trace(go.Bar(x=ks, y=[r["moments"][i] for r in per], name=f"iota = {o}"))
+    labels = symmetry.moment_labels if hasattr(symmetry, "moment_labels") else \
+        [f"iota = {o}" for o in symmetry.orders]
+    for i, label in enumerate(labels):
+        fig.add_trace(go.Bar(x=ks, y=[r["moments"][i] for r in per], name=label))
     fig.add_trace(go.Scatter(x=ks, y=[r["baseline"] for r in per], mode="lines+markers", name="random baseline",
                              line=dict(color="black", dash="dash")))
     fig.update_layout(barmode="group", title=f"Phase moments per frequency (Bonferroni Rayleigh p = "
@@ -177,7 +185,9 @@ def frequency_counts(spectrum: NeuronSpectrum, diversification=None) -> go.Figur
     title = "Neurons per frequency"
     if diversification is not None:
         title += f" (balance {diversification.balance:.3f})"
-    fig.update_layout(title=title, xaxis_title="k*", height=360)
+    # the legend above the plot, right: at its default place it covered the right axis title
+    fig.update_layout(title=title, xaxis_title="k*", height=380,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     return fig
 
 

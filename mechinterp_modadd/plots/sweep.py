@@ -47,12 +47,22 @@ def phase_heatmap_figure(phase: pd.DataFrame, value: str, title: str, paper_poin
         num = "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
         text[i][j] = f"{_REGION_MARK[r.region]} {num}"
     xl, yl = [f"{t:g}" for t in tfs], [f"{w:g}" for w in wds]
-    fig = go.Figure(go.Heatmap(z=z, x=xl, y=yl, colorscale="Viridis", colorbar=dict(title=colorbar),
-                               hoverongaps=False, name=value))
+    empty = bool(np.isnan(z).all())
+    if empty:
+        # no cell has a value (e.g. no seed grokked anywhere): light cells with their region letters and
+        # a sentence, not a grey box under a colour bar without a scale
+        fig = go.Figure(go.Heatmap(z=np.zeros_like(z), x=xl, y=yl, colorscale=[[0, "#eeeeee"], [1, "#eeeeee"]],
+                                   showscale=False, hoverinfo="skip", name=value, xgap=1, ygap=1))
+        fig.add_annotation(text=f"no cell has a value: {title.split(' (')[0]} is undefined everywhere "
+                                f"(see the region letters)", xref="paper", yref="paper", x=0.5, y=1.0,
+                           yanchor="bottom", showarrow=False, font=dict(color="#555"))
+    else:
+        fig = go.Figure(go.Heatmap(z=z, x=xl, y=yl, colorscale="Viridis", colorbar=dict(title=colorbar),
+                                   hoverongaps=False, name=value))
     # labels as a text layer, so that cells without a value (never grokked) still show their region
     fig.add_trace(go.Scatter(x=[x for _ in yl for x in xl], y=[y for y in yl for _ in xl],
                              text=[t for row in text for t in row], mode="text", showlegend=False,
-                             textfont=dict(color="white"), hoverinfo="skip"))
+                             textfont=dict(color="#333" if empty else "white"), hoverinfo="skip"))
     if paper_point is not None and paper_point[0] in wds and paper_point[1] in tfs:
         fig.add_trace(go.Scatter(x=[f"{paper_point[1]:g}"], y=[f"{paper_point[0]:g}"], mode="markers",
                                  marker=dict(size=48, symbol="circle-open", color="red", line=dict(width=3)),
@@ -60,7 +70,7 @@ def phase_heatmap_figure(phase: pd.DataFrame, value: str, title: str, paper_poin
     fig.update_layout(title=title, xaxis_title="train fraction", yaxis_title="weight decay", height=480,
                       xaxis=dict(type="category", categoryorder="array", categoryarray=xl),
                       yaxis=dict(type="category", categoryorder="array", categoryarray=yl),
-                      plot_bgcolor="#777", legend=dict(orientation="h", y=-0.2))
+                      plot_bgcolor="white" if empty else "#777", legend=dict(orientation="h", y=-0.2))
     return fig
 
 

@@ -100,7 +100,7 @@ def validate(doc: dict[str, Any], name: str | None = None) -> None:
 
 def write_json(path: str | os.PathLike, doc: dict[str, Any], name: str, indent: int | None = 1) -> Path:
     """Stamp ``doc`` with schema ``name`` and write it atomically as strict JSON; returns the path."""
-    from ..checkpoint import atomic_write_text
+    from ..fileio import atomic_write_text
 
     text = json.dumps(stamp(doc, name), indent=indent, allow_nan=False)
     return atomic_write_text(path, text + "\n")

@@ -43,11 +43,12 @@ import json
 import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ModAddError
+from ..constants import MAX_RUNS as _MAX_RUNS
+from ..errors import ConfigError, ModAddError, ModAddWarning
 from ..hyperparams import HYPER
 
 if sys.version_info >= (3, 11):
@@ -56,7 +57,7 @@ else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport (a de
     import tomli as tomllib
 
 __all__ = ["SweepSpec", "RunPlan", "SpecError", "parse_spec", "load_spec", "spec_from_dict", "ANALYSES", "PAGES",
-           "GRID_KEYS", "spec_differences"]
+           "GRID_KEYS", "MAX_RUNS", "spec_differences"]
 
 #: analyses a sweep can run on each finished run
 ANALYSES = ("diagnose", "lottery", "progress")
@@ -66,6 +67,9 @@ PAGES = ("lottery", "grokking", "primes")
 GRID_KEYS = ("preset", "p", "d_mlp", "activation", "optimizer", *HYPER, "init_scale", "lr",
              "weight_decay", "train_fraction", "steps", "save_every", "stop_accuracy", "stop_window", "seed")
 _TOP_KEYS = ("name", "page", "analyses", "threads", "grid")
+#: most runs one sweep may plan (:data:`mechinterp_modadd.constants.MAX_RUNS`): a larger grid is
+#: refused, with its count, before anything is built or written (split it into several sweeps)
+MAX_RUNS = _MAX_RUNS
 _FLOAT_KEYS = ("lr", "weight_decay", "train_fraction", "init_scale", "stop_accuracy")
 #: TrainConfig keys added after run names were first hashed: left out of the hash at their defaults,
 #: so that runs which do not use them keep their names (every optimizer hyper-parameter but betas)
@@ -104,6 +108,9 @@ class SweepSpec:
     threads: int = 1
     source: str = "<spec>"
     runs: tuple[RunPlan, ...] = field(default=(), repr=False, compare=False)
+    #: warnings about the grid (e.g. a composite p), raised by :func:`run_sweep` only once the sweep
+    #: passed every check: a refused sweep prints its one error line alone
+    notes: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised spec (what ``DIR/sweep.json`` stores and compares)."""
@@ -144,6 +151,9 @@ def _seeds(source: str, v: Any) -> list[int]:
                 raise _fail(source, "grid.seed", f"expected integers or ranges like '0-63', got {v!r}") from None
             if hi < lo:
                 raise _fail(source, "grid.seed", f"empty range {part!r}")
+            if hi - lo + 1 > MAX_RUNS:
+                raise _fail(source, "grid.seed", f"{part!r} names {hi - lo + 1:,} seeds; a sweep plans at most "
+                            f"{MAX_RUNS:,} runs (split it into several sweeps)")
             out += range(lo, hi + 1)
         return out
     return _as_list(source, "seed", v)
@@ -234,6 +244,11 @@ def spec_from_dict(doc: dict[str, Any], source: str = "<spec>") -> SweepSpec:
     grid.setdefault("preset", ["standard"])
     grid.setdefault("p", [23])
     grid.setdefault("seed", [0])
+    n_runs = math.prod(len(v) for v in grid.values())
+    if n_runs > MAX_RUNS:
+        sizes = " x ".join(f"{len(v)} {k}" for k, v in grid.items() if len(v) > 1)
+        raise _fail(source, "grid", f"{n_runs:,} runs ({sizes}); a sweep plans at most {MAX_RUNS:,} runs (split "
+                    f"the grid into several sweeps)")
     name = doc.get("name", "")
     if not isinstance(name, str):
         raise _fail(source, "name", f"expected a string, got {name!r}")
@@ -248,10 +263,13 @@ def spec_from_dict(doc: dict[str, Any], source: str = "<spec>") -> SweepSpec:
         raise _fail(source, "threads", f"expected a positive integer, got {threads!r}")
     spec = SweepSpec(grid=grid, name=name, page=page, analyses=tuple(dict.fromkeys(analyses)), threads=threads,
                      source=source)
-    runs = _expand(spec)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ModAddWarning)
+        runs = _expand(spec)
     _check_page(spec, runs)
+    notes = tuple(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ModAddWarning)))
     return SweepSpec(grid=grid, name=name, page=page, analyses=spec.analyses, threads=threads, source=source,
-                     runs=tuple(runs))
+                     runs=tuple(runs), notes=notes)
 
 
 def _expand(spec: SweepSpec) -> list[RunPlan]:
@@ -312,12 +330,27 @@ def parse_spec(text: str, source: str = "<spec>", overrides: dict[str, Any] | No
 
 def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> SweepSpec:
     """Read and parse a TOML spec file (``overrides``: grid keys to replace)."""
-    path = Path(path)
+    from ..inputs import check_input_path
+
+    path = check_input_path(path, what="sweep spec", kind="file", error=SpecError)  # stat only: no pipe is read
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as e:
         raise SpecError(f"{path}: cannot read the sweep spec ({e.strerror})") from None
-    return parse_spec(text, str(path), overrides)
+    return parse_spec(decode_spec(data, str(path)), str(path), overrides)
+
+
+def decode_spec(data: bytes, source: str) -> str:
+    """The text of a spec file: UTF-8 (TOML's encoding), with a leading BOM allowed; binary content
+    or another encoding is refused in one line naming the file and the first bad byte."""
+    if b"\x00" in data[:8192]:
+        raise SpecError(f"{source}: not a text file (it holds NUL bytes); a sweep spec is TOML text in UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise SpecError(f"{source}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); a sweep spec is "
+                        f"TOML in UTF-8: save it as UTF-8") from None
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:

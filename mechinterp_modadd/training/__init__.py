@@ -16,6 +16,7 @@
 
 # the training families (each registers itself; one line per family)
 from . import family_mlp  # noqa: F401, I001
+from . import family_concat  # noqa: F401, I001
 from ..layout import checkpoint_path
 from .api import ManyResult, TrainResult, load_run_model, train, train_many
 from .config import PRESETS, TrainConfig, preset

@@ -46,8 +46,10 @@ from .loop import RunState, prepare_run, train_chunk
 from .optim import OPTIMIZERS
 from .runfolder import (
     RunLock,
+    check_batch_resume,
     check_new_folder,
     final_row,
+    merge_runs_table,
     metrics_frame,
     open_run_folder,
     runs_table,
@@ -291,18 +293,21 @@ def train_many(
         _chunks([r], dev, max_memory)
     if not resume:
         check_new_folder(out)
-    elif not out.is_dir():
-        raise RunFolderError(f"{out}: no such batch folder to resume")
+    else:  # the batch and every member checked before anything is written (not even a lock file)
+        check_batch_resume(out, [(r.folder, r.cfg) for r in runs])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunFolderError(f"{out}: cannot create the batch folder ({e.strerror or e})") from None
     with RunLock(out, break_lock=break_lock):
+        if resume:  # again under the lock: what another writer may have changed meanwhile
+            check_batch_resume(out, [(r.folder, r.cfg) for r in runs])
         for r in runs:
             r.resuming = resume and (r.folder / "config.json").exists()
             r.start = saved_step(r.folder) if r.resuming else 0
         _train_groups(runs, dev, max_memory, threads, progress, break_lock)
         table = runs_table([(r.folder, r.status, r.final, r.cfg) for r in runs], out)
+        table = merge_runs_table(table, out) if resume else table  # the batch's other runs keep their rows
         write_runs_csv(table, out)
     return ManyResult(out_dir=out, runs=[r.folder for r in runs], configs=cfgs, table=table)
 

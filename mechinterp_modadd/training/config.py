@@ -1,4 +1,6 @@
-"""Training configuration and the paper's presets (docs/science.md section 1).
+"""Training configuration and the paper's presets (docs/science.md section 1), plus
+``lottery_sgd``: quad_random as the authors' shipped checkpoints were really trained (SGD lr 0.1,
+10,000 steps, random init 0.1), the SGD arm of the lottery sweep (docs/science.md section 4).
 
 ``TrainConfig.family`` names the model family the engine trains (:mod:`.family`; configs written
 before the key existed read as ``"mlp"``); ``optimizer`` names a stacked optimizer of
@@ -137,7 +139,16 @@ class TrainConfig:
                                   f"not of {self.optimizer!r} ({hp.flag}, sweep grid key {name!r})")
         opt.check(self)
 
-    def model_config(self) -> ModelConfig:
+    def model_config(self) -> Any:
+        """The model's config: the training family's own when it defines ``model_config(cfg)``
+        (``concat_mlp``: a :class:`~mechinterp_modadd.families.concat_mlp.ConcatMLPConfig`), else a
+        :class:`~mechinterp_modadd.model.ModelConfig` from these fields (the paper's MLP)."""
+        if self.family != "mlp":
+            from .family import get_train_family
+
+            own = getattr(get_train_family(self.family), "model_config", None)
+            if own is not None:
+                return own(self)
         return ModelConfig(
             p=self.p, d_mlp=self.d_mlp if self.d_mlp is not None else default_d_mlp(self.p),
             activation=self.activation, embedding=self.embedding, d_model=self.d_model,
@@ -169,7 +180,7 @@ class TrainConfig:
         return replace(self, **changes)
 
 
-#: The authors' five configurations (defined in :mod:`mechinterp_modadd.constants`, which the CLI
+#: The authors' five configurations and Gromov's (defined in :mod:`mechinterp_modadd.constants`, which the CLI
 #: reads without importing torch).
 PRESETS: dict[str, dict[str, Any]] = _PRESETS
 

@@ -16,7 +16,10 @@ The engine (:mod:`.stack`, :mod:`.loop`) trains S runs of one family at once. A 
   (:meth:`TrainFamily.export`, :meth:`TrainFamily.checkpoint_bytes`) and how a resume checks the
   checkpoints already in a run folder (:meth:`TrainFamily.check_checkpoints`);
 - the cost of a step (:meth:`TrainFamily.step_flop`, :meth:`TrainFamily.run_bytes`) for thread
-  counts, chunking and ``--max-memory``.
+  counts, chunking and ``--max-memory``;
+- optionally ``model_config(cfg)``: the family's own model config built from the ``TrainConfig``
+  (what ``TrainConfig.model_config()`` returns; without it, a
+  :class:`~mechinterp_modadd.model.ModelConfig` of the config's fields).
 
 Adding a family, one file ``training/family_NAME.py``::
 

@@ -15,14 +15,17 @@ Three rules protect a run folder (``modadd train --out DIR``):
 1. **New runs only in absent or empty folders.** :func:`check_new_folder` refuses a folder that
    holds anything (a foreign ``checkpoints/`` folder, a stray file, an earlier run) and names what
    is there. An existing run is continued only with ``resume=True`` (``--resume``).
-2. **One writer at a time.** :class:`RunLock` creates ``DIR/.modadd.lock`` with ``O_EXCL`` and
-   writes the holder's pid, host and start time into it. A second writer is refused while the
-   holder lives. A lock whose process is gone (same host, pid no longer running) or that cannot be
-   read is *stale*: it is reported, and taken over only when asked (``break_lock=True``,
-   ``--break-lock``). A lock from another host cannot be checked; it counts as held unless broken.
+2. **One writer at a time.** :class:`RunLock` takes an OS lock on ``DIR/.modadd.lock`` (through
+   ``filelock``; :mod:`mechinterp_modadd.locks`) and then writes the holder's pid, host and start
+   time to ``DIR/.modadd.lock.json``, atomically. A second writer is refused at once, naming the
+   holder. The lock dies with its holder, however it dies: nothing stale is left to break, and two
+   writers racing for a folder cannot both win.
 3. **Resume checks before it writes.** :func:`validate_resume` reads and checks everything a
    resume will use (``config.json``, ``split.json``, ``metrics.csv``, ``resume.safetensors`` and the
-   metadata of every checkpoint) and changes nothing; only then does the trainer write.
+   metadata of every checkpoint) and changes nothing, once before the lock is taken (a refused
+   resume leaves the folder as it was, not even a lock file added) and again under the lock; only
+   then does the trainer write. A batch (``train_many(resume=True)``) checks its folder and every
+   member this way before any member trains (:func:`check_batch_resume`).
 
 Every new run gets a run id (:func:`new_run_id`) stored in ``config.json`` (key ``run_id``) and in
 the metadata of each checkpoint, so that :func:`~mechinterp_modadd.series.load_run` can tell a
@@ -48,8 +51,6 @@ import io
 import json
 import math
 import os
-import socket
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ from torch import Tensor
 from ..checkpoint import atomic_write_bytes, atomic_write_text
 from ..data import random_split
 from ..errors import CheckpointError, ConfigError, RunFolderError
-from ..layout import CONFIG, LOCK, METRIC_COLUMNS, METRICS, RESUME, RUNS_CSV, SPLIT, checkpoint_path
+from ..layout import CONFIG, LOCK, LOCK_FILES, METRIC_COLUMNS, METRICS, RESUME, RUNS_CSV, SPLIT, checkpoint_path
+from ..locks import FolderLock
 from .config import TrainConfig
 from .family import get_train_family
 from .objective import stopped_early
@@ -71,7 +73,8 @@ from .objective import stopped_early
 __all__ = ["LOCK_NAME", "RunLock", "ResumePlan", "RunFolder", "check_new_folder", "validate_resume",
            "new_run_id", "write_run_config", "read_run_config", "open_run_folder", "write_split",
            "metrics_frame", "save_step", "resume_bytes", "read_resume", "saved_step", "final_row",
-           "stopped_on_disk", "runs_table", "write_runs_csv", "RUNS_CSV_COLUMNS", "RESUME_FORMAT"]
+           "stopped_on_disk", "runs_table", "write_runs_csv", "check_batch_resume", "merge_runs_table",
+           "RUNS_CSV_COLUMNS", "RESUME_FORMAT"]
 
 #: name of the lock file inside a run folder
 LOCK_NAME = LOCK
@@ -90,7 +93,7 @@ def new_run_id() -> str:
 
 
 def _describe_entries(run_dir: Path, limit: int = 4) -> str:
-    names = sorted(e.name + ("/" if e.is_dir() else "") for e in run_dir.iterdir() if e.name != LOCK_NAME)
+    names = sorted(e.name + ("/" if e.is_dir() else "") for e in run_dir.iterdir() if e.name not in LOCK_FILES)
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 
@@ -108,11 +111,11 @@ def check_new_folder(run_dir: str | os.PathLike) -> None:
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: exists and is not a folder; choose another --out")
     try:
-        entries = [e for e in run_dir.iterdir() if e.name != LOCK_NAME]
+        entries = [e for e in run_dir.iterdir() if e.name not in LOCK_FILES]
     except OSError as e:
         raise RunFolderError(f"{run_dir}: cannot list the folder ({e.strerror or e})") from None
     if not entries:
-        return  # empty, or only a lock: RunLock reports a live or stale holder
+        return  # empty, or only a lock: RunLock refuses a live holder
     hint = ("it already holds a run (config.json): pass --resume to continue it, or choose another --out"
             if (run_dir / "config.json").exists() else "a new run needs an absent or empty folder; "
             "choose another --out")
@@ -120,111 +123,22 @@ def check_new_folder(run_dir: str | os.PathLike) -> None:
 
 
 # ------------------------------------------------------------------------------------ lock
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
+class RunLock(FolderLock):
+    """Exclusive writer lock on a run or batch folder (:class:`~mechinterp_modadd.locks.FolderLock`):
+    an OS lock on ``DIR/.modadd.lock`` through ``filelock``, the holder's pid, host and start time in
+    ``DIR/.modadd.lock.json`` for the message another writer sees.
 
-
-class RunLock:
-    """Exclusive writer lock on a run folder: ``run_dir/.modadd.lock`` holding pid, host and time.
-
-    Use as a context manager (``with RunLock(run_dir): ...``) or with :meth:`acquire` /
-    :meth:`release`. The folder must exist.
-
-    Args:
-        run_dir: the run folder.
-        break_lock: take over a stale lock (dead process on this host, another host, or an
-            unreadable lock file). A lock of a live process on this host is never broken.
+    The OS releases the lock when its holder dies, so there is no stale lock to take over:
+    ``break_lock`` (``--break-lock``) is accepted for scripts written for earlier versions and
+    changes nothing, and a live holder is never broken. A holder JSON left by a killed process is
+    replaced by the next writer.
     """
 
     def __init__(self, run_dir: str | os.PathLike, break_lock: bool = False) -> None:
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_NAME
+        super().__init__(run_dir, purpose="modadd train", what="run", error=RunFolderError)
+        self.run_dir = self.folder
         self.break_lock = break_lock
-        self.held = False
-        self.broke: dict[str, Any] | None = None  # the stale holder taken over, if any
 
-    def _holder(self) -> dict[str, Any] | None:
-        try:
-            info = json.loads(self.path.read_text())
-            if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
-                return None
-            return info
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            return None
-
-    def _write_new(self) -> bool:
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        except OSError as e:
-            raise RunFolderError(f"{self.path}: cannot create the lock file ({e.strerror or e})") from None
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(info) + "\n")
-        return True
-
-    def acquire(self) -> RunLock:
-        """Take the lock or raise :class:`RunFolderError` naming the holder."""
-        if self._write_new():
-            self.held = True
-            return self
-        holder = self._holder()
-        host = socket.gethostname()
-        if holder is None:
-            state = "an unreadable lock file"
-        else:
-            who = f"pid {holder['pid']} on host {holder.get('host', '?')} since {holder.get('started', '?')}"
-            if holder.get("host") == host and holder["pid"] == os.getpid():
-                raise RunFolderError(f"{self.run_dir}: this process already holds the lock ({self.path})")
-            if holder.get("host") == host and _pid_alive(holder["pid"]):
-                raise RunFolderError(f"{self.run_dir}: another process is writing this run ({who}, lock "
-                                     f"{self.path}); wait for it to finish")
-            state = (f"a stale lock of {who} (process no longer running)" if holder.get("host") == host
-                     else f"a lock of {who} (another host; cannot check whether it still runs)")
-        if not self.break_lock:
-            raise RunFolderError(f"{self.run_dir}: found {state} in {self.path}; if no other training "
-                                 f"writes this folder, pass --break-lock (break_lock=True) to take it over")
-        self.broke = holder or {}
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            raise RunFolderError(f"{self.path}: cannot remove the stale lock ({e.strerror or e})") from None
-        if not self._write_new():
-            raise RunFolderError(f"{self.run_dir}: another process took the lock while the stale one was "
-                                 f"being replaced ({self.path})")
-        self.held = True
-        return self
-
-    def release(self) -> None:
-        """Remove the lock file if this object holds it (and it still names this process)."""
-        if not self.held:
-            return
-        self.held = False
-        holder = self._holder()
-        if holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
-            with contextlib.suppress(OSError):
-                self.path.unlink()
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-# ----------------------------------------------------------------------- config and checks
 def write_run_config(run_dir: str | os.PathLike, cfg: TrainConfig, run_id: str | None) -> Path:
     """Write ``config.json`` (``train``, ``model`` and ``run_id``) atomically."""
     doc: dict[str, Any] = {"train": cfg.to_dict(), "model": cfg.model_config().to_dict()}
@@ -406,10 +320,12 @@ def open_run_folder(run_dir: str | os.PathLike, cfg: TrainConfig, *, resume: boo
             raise RunFolderError(f"{run_dir}: cannot create the run folder ({e.strerror or e})") from None
     elif not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: no such run folder to resume")
+    else:
+        validate_resume(run_dir, cfg)  # a damaged folder is refused before the lock adds its file
     lock = RunLock(run_dir, break_lock=break_lock).acquire()
     try:
         if not resume:
-            others = [e.name for e in run_dir.iterdir() if e.name != LOCK_NAME]
+            others = [e.name for e in run_dir.iterdir() if e.name not in LOCK_FILES]
             if others:
                 raise RunFolderError(f"{run_dir}: another process wrote {sorted(others)[:4]} while this run "
                                      f"was starting; choose another --out")
@@ -550,6 +466,76 @@ def runs_table(entries: list[tuple[Path, str, dict[str, float] | None, TrainConf
             rec[f"config.{k}"] = json.dumps(v) if isinstance(v, (list, tuple)) else v
         recs.append(rec)
     return pd.DataFrame(recs)
+
+
+def check_batch_resume(out_dir: str | os.PathLike, members: list[tuple[Path, TrainConfig]]) -> dict[Path, ResumePlan]:
+    """Check a batch folder and every member a resume of it will touch, before anything is written.
+
+    ``out_dir`` must be a batch folder: not a run folder (``config.json``) nor a sweep
+    (``sweep.json``), and every entry one of: ``runs.csv``, the lock files, or a folder holding a
+    run (``config.json``) or nothing yet (a member whose first chunk was killed before it wrote).
+    Every asked member that holds a run is checked as :func:`validate_resume` checks a single run
+    (same config apart from ``steps``, every file readable, its checkpoints its own). Members of the
+    batch that are not asked for are left alone (their rows stay in ``runs.csv``, see
+    :func:`merge_runs_table`).
+
+    Returns:
+        ``{member folder: ResumePlan}`` of the asked members that hold a run.
+
+    Raises:
+        RunFolderError / CheckpointError / ConfigError naming the folder or file, before any write.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise RunFolderError(f"{out}: no such batch folder to resume")
+    if (out / CONFIG).exists():
+        raise RunFolderError(f"{out}: is a single run (config.json), not a batch of runs; resume it with one "
+                             f"value per flag, or choose another --out")
+    if (out / "sweep.json").exists():
+        raise RunFolderError(f"{out}: is a sweep folder (sweep.json); continue it with modadd sweep")
+    asked = {m.name for m, _ in members}
+    strays = []
+    for e in sorted(out.iterdir()):
+        if e.name == RUNS_CSV or e.name in LOCK_FILES:
+            continue
+        if e.is_dir() and ((e / CONFIG).is_file() or all(x.name in LOCK_FILES for x in e.iterdir())):
+            continue
+        strays.append(e.name + ("/" if e.is_dir() else ""))
+    if strays:
+        more = f" and {len(strays) - 3} more" if len(strays) > 3 else ""
+        raise RunFolderError(f"{out}: holds {', '.join(strays[:3])}{more}, which is not a run of a batch; --resume "
+                             f"continues a batch folder (runs.csv and one run folder per run), nothing else is "
+                             f"written into it")
+    if not (out / RUNS_CSV).is_file() and not any((out / n / CONFIG).is_file() for n in asked):
+        raise RunFolderError(f"{out}: not a batch folder (no runs.csv and none of the {len(members)} runs asked for); "
+                             f"choose the folder of the batch, or start it without --resume")
+    plans = {}
+    for folder, cfg in members:
+        if (folder / CONFIG).is_file():
+            plans[folder] = validate_resume(folder, cfg)
+    return plans
+
+
+def merge_runs_table(new: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """``new`` rows (the runs of this call) over the rows an earlier ``runs.csv`` of ``out_dir`` has
+    for other folders: a batch resumed for some of its runs keeps every run in its table, old
+    rows first in their order, then the new folders."""
+    path = Path(out_dir) / RUNS_CSV
+    if not path.is_file():
+        return new
+    try:
+        old = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return new  # an unreadable table is rebuilt from this call's runs
+    if "folder" not in old.columns:
+        return new
+    by_folder = {str(f): i for i, f in enumerate(new["folder"])}
+    rows = []
+    for _, r in old.iterrows():
+        f = str(r["folder"])
+        rows.append(new.iloc[by_folder.pop(f)] if f in by_folder else r)
+    rows += [new.iloc[i] for i in by_folder.values()]
+    return pd.DataFrame(rows).reset_index(drop=True)[list(dict.fromkeys([*new.columns, *old.columns]))]
 
 
 def write_runs_csv(table: pd.DataFrame, out_dir: Path) -> Path:

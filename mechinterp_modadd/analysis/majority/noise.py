@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from ...errors import InputError
 from ...forward import Weights64, hidden, unordered_pairs, weights64

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from ...errors import InputError
 from ...fourier import NeuronSpectrum, neuron_spectrum
