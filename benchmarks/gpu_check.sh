@@ -9,7 +9,10 @@
 # 2. benchmarks/bench_many.py --gpu-only: one p = 97 run in ms/step, p = 23 x 512 and p = 97 x 64
 #    seeds in seed-steps/s, each next to its target;
 # 3. benchmarks/bench_large_p.py --device cuda at p = 97 (diagnose and ablate, heavy passes on the
-#    GPU) and, for comparison in the same run, --device cpu.
+#    GPU) and, for comparison in the same run, --device cpu;
+# 4. benchmarks/bench_transformer_many.py --preset nanda --device cuda: Nanda et al.'s transformer at
+#    p = 113 (30 % of pairs), 8 seeds stacked in one process against one run, 500 steps each (the
+#    preset's 50,000 steps take 100x the time printed).
 #
 # It needs the project's dependencies importable by python3. Where they are not installed (a bare
 # GPU image), put their wheels in .whl/ first: they are installed into /tmp/site. The project itself
@@ -36,4 +39,6 @@ rc=${PIPESTATUS[0]}
 python3 benchmarks/bench_many.py --gpu-only 2>&1 | tee "$LOG/bench_many.txt"
 python3 benchmarks/bench_large_p.py --p 97 --device cuda 2>&1 | tee "$LOG/bench_large_p_cuda.txt"
 python3 benchmarks/bench_large_p.py --p 97 --device cpu 2>&1 | tee "$LOG/bench_large_p_cpu.txt"
+python3 benchmarks/bench_transformer_many.py --preset nanda --seeds 8 --steps 500 --repeats 1 --device cuda \
+    2>&1 | tee "$LOG/bench_transformer_many.txt"
 exit "$rc"

@@ -319,13 +319,36 @@ def _plain_state_dict(path: Path, obj: Any) -> dict[str, Any] | None:
     return None
 
 
+def _read_transformer(path: Path, config: Any, activation: str | None, p: int | None) -> Checkpoint:
+    """A foreign transformer file through :func:`~mechinterp_modadd.transformer_io.load_transformer`
+    (its layouts, a config stored beside the weights or ``config``, the demo's checkpoint lists)."""
+    from .transformer_io import config_from_json, load_transformer, read_config_file
+
+    fields = None
+    if config is not None:
+        fields = read_config_file(config) if isinstance(config, (str, os.PathLike)) else \
+            config_from_json(config, "config")
+    if activation is not None:
+        fields = {**(fields or {}), "act_fn": canonical_activation(activation)}
+    loaded = load_transformer(path, fields)
+    if p is not None and loaded.model.cfg.p != p:
+        raise CheckpointError(f"{path}: the checkpoint has p = {loaded.model.cfg.p}, expected p = {p}")
+    step = loaded.meta.get("epoch")
+    return Checkpoint(model=loaded.model, path=path, source_format=f"transformer ({loaded.layout})",
+                      step=step if isinstance(step, int) else None)
+
+
 def _read_plain(path: Path, sd: dict[str, Any], family: str | None, activation: str | None,
-                p: int | None) -> Checkpoint:
+                p: int | None, config: Any = None) -> Checkpoint:
     """A model of ``family`` (or the detected one) from a plain state dict."""
     try:
         fam = get_family(family) if family is not None else detect_family(sd, where=str(path))
     except ConfigError as e:
         raise CheckpointError(f"{path}: {e}") from None
+    if fam.name == "transformer":
+        return _read_transformer(path, config, activation, p)
+    if config is not None:
+        raise CheckpointError(f"{path}: --config applies to family transformer, not {fam.name!r}")
     model = fam.from_state_dict(sd, activation=activation, p=p, where=str(path))
     return Checkpoint(model=model, path=path, source_format="state_dict")
 
@@ -369,7 +392,7 @@ def authors_activation(where: Path, activation: str | None, force: bool) -> str 
 
 
 def _read_torch_file(path: Path, activation: str | None, init_scale: float | None, force: bool,
-                     family: str | None, p: int | None) -> Checkpoint:
+                     family: str | None, p: int | None, config: Any = None) -> Checkpoint:
     """A torch zip file: the authors' ``.pth`` (a dict with the paper MLP's state dict under
     ``model``) or a plain state dict of any family."""
     try:
@@ -383,12 +406,14 @@ def _read_torch_file(path: Path, activation: str | None, init_scale: float | Non
     if not authors:
         sd = _plain_state_dict(path, obj)
         if sd is not None:
-            return _read_plain(path, sd, family, activation, p)
+            return _read_plain(path, sd, family, activation, p, config)
+        if family == "transformer" or config is not None or (isinstance(obj, dict) and "checkpoints" in obj):
+            return _read_transformer(path, config, activation, p)
     return _read_authors(path, activation, init_scale, force, obj)
 
 
 def _read_safetensors(path: Path, activation: str | None, force: bool, family: str | None,
-                      p: int | None) -> Checkpoint:
+                      p: int | None, config: Any = None) -> Checkpoint:
     """Our own format, or a safetensors file without our metadata (a plain state dict)."""
     from safetensors import SafetensorError, safe_open
 
@@ -401,7 +426,7 @@ def _read_safetensors(path: Path, activation: str | None, force: bool, family: s
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupted "
                               f"safetensors file?): {e}") from None
     if plain:
-        return _read_plain(path, sd, family, activation, p)
+        return _read_plain(path, sd, family, activation, p, config)
     return _read_modadd(path, activation, force)
 
 
@@ -451,7 +476,7 @@ def _read_authors(path: Path, activation: str | None, init_scale: float | None,
 def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
                     p: int | None = None, init_scale: float | None = None,
                     force: bool = False, device: str | torch.device | None = None,
-                    family: str | None = None) -> Checkpoint:
+                    family: str | None = None, config: Any = None) -> Checkpoint:
     """Load a checkpoint in the own format, the paper authors' ``.pth`` format or a plain state dict.
 
     Args:
@@ -459,6 +484,9 @@ def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
         family: the network family of a plain state dict (``"mlp"``, ``"concat_mlp"``, ...; None:
             detected from its keys and shapes). For an own-format file it must agree with the
             recorded family.
+        config: family ``transformer`` only: a JSON config file or dict for a foreign transformer
+            checkpoint (:mod:`mechinterp_modadd.transformer_io`; default: a ``cfg`` stored in the
+            file, else the shapes alone).
         activation: required for the authors' files (they do not record it). Own files record
             it: an equal value is accepted, a different one is refused unless ``force``.
         p: if given, the checkpoint's modulus must equal it (:class:`CheckpointError` otherwise).
@@ -483,9 +511,9 @@ def load_checkpoint(path: str | os.PathLike, activation: str | None = None, *,
         except ConfigError as e:
             raise CheckpointError(f"{path}: {e}") from None
     if head[:2] == b"PK":
-        ck = _read_torch_file(path, activation, init_scale, force, family, p)
+        ck = _read_torch_file(path, activation, init_scale, force, family, p, config)
     else:
-        ck = _read_safetensors(path, activation, force, family, p)
+        ck = _read_safetensors(path, activation, force, family, p, config)
     if family is not None and ck.family != family:
         raise CheckpointError(f"{path}: the file holds a {ck.family!r} model, but family {family!r} was asked for")
     if p is not None and ck.model.cfg.p != p:

@@ -85,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  "checkpoint or given by the authors' folder name")
             if name in FAMILY_COMMANDS and not any("--family" in a.option_strings for a in sp._actions):
                 sp.add_argument("--family", default=None, metavar="NAME",
-                                help="network family of a plain state dict (mlp, concat_mlp, ...; default: "
-                                     "detected from its keys and shapes; own checkpoints record it)")
+                                help="network family of a plain state dict (mlp, concat_mlp, transformer, ...; "
+                                     "default: detected from its keys and shapes; own checkpoints record it)")
+                sp.add_argument("--config", default=None, metavar="FILE",
+                                help="family transformer: a JSON config of a foreign checkpoint (ours or "
+                                     "TransformerLens's; default: a cfg stored in the file, else the shapes)")
         if name in BUDGETED_COMMANDS and not any("--max-memory" in a.option_strings for a in sp._actions):
             add_max_memory_argument(sp, training=name == "train")
         if not any("--device" in a.option_strings for a in sp._actions):

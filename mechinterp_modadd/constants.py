@@ -22,8 +22,9 @@ ACTIVATION_ALIASES: dict[str, str] = {"x^2": "quad", "square": "quad", "x": "ide
                                       "x^3": "cube", "x^4": "quartic", "|x|": "abs"}
 
 #: The authors' five configurations (full batch, AdamW betas (0.9, 0.98), 10-step warm-up), then
-#: ``lottery_sgd`` (their shipped quad_random run: SGD 0.1, 10,000 steps) and Gromov's (family
-#: concat_mlp, no warm-up); the training presets of
+#: ``lottery_sgd`` (their shipped quad_random run: SGD 0.1, 10,000 steps), Gromov's (family
+#: concat_mlp, no warm-up) and Nanda et al.'s transformer at two sizes (family transformer); the
+#: training presets of
 #: :mod:`mechinterp_modadd.training.config` are these dictionaries.
 PRESETS: dict[str, dict[str, Any]] = {
     "standard": dict(activation="relu", optimizer="adamw", lr=5e-5, weight_decay=0.0,
@@ -44,6 +45,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gromov": dict(family="concat_mlp", activation="quad", d_mlp=256, optimizer="adamw", lr=3e-3,
                    weight_decay=1.0, train_fraction=0.5, steps=3000, init="random", init_scale=1.0,
                    warmup_steps=0),
+    # Nanda et al.'s one-layer transformer (family "transformer", docs/transformer.md): their p, data
+    # fraction, optimiser and step budget (num_epochs of their training code), full batch
+    "nanda": dict(family="transformer", p=113, activation="relu", embedding="learned", d_model=128, d_mlp=512,
+                  optimizer="adamw", lr=1e-3, weight_decay=1.0, train_fraction=0.3, steps=50000, save_every=500),
+    # the same network and optimiser sized to grok on a 2-core CPU in minutes (docs/transformer.md)
+    "nanda_small": dict(family="transformer", p=23, activation="relu", embedding="learned", d_model=128, d_mlp=512,
+                        optimizer="adamw", lr=1e-3, weight_decay=1.0, train_fraction=0.7, steps=6000,
+                        save_every=100),
 }
 
 #: The preset names, in the order above.

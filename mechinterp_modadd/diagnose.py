@@ -281,6 +281,7 @@ class Diagnosis:
     ablation_settings: dict[str, Any] | None = None
     family: str = "mlp"
     fourier2d: Fourier2DSummary | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -368,6 +369,9 @@ class Diagnosis:
                              f"{getattr(r, 'n_pairs_total', '?')} unordered pairs{ci}")
         if self.fourier2d is not None:
             lines.append(self.fourier2d.text())
+        if self.extras:
+            lines.append(f"family {self.family}:")
+            lines.extend(f"  {r.summary()}" for r in self.extras.values())
         return "\n".join(lines)
 
     def neurons_dict(self) -> dict[str, list]:
@@ -392,6 +396,7 @@ class Diagnosis:
             "neurons": self.neurons_dict(),
             "claims": {name: r.to_dict() for name, r in self.claims.items()},
             "ablation": None if self.ablation is None else ablation_document(self.ablation, self.ablation_settings),
+            "extras": {name: r.to_dict() for name, r in self.extras.items()},
         }
 
     def to_json(self, path: str | os.PathLike | None = None, indent: int | None = 1) -> str:
@@ -471,10 +476,12 @@ def diagnose(model, *, claims: Sequence[str] | None = None, source: str | os.Pat
         results = {n: checks[n](model, ctx) for n in names}
         views = build_views(model, ctx)
         f2 = fourier2d_summary(model, ctx)
+        extras_fn = claim_registry.FAMILY_EXTRAS.get(family)
+        extras = {} if extras_fn is None else extras_fn(model, ctx)
     d = Diagnosis(p=ctx.p, d_mlp=family_of(model).d_mlp(model), activation=_activation_name(model),
                   accuracy=ctx.accuracy, loss=ctx.loss, spectrum=ctx.spectrum, claims=results,
                   source=None if source is None else str(source), context=ctx, views=views, family=family,
-                  fourier2d=f2)
+                  fourier2d=f2, extras=extras)
     if ablation:
         d.ensure_ablation()
     return d

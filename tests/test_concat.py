@@ -103,7 +103,7 @@ def test_step0_fails():
 
 def test_claim_table_and_undefined():
     t = registry.claim_table()
-    assert list(t.columns) == ["claim", "mlp", "concat_mlp"]
+    assert list(t.columns) == ["claim", "mlp", "concat_mlp", "transformer"]
     assert list(t["claim"]) == [c.name for c in registry.claims("model")]
     assert t.set_index("claim").loc["phase_alignment", "concat_mlp"].startswith("D = psi - phi_x - phi_y")
     checks = registry.checks("model", family="no_such_family")
@@ -173,8 +173,37 @@ def test_cli_own_concat_checkpoint_and_ablate(tmp_path, capsys, ideal):
     assert main(["ablate", str(f)]) == 0
     out = capsys.readouterr().out
     assert "majority_vote: holds" in out and "(a, b) = (1,1)" in out
-    assert main(["ablate", str(f), "--json", str(tmp_path / "a.json")]) == 2
-    assert "defined for family 'mlp'" in capsys.readouterr().err
+    # --json / --html: the family's ablation document, validated, and a page rendering it
+    j, h = tmp_path / "a.json", tmp_path / "a.html"
+    assert main(["ablate", str(f), "--json", str(j), "--html", str(h), "--seed", "3"]) == 0
+    doc = json.loads(j.read_text())
+    validate(doc)
+    assert doc["family"] == "concat_mlp" and doc["settings"]["seed"] == 3 and doc["settings"]["pairs"] == "ordered"
+    mv = doc["majority_vote"]
+    assert mv["holds"] is True and mv["n_pairs"] == P * P and set(mv["phase_drops"]) == set(mv["phase_angles"])
+    assert mv == concat_majority_vote(ck.model, seed=3).to_dict()  # the document is the result, computed once
+    page = h.read_text()
+    assert "majority_vote: <" in page and "holds" in page and f"{mv['phase_drop']:.4f}" in page
+    for angle, drop in mv["phase_drops"].items():
+        assert f'<td class="text">{angle}</td>' in page and f"{drop:+.4f}" in page
+    # the schema still asks the paper MLP's suite of every other document, and the family's keys of this one
+    from mechinterp_modadd.schemas import SchemaError
+
+    with pytest.raises(SchemaError, match="settings"):
+        validate({k: v for k, v in doc.items() if k != "settings"})
+    with pytest.raises(SchemaError, match="random"):
+        validate({**doc, "family": "mlp"})
+    with pytest.raises(SchemaError, match="phase_drops"):
+        validate({**doc, "majority_vote": {k: v for k, v in mv.items() if k != "phase_drops"}})
+    # negative case: an untrained network's document and page say "fails", with the reasons
+    g = tmp_path / "init.safetensors"
+    save_checkpoint(ConcatMLP(ConcatMLPConfig(p=P, d_mlp=30), seed=2), g, step=0)
+    assert main(["ablate", str(g), "--json", str(j), "--html", str(h)]) == 0
+    doc = json.loads(j.read_text())
+    validate(doc)
+    assert doc["majority_vote"]["holds"] is False and doc["majority_vote"]["reasons"]
+    page = h.read_text()
+    assert 'class="fails"' in page and "fails" in page
     with pytest.raises(Exception, match="holds a 'concat_mlp' model, but family 'mlp' was asked for"):
         load_checkpoint(f, family="mlp")
 

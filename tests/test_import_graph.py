@@ -51,6 +51,7 @@ NAME = PKG.name
 
 #: top-level modules of the core layer
 CORE = {"", "_version", "constants", "errors", "data", "fourier", "fourier2d", "neurons", "families", "model", "tlens",
+        "transformer", "transformer_io",
         "checkpoint", "forward", "layout", "runtime", "memory", "schemas", "outputs", "notebook", "fileio", "inputs",
         "locks", "hyperparams"}
 #: top-level modules of the results layer

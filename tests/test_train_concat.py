@@ -132,3 +132,54 @@ def test_gromov_acceptance_p23(tmp_path):
     d0 = diagnose(load_checkpoint(checkpoint_path(tmp_path / "g", 0)).model)
     for name in ("single_frequency", "phase_alignment", "magnitude_homogeneity", "flawed_indicator", "majority_vote"):
         assert not d0[name].holds, name
+
+
+def test_biased_runs_train_batched_as_alone_and_load_with_their_biases(tmp_path, capsys):
+    import json
+
+    from mechinterp_modadd.cli import main
+
+    # --bias on the CLI: two seeds batched; config.json records "bias": true
+    assert main(["train", "--preset", "gromov", "--p", str(P), "--d-mlp", "48", "--steps", "40", "--seed", "0-1",
+                 "--bias", "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    for seed in (0, 1):
+        folder = tmp_path / "b" / f"seed{seed}"
+        saved = json.loads((folder / "config.json").read_text())
+        assert saved["train"]["bias"] is True and saved["model"]["bias"] is True
+        cfg = small(steps=40, save_every=1000, seed=seed, bias=True)
+        alone = train(cfg, progress=False, device="cpu")
+        la = pd.read_csv(folder / "metrics.csv")["train_loss"].to_numpy()
+        lb = alone.metrics["train_loss"].to_numpy()
+        assert float(np.max(np.abs(la - lb) / lb)) <= 1e-6 and lb[-1] < lb[0]
+        ck = load_checkpoint(checkpoint_path(folder, 40))
+        assert ck.family == "concat_mlp" and ck.model.cfg.bias
+        w = ck.model.state_dict()
+        assert set(w) == set(alone.model.state_dict()) and {"mlp.b_in", "mlp.b_out"} <= set(w)
+        for k, v in alone.model.state_dict().items():
+            torch.testing.assert_close(w[k], v, rtol=1e-5, atol=1e-7)
+        # the biases start at zero and were trained
+        assert float(w["mlp.b_in"].abs().max()) > 1e-4 and float(w["mlp.b_out"].abs().max()) > 1e-4
+        init = load_checkpoint(checkpoint_path(folder, 0)).model.state_dict()
+        assert not init["mlp.b_in"].any() and not init["mlp.b_out"].any()
+    # the same run without biases trains differently (the flag is not ignored)
+    plain = train(small(steps=40, save_every=1000, seed=1), progress=False, device="cpu")
+    assert not np.array_equal(plain.metrics["train_loss"].to_numpy(), lb)
+    # written only when true: the configs of runs without biases are as before the field existed
+    assert "bias" not in small().to_dict() and small(bias=True).to_dict()["bias"] is True
+    assert TrainConfig.from_dict(small(bias=True).to_dict()) == small(bias=True)
+    # resuming a biased run without --bias names the difference
+    with pytest.raises(ConfigError, match="bias"):
+        train(small(steps=50, seed=0), tmp_path / "b" / "seed0", resume=True, progress=False, device="cpu")
+    # refused for the paper's MLP, which has no biases: one line, exit code 2
+    with pytest.raises(ConfigError, match="bias: family 'mlp' has no biases"):
+        preset("standard", p=P, bias=True)
+    with pytest.raises(ConfigError, match="bias must be true or false"):
+        small(bias=1)
+    assert main(["train", "--preset", "standard", "--p", str(P), "--bias", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "bias: family 'mlp' has no biases" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+    # biased and unbiased runs are not one batch (their parameters differ): refused, naming the key
+    with pytest.raises(ConfigError, match=r"configs\[1\]\.bias = True differs from configs\[0\]\.bias = False"):
+        train_many([small(steps=2), small(steps=2, bias=True)], tmp_path / "mixed", progress=False, device="cpu")
+    assert not (tmp_path / "mixed").exists()

@@ -14,7 +14,7 @@ from mechinterp_modadd.training import PRESETS, TrainConfig, checkpoint_path, pr
 
 def test_presets_match_the_paper():
     assert set(PRESETS) == {"standard", "grokking", "quad_random", "quad_single_freq", "relu_single_freq",
-                            "lottery_sgd", "gromov"}
+                            "lottery_sgd", "gromov", "nanda", "nanda_small"}
     g = preset("grokking")
     assert (g.lr, g.weight_decay, g.train_fraction, g.optimizer) == (1e-4, 2.0, 0.75, "adamw")
     q = preset("quad_single_freq", p=13)

@@ -76,7 +76,8 @@ from .phases import (
 
 __all__ = ["LEVELS", "Claim", "CLAIMS", "RunContext", "register", "claims", "checks", "run_claims",
            "FamilyCheck", "UndefinedClaim", "register_family_check", "register_family_spectrum",
-           "family_spectrum", "FAMILY_SPECTRA", "claim_table"]
+           "family_spectrum", "FAMILY_SPECTRA", "claim_table",
+           "FAMILY_EXTRAS", "register_family_extras"]
 
 #: the two levels a claim can live at
 LEVELS = ("model", "run")
@@ -204,6 +205,18 @@ def _family_check(c: Claim, family: str) -> Callable[..., ClaimResult | None]:
     return fc.check
 
 
+#: family -> function(model, ctx) -> {name: result}: what ``diagnose`` shows for the family beside the
+#: registered claims (each result has ``summary()`` and ``to_dict()``); see :func:`register_family_extras`
+FAMILY_EXTRAS: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def register_family_extras(family: str, fn: Callable[..., dict[str, Any]]) -> None:
+    """Name the family's own results for ``diagnose`` (e.g. a transformer's embedding spectrum and
+    attention patterns): ``fn(model, ctx)`` returns ``{name: result}``, shown after the claims and
+    stored under ``extras`` in the JSON."""
+    FAMILY_EXTRAS[family] = fn
+
+
 def claim_table(families: list[str] | None = None) -> pd.DataFrame:
     """The table "claim x family": one row per model-level claim, one column per family, each cell
     how the claim is computed there or "undefined: why"."""
@@ -325,3 +338,52 @@ def _register_concat() -> None:
 
 
 _register_concat()
+
+
+def _register_transformer() -> None:
+    """The claims on ``transformer`` (:mod:`mechinterp_modadd.analysis.transformer_claims`): the
+    MLP neurons at ``=`` through the neuron view; input phases from the main effects u, v of the
+    pre-activation table, output phase through W_out W_U (docs/transformer.md)."""
+    from .concat import (
+        concat_flawed_indicator,
+        concat_frequency_diversification,
+        concat_magnitude_homogeneity,
+        concat_phase_alignment,
+        concat_single_frequency,
+    )
+    from .transformer_claims import transformer_extras, transformer_majority_vote, transformer_spectrum_of
+
+    fam = "transformer"
+    register_family_spectrum(fam, transformer_spectrum_of)
+    register_family_extras(fam, lambda model, ctx: transformer_extras(model, ctx.view, ctx.spectrum))
+    register_family_check("single_frequency", fam, lambda model, ctx: concat_single_frequency(ctx.spectrum),
+                          how="u_m, v_m (main effects of pre at '=' over x and y) and W_out W_U: family share of "
+                              "k* >= 0.8 and the same k* in u, v and W")
+    register_family_check("phase_alignment", fam, lambda model, ctx: concat_phase_alignment(ctx.spectrum),
+                          how="D = psi - phi_x - phi_y at k* (phases of u, v and W_out W_U): mean |sin D| <= 0.25, "
+                              "70% with |D| < 0.3")
+    register_family_check("phase_symmetry", fam, lambda model, ctx: phase_symmetry(ctx.spectrum),
+                          how="phi_x = phi_y (tied): Rayleigh tests of iota phi, iota = 1..4, per group, "
+                              "Bonferroni p >= 0.01")
+    register_family_check("frequency_diversification", fam,
+                          lambda model, ctx: concat_frequency_diversification(ctx.spectrum),
+                          how="neurons per k* (u and v together): every k covered, min n_k >= 0.3 M/K")
+    register_family_check("magnitude_homogeneity", fam,
+                          lambda model, ctx: concat_magnitude_homogeneity(ctx.spectrum),
+                          how="cv of the vote alpha_x alpha_y beta and of the aligned vote <= 0.5")
+    register_family_check("flawed_indicator", fam,
+                          lambda model, ctx: concat_flawed_indicator(ctx.spectrum, ctx.logits),
+                          how="measured ghost ratio (peaks at 2x, 2y over the x + y peak) against the additive "
+                              "model's prediction from u, v, W_out W_U (1/2 for tied phases)")
+    register_family_check("majority_vote", fam,
+                          lambda model, ctx: transformer_majority_vote(ctx.view, ctx.spectrum),
+                          how="zero-ablation of MLP neurons at '=' in the neuron view on all p^2 pairs: random "
+                              "halves, single groups, half circles of iota phi")
+    register_family_check("grokking_stages", fam, CLAIMS["grokking_stages"].check,
+                          how="the stage rule on train/test accuracy and the IPR of u and v together")
+    register_family_check("lottery_ticket", fam,
+                          undefined="the lottery-ticket dynamics (docs/science.md section 4) are derived for the "
+                                    "shared-input MLP; a transformer's neurons start from attention-mixed inputs")
+
+
+_register_transformer()

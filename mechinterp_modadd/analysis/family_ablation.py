@@ -28,7 +28,12 @@ from ..neurons import NeuronView
 from .majority.claim import MajorityVoteResult, MajorityVoteThresholds
 from .majority.selectors import generator, random_subsets, random_within_groups
 
-__all__ = ["ViewMajorityVoteResult", "view_majority_vote", "half_circle_keep", "concat_majority_vote"]
+__all__ = ["RANDOM_DRAWS", "PHASE_DRAWS", "ViewMajorityVoteResult", "view_majority_vote", "half_circle_keep",
+           "concat_majority_vote"]
+
+#: random halves drawn for criterion (1), and size-matched random halves per angle for criterion (3)
+RANDOM_DRAWS = 10
+PHASE_DRAWS = 20
 
 
 def half_circle_keep(angle: Tensor, group: Tensor, n_groups: int, n_grid: int = 72) -> Tensor:
@@ -84,7 +89,8 @@ def _accuracy(view: NeuronView, masks: Tensor) -> Tensor:
 
 @torch.no_grad()
 def view_majority_vote(view: NeuronView, frequency: Tensor, angles: dict[str, Tensor], *,
-                       vote_weight: Tensor | None = None, draws: int = 10, phase_draws: int = 20, seed: int = 0,
+                       vote_weight: Tensor | None = None, draws: int = RANDOM_DRAWS, phase_draws: int = PHASE_DRAWS,
+                       seed: int = 0,
                        half_accuracy_min: float = 0.95, single_group_max: float = 0.6,
                        phase_drop_min: float = 0.1) -> ViewMajorityVoteResult:
     """The majority-vote claim on ``view`` (see :class:`ViewMajorityVoteResult`).

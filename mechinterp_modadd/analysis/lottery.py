@@ -21,9 +21,9 @@ Chance level is 1/K. The paper gives no success rate: measuring one is new. Our 
 threshold (the paper has none): the lottery claim *holds* when the flow predictor is right for at
 least :data:`FLOW_THRESHOLD` = 80 % of neurons.
 
-One run is one seed, and the rate varies over seeds: measured at p = 23, Quad, 512 neurons, six
-seeds per arm, the flow rate has a standard deviation of 0.022 over seeds under AdamW 5e-5 (mean
-0.789) and 0.014 under SGD 0.1 (mean 0.923) (docs/science.md section 4). A single run therefore
+One run is one seed, and the rate varies over seeds: measured at p = 23, Quad, 512 neurons, twelve
+seeds per arm, the flow rate has a standard deviation of 0.020 over seeds under AdamW 5e-5 (mean
+0.782) and 0.011 under SGD 0.1 (mean 0.921) (docs/science.md section 4). A single run therefore
 carries ``flow_ci``, the 95 % Wilson interval of its rate over its neurons (half-width 0.035 at
 0.79 with 512 neurons, the same size as the seed spread), and ``near_threshold`` is True when that
 interval contains the threshold: the run's verdict is then within the seed spread of the

@@ -58,7 +58,7 @@ from ..errors import InputError
 __all__ = ["SweepTable", "CONFIG_COLUMNS", "STEP_COLUMNS", "lottery_summary", "lottery_verdicts", "grokking_phase",
            "primes_summary", "primes_vs_authors", "AUTHORS_PRIMES", "bootstrap_mean_ci", "wilson_interval",
            "seed_verdict", "distribution_summary", "claims_over_seeds", "run_distributions",
-           "run_region", "REGIONS", "COMPREHENSION_RATIO", "PAPER_POINT"]
+           "run_region", "REGIONS", "COMPREHENSION_RATIO", "PAPER_POINT", "runs_overview"]
 
 CONFIG_COLUMNS = ["name", "family", "preset", "p", "d_mlp", "activation", "init", "optimizer", "seed", "lr",
                   "weight_decay", "train_fraction", "init_scale", "steps", "save_every", "stop_accuracy", "stop_window"]
@@ -271,6 +271,29 @@ def distribution_summary(table: SweepTable | pd.DataFrame, column: str, threshol
 
 def _varying(df: pd.DataFrame) -> list[str]:
     return [c for c in CONFIG_COLUMNS if c in df and c not in ("name", "seed") and df[c].nunique(dropna=False) > 1]
+
+
+#: outcome columns of the runs overview, in this order, where the table has them
+OVERVIEW_COLUMNS = ["steps_done", "final_train_accuracy", "final_test_accuracy", "final_test_loss", "grok_step",
+                    "restricted_verdict"]
+
+
+def runs_overview(table: SweepTable | pd.DataFrame) -> pd.DataFrame:
+    """One row per run, narrow enough to read on a page: the run's name, the config columns that vary
+    across the sweep (and the seed), the outcome columns of :data:`OVERVIEW_COLUMNS`, and, where the
+    ``diagnose`` analysis ran, ``claims_holding`` as "k of n" (claims with a verdict other than
+    ``n/a``/undefined). ``results.csv`` keeps every column."""
+    df = table.frame if isinstance(table, SweepTable) else table
+    cols = ["name", *_varying(df), *(["seed"] if "seed" in df else []),
+            *(c for c in OVERVIEW_COLUMNS if c in df)]
+    out = df[cols].copy()
+    verdicts = [c for c in df.columns if c.endswith(".verdict")]
+    if verdicts:
+        v = df[verdicts].astype(str)
+        defined = v.isin(["holds", "fails"])
+        out["claims_holding"] = [f"{int(h)} of {int(n)}" for h, n in
+                                 zip((v == "holds").sum(axis=1), defined.sum(axis=1), strict=True)]
+    return out
 
 
 def claims_over_seeds(table: SweepTable | pd.DataFrame, group: list[str] | None = None) -> pd.DataFrame:

@@ -32,11 +32,20 @@ __all__ = ["NeuronSample", "CosineFits", "LogitSlice", "sample_neurons", "neuron
 
 def input_output_weights(model) -> tuple[Tensor, Tensor]:
     """theta [d_mlp, p] (effective W_in rows) and xi [d_mlp, p] (W_out columns), float64 on CPU.
-    For a concatenated-input MLP (family ``concat_mlp``) theta is u, the weights reading x."""
+    For a concatenated-input MLP (family ``concat_mlp``) theta is u, the weights reading x; for a
+    transformer (family ``transformer``) theta is u, the main effect of x on the pre-activation at
+    ``=``, and xi the neuron's direction W_out W_U (:mod:`~mechinterp_modadd.analysis.transformer_claims`)."""
     from ..families.concat_mlp import ConcatMLP
+    from ..transformer import ModAddTransformer
 
     if isinstance(model, ConcatMLP):
         return model.W_x.detach().to("cpu", torch.float64), model.W_out.detach().to("cpu", torch.float64).T
+    if isinstance(model, ModAddTransformer):
+        from ..families import neuron_view
+        from .transformer_claims import effective_inputs
+
+        view = neuron_view(model)
+        return effective_inputs(view)[0], view.W
     w64 = weights64(model)
     return w64.theta, w64.xi
 

@@ -55,7 +55,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..fileio import atomic_write_text
     from ..schemas import stamp
 
-    ckpt = load_checkpoint(args.checkpoint, activation=args.activation, force=args.force, family=args.family)
+    ckpt = load_checkpoint(args.checkpoint, activation=args.activation, force=args.force, family=args.family,
+                           config=args.config)
     model = ckpt.model
     if ckpt.family != "mlp":
         return _run_family(args, ckpt)
@@ -115,20 +116,22 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_family(args: argparse.Namespace, ckpt) -> int:
     """``modadd ablate`` on a family other than the paper's MLP: the majority vote by ablation
-    through the neuron view (:mod:`mechinterp_modadd.analysis.family_ablation`). The paper MLP's
-    suite (activation swap, noise scaling) and its JSON/HTML are not defined there yet."""
-    from ..analysis.family_ablation import concat_majority_vote
+    through the neuron view (:mod:`mechinterp_modadd.analysis.family_ablation`), printed and, with
+    ``--json`` / ``--html``, written as the ``ablate`` document of that family (``family``,
+    ``settings``, ``majority_vote`` with the accuracy lost per phase angle) and a page rendering it.
+    The paper MLP's activation swap and noise scaling are not defined there."""
+    from ..analysis.family_ablation import PHASE_DRAWS, RANDOM_DRAWS, concat_majority_vote
     from ..errors import ConfigError
+    from ..fileio import atomic_write_text
+    from ..schemas import stamp
 
-    if args.json or args.html:
-        raise ConfigError(f"--json/--html: the ablation document is defined for family 'mlp'; {args.checkpoint} "
-                          f"is {ckpt.family!r} (its majority vote is in 'modadd diagnose --json')")
     if ckpt.family != "concat_mlp":
         raise ConfigError(f"{args.checkpoint}: modadd ablate has no experiments for family {ckpt.family!r}")
     model = ckpt.model
     r = concat_majority_vote(model, seed=args.seed)
+    act = model.activation if isinstance(model.activation, str) else "custom"
     print(f"{args.checkpoint}: family {ckpt.family}, p = {model.cfg.p}, d_mlp = {model.cfg.d_mlp}, "
-          f"activation {model.activation}")
+          f"activation {act}")
     print(f"\nAll {model.cfg.p ** 2} ordered pairs, zero-ablation in the neuron view (seed {args.seed})")
     print(f"full model: accuracy {r.full_accuracy:.4f}")
     print(f"random 50% of neurons kept: mean accuracy {r.half_accuracy:.4f} over {r.draws} draws "
@@ -140,4 +143,26 @@ def _run_family(args: argparse.Namespace, ckpt) -> int:
     print(f"\nmajority_vote: {'holds' if r.holds else 'fails'} ({r.details()})")
     for reason in r.reasons:
         print(f"  - {reason}")
+    # both outputs are built before either is written
+    doc = {"family": ckpt.family, "p": model.cfg.p, "d_mlp": model.cfg.d_mlp, "activation": act,
+           "source": str(args.checkpoint),
+           "settings": {"seed": args.seed, "draws": RANDOM_DRAWS, "phase_draws": PHASE_DRAWS,
+                        "pairs": "ordered", "ablation": "zero"},
+           "majority_vote": r.to_dict()}
+    text = json.dumps(stamp(doc, "ablate"), indent=1, allow_nan=False) + "\n" if args.json else None
+    page = None
+    if args.html:
+        from ..diagnose import display_name
+        from ..pages.ablation import add_view_ablation_section
+        from ..pages.html import HtmlReport
+
+        page = HtmlReport(f"Ablation of {display_name(args.checkpoint)} ({ckpt.family})",
+                          subtitle=str(args.checkpoint))
+        add_view_ablation_section(page, r)
+    if text is not None:
+        atomic_write_text(args.json, text)
+        print(f"JSON written to {args.json}")
+    if page is not None:
+        page.save(args.html)
+        print(f"HTML written to {args.html}")
     return 0

@@ -84,11 +84,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.checkpoint and folder_kind(args.checkpoint) is not None:
         return _diagnose_many(args)
-    if args.checkpoint and Path(args.checkpoint).is_dir():
-        raise CheckpointError(f"{args.checkpoint}: is a folder but neither a sweep folder (sweep.json) nor a batch "
-                              f"folder of runs (runs.csv); expected a checkpoint file")
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    ckpt = load_checkpoint(path, activation=args.activation, force=args.force, family=args.family)
+    ckpt = load_checkpoint(path, activation=args.activation, force=args.force, family=args.family,
+                           config=args.config)
     model = ckpt.model  # load_checkpoint already applied --activation
     step = f" (step {ckpt.step})" if ckpt.step is not None else ""
     # the ablation suite of the page and the JSON is the paper MLP's; other families carry their

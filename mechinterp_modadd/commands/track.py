@@ -116,6 +116,11 @@ def _run(args: argparse.Namespace) -> int:
           f"{r.restricted_loss:.4g} on {r.eval_pairs} pairs ({r.restricted_loss_all:.4g} on all), excluded "
           f"{r.excluded_loss:.4g} on training pairs (train loss {r.train_loss:.4g}) -> {r.verdict}"
           + (f": {r.reason}" if r.reason else ""))
+    if dyn.family == "transformer":  # Nanda et al.'s views of the run (docs/transformer.md)
+        from ..analysis.transformer_views import run_views_text
+
+        for line in run_views_text(series):
+            print(line)
     if "lottery_ticket" in dyn.undefined:
         print(f"lottery: undefined for family {dyn.family!r}: {dyn.undefined['lottery_ticket']}")
     elif lottery is None:

@@ -60,9 +60,10 @@ def _float_value(text: str) -> float:
 # ----------------------------------------------------------------------------------- train
 def _configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--preset", required=True, choices=sorted(PRESET_NAMES),
-                    help="one of the paper's configurations, or gromov (Gromov's concatenated-input MLP, "
-                         "family concat_mlp)")
-    ap.add_argument("--p", type=int, default=23, help="modulus (default 23)")
+                    help="one of the paper's configurations, gromov (Gromov's concatenated-input MLP, family "
+                         "concat_mlp), or nanda / nanda_small (Nanda et al.'s transformer, family transformer)")
+    ap.add_argument("--p", type=int, default=None, help="modulus (default: the preset's; 23 for the paper's, "
+                    "113 for nanda)")
     ap.add_argument("--d-mlp", type=int, default=None,
                     help="hidden width (default: the preset's, else max(512, ceil(512 p^2/529)))")
     ap.add_argument("--steps", type=int, default=None, help="full-batch steps (default: the preset's)")
@@ -78,9 +79,12 @@ def _configure(ap: argparse.ArgumentParser) -> None:
     for hp in HYPER.values():  # the optimizers' hyper-parameters, one flag each
         ap.add_argument(hp.flag, type=_hyper_type(hp), default=None, metavar=hp.metavar,
                         help=f"{hp.help}; default {hp.text(hp.default)}")
+    ap.add_argument("--bias", action="store_true",
+                    help="hidden and output biases, initialised at zero (families that have them: concat_mlp)")
     ap.add_argument("--seed", type=_int_values, nargs="+", default=None,
                     help="seed(s): 0, or 0 1 2, or a range 0-31" + many)
-    ap.add_argument("--save-every", type=int, default=1000, help="checkpoint interval in steps")
+    ap.add_argument("--save-every", type=int, default=None,
+                    help="checkpoint interval in steps (default: the preset's; 1000 for the paper's)")
     ap.add_argument("--stop-accuracy", type=_float_value, default=None,
                     help="early stop: end a run once train and test accuracy held >= this for --stop-window "
                     "steps (checked at multiples of the window; default: train every step)")
@@ -109,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     cfgs = [preset(args.preset, p=args.p, d_mlp=args.d_mlp, steps=args.steps, activation=args.activation,
                    save_every=args.save_every, stop_accuracy=args.stop_accuracy, stop_window=args.stop_window,
                    optimizer=args.optimizer, **{name: getattr(args, name) for name in HYPER},
+                   bias=args.bias or None,
                    **dict(zip(grid, values, strict=True)))
             for values in itertools.product(*grid.values())]
     max_memory = getattr(args, "max_memory", None)

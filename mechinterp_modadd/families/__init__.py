@@ -34,6 +34,7 @@ from __future__ import annotations
 # importing the family modules registers them ("mlp" first: concat_mlp imports it)
 from . import concat_mlp as _concat_mlp
 from . import mlp as _mlp
+from . import transformer as _transformer
 from .base import Family
 from .registry import (
     FAMILIES,
@@ -49,4 +50,4 @@ from .registry import (
 __all__ = ["Family", "FAMILIES", "register_family", "get_family", "family_of", "family_name",
            "detect_family", "families", "neuron_view"]
 
-del _mlp, _concat_mlp
+del _mlp, _concat_mlp, _transformer

@@ -101,5 +101,7 @@ def build_sweep_page(path: str | os.PathLike, n_planned: int | None = None) -> H
                       "seed spread alone moves the step of first 100 % accuracy by a few hundred steps.")
             page.table(cmp)
     page.heading("All runs")
-    page.table(table.to_frame())
+    page.text("One row per run: the settings that vary across the sweep, the seed and the outcomes; "
+              f"results.csv in the sweep folder keeps all {table.frame.shape[1]} columns of every run.")
+    page.table(agg.runs_overview(table), table_id="runs")
     return page

@@ -130,11 +130,11 @@ def _check_configs(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
     first = cfgs[0]
     get_train_family(first.family)
     for i, c in enumerate(cfgs[1:], 1):
-        for k in ("family", "p", "optimizer", "activation", "embedding"):
+        for k in ("family", "p", "optimizer", "activation", "embedding", "bias"):
             if getattr(c, k) != getattr(first, k):
                 raise ConfigError(f"configs[{i}].{k} = {getattr(c, k)!r} differs from configs[0].{k} = "
                                   f"{getattr(first, k)!r}; a batch must share family, p, d_mlp, activation, "
-                                  f"embedding and optimizer")
+                                  f"embedding, bias and optimizer")
         if _stack_key(c) != _stack_key(first):
             raise ConfigError(f"configs[{i}] has the shapes {_stack_key(c)[2]} (d_mlp, activation, embedding, "
                               f"d_model), configs[0] has {_stack_key(first)[2]}; a batch must share d_mlp")

@@ -68,6 +68,10 @@ class TrainConfig:
     hyper-parameter are fields made from :data:`mechinterp_modadd.hyperparams.HYPER` (inserted after
     ``weight_decay``). ``family`` is a training family of :mod:`.family` (``mlp``: the paper's
     one-hidden-layer network, :mod:`.family_mlp`).
+
+    ``bias`` gives the hidden and output layers biases (initialised at zero), for the families that
+    support them (``concat_mlp``; the paper's ``mlp`` has none and refuses it). It is written to
+    config.json only when true, so the configs of runs without biases read as before it existed.
     """
 
     family: str = "mlp"
@@ -91,6 +95,7 @@ class TrainConfig:
     preset: str | None = None
     stop_accuracy: float | None = None
     stop_window: int = 1000
+    bias: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.family, str) or not self.family.isidentifier():
@@ -116,6 +121,8 @@ class TrainConfig:
             raise ConfigError(f"stop_accuracy must be None or in (0, 1], got {self.stop_accuracy!r}")
         if isinstance(self.stop_window, bool) or not isinstance(self.stop_window, int) or self.stop_window < 1:
             raise ConfigError(f"stop_window must be a positive integer, got {self.stop_window!r}")
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"bias must be true or false, got {self.bias!r}")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
         for name, hp in HYPER.items():
@@ -125,7 +132,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} {e}") from None
         self._check_optimizer()
         object.__setattr__(self, "activation", canonical_activation(self.activation))
-        self.model_config()  # validate the model part now
+        model = self.model_config()  # validate the model part now
+        if self.bias and getattr(model, "bias", None) is not True:
+            raise ConfigError(f"bias: family {self.family!r} has no biases (family 'concat_mlp' has)")
 
     def _check_optimizer(self) -> None:
         """Every hyper-parameter the optimizer does not read at its default; then the optimizer's
@@ -160,16 +169,19 @@ class TrainConfig:
         return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values; ``bias`` only when true (see the class docstring)."""
         d = asdict(self)
         for name, hp in HYPER.items():
             d[name] = hp.to_json(d[name])  # tuples as lists (betas: [0.9, 0.98])
+        if not self.bias:
+            del d["bias"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """From :meth:`to_dict`'s form; keys added later (``family``, ``momentum``, any newer
-        optimizer hyper-parameter) take their defaults when absent, so older config.json files read
-        unchanged."""
+        """From :meth:`to_dict`'s form; keys added later (``family``, ``momentum``, ``bias``, any
+        newer optimizer hyper-parameter) take their defaults when absent, so older config.json files
+        read unchanged."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

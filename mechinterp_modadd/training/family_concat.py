@@ -10,7 +10,8 @@ with the same run alone to rounding.
 
 Config: ``TrainConfig`` fields ``p``, ``d_mlp`` (None: the authors' width rule), ``activation``,
 ``init_scale`` (:class:`~mechinterp_modadd.families.concat_mlp.ConcatMLPConfig`: u, v ~ s N(0, 1) /
-sqrt(2p), W_out ~ s N(0, 1) / sqrt(d_mlp)); no biases; ``embedding`` must stay ``one_hot`` and
+sqrt(2p), W_out ~ s N(0, 1) / sqrt(d_mlp)) and ``bias`` (hidden and output biases, initialised at
+zero, trained like the weights; default none); ``embedding`` must stay ``one_hot`` and
 ``init`` ``random``. The preset ``gromov`` (docs/science.md section 10.4) is quad, width 256,
 cross-entropy, AdamW lr 3e-3, betas (0.9, 0.98), weight decay 1, train fraction 0.5, 3,000 steps.
 """
@@ -39,7 +40,7 @@ def concat_model_config(cfg: Any) -> ConcatMLPConfig:
     if cfg.init != "random":
         raise ConfigError(f"family 'concat_mlp' initialises at random (init 'random'), got init {cfg.init!r}")
     return ConcatMLPConfig(p=cfg.p, d_mlp=cfg.d_mlp if cfg.d_mlp is not None else default_d_mlp(cfg.p),
-                           activation=cfg.activation, bias=False, init_scale=cfg.init_scale)
+                           activation=cfg.activation, bias=cfg.bias, init_scale=cfg.init_scale)
 
 
 class ConcatTrainFamily(TrainFamily):

@@ -266,8 +266,8 @@ def validate_resume(run_dir: str | os.PathLike, cfg: TrainConfig) -> ResumePlan:
         raise RunFolderError(f"{run_dir}: no such run folder to resume")
     saved, run_id, _ = read_run_config(run_dir)
     if saved.replace(steps=cfg.steps) != cfg:
-        diff = {k: (v, cfg.to_dict()[k]) for k, v in saved.to_dict().items()
-                if k != "steps" and cfg.to_dict()[k] != v}
+        sd, cd = saved.to_dict(), cfg.to_dict()
+        diff = {k: (sd.get(k), cd.get(k)) for k in {**sd, **cd} if k != "steps" and sd.get(k) != cd.get(k)}
         raise ConfigError(f"{run_dir}: config differs from the saved run in {diff} (saved, given)")
     split_path = run_dir / SPLIT
     try:
