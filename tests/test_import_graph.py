@@ -11,7 +11,8 @@ Layers (every module of the package must have one, see :func:`layer_of`):
 
 ==========  ==========================================================================================
 core        the package root, _version, constants, errors, data, fourier, fourier2d, neurons, families/, model,
-            tlens, checkpoint, forward, layout, runtime, memory, schemas, outputs, notebook, fileio, inputs, locks
+            tlens, checkpoint, forward, layout, runtime, memory, schemas, outputs, notebook, fileio, inputs, locks,
+            hyperparams
 analysis    analysis/ (pure computation, typed results)
 results     diagnose, series, dynamics (result objects built from analysis)
 training    training/
@@ -52,7 +53,7 @@ NAME = PKG.name
 CORE = {"", "_version", "constants", "errors", "data", "fourier", "fourier2d", "neurons", "families", "model", "tlens",
         "transformer", "transformer_io",
         "checkpoint", "forward", "layout", "runtime", "memory", "schemas", "outputs", "notebook", "fileio", "inputs",
-        "locks"}
+        "locks", "hyperparams"}
 #: top-level modules of the results layer
 RESULTS = {"diagnose", "series", "dynamics"}
 #: sub-packages that are a layer of their own

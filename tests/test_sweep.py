@@ -114,7 +114,7 @@ def test_optimizer_grid_keys():
     ("analyses = ['everything']\n[grid]\np = 5", "analyses: expected a list"),
     ("[grid\np = 5", "not valid TOML"),
     ("[grid]\nmomentum = 0.9", "impossible combination (preset = standard, p = 23, momentum = 0.9"),
-    ("[grid]\nbetas = [0.9]", "grid.betas: expected a pair of numbers"),
+    ("[grid]\nbetas = [0.9]", "grid.betas: must be a pair of numbers in [0, 1)"),
     ("[grid]\nmomentum = 1.5", "grid.momentum: must be in [0, 1)"),
     ("[grid]\noptimizer = 'lion'", "optimizer must be one of"),
 ])

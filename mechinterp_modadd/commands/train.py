@@ -3,8 +3,10 @@
 Trains one run, or the Cartesian product of every multi-valued flag (seeds, lrs, weight decays,
 train fractions, init scales) batched by :func:`mechinterp_modadd.training.train_many`, into
 ordinary run folders (:mod:`mechinterp_modadd.layout`). ``--optimizer`` and its hyper-parameters
-(``--betas`` for adamw, ``--momentum`` for sgd) override the preset's; a hyper-parameter of
-another optimizer is refused in one line (exit code 2).
+override the preset's. There is one flag per optimizer hyper-parameter declared in
+:data:`mechinterp_modadd.hyperparams.HYPER` (``--betas`` for adamw, ``--momentum`` for sgd, ...),
+so a new one needs no change here; a value out of its interval, or a hyper-parameter of another
+optimizer, is refused in one line (exit code 2).
 """
 
 from __future__ import annotations
@@ -13,18 +15,21 @@ import argparse
 from pathlib import Path
 
 from ..constants import MAX_RUNS, PRESET_NAMES
+from ..hyperparams import HYPER, HyperParam
 from .registry import command
 
 
-def _betas(text: str) -> tuple[float, float]:
-    """``--betas B1,B2``: two numbers."""
-    parts = [t.strip() for t in text.split(",")]
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        return float(parts[0]), float(parts[1])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers B1,B2 such as 0.9,0.98, got {text!r}") from None
+def _hyper_type(hp: HyperParam):
+    """The argparse type of ``hp``'s flag: its numbers (the range is checked by TrainConfig)."""
+
+    def parse(text: str):
+        try:
+            return hp.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = hp.name
+    return parse
 
 
 def _int_values(text: str) -> list[int]:
@@ -71,10 +76,9 @@ def _configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--activation", default=None, help="activation (default: the preset's)")
     ap.add_argument("--optimizer", default=None, metavar="NAME",
                     help="optimizer: adamw or sgd (any name of training.optim.OPTIMIZERS; default: the preset's)")
-    ap.add_argument("--betas", type=_betas, default=None, metavar="B1,B2",
-                    help="AdamW's moment decay rates (default 0.9,0.98); adamw only")
-    ap.add_argument("--momentum", type=_float_value, default=None, metavar="M",
-                    help="SGD's momentum, heavy ball without dampening (default 0); sgd only")
+    for hp in HYPER.values():  # the optimizers' hyper-parameters, one flag each
+        ap.add_argument(hp.flag, type=_hyper_type(hp), default=None, metavar=hp.metavar,
+                        help=f"{hp.help}; default {hp.text(hp.default)}")
     ap.add_argument("--bias", action="store_true",
                     help="hidden and output biases, initialised at zero (families that have them: concat_mlp)")
     ap.add_argument("--seed", type=_int_values, nargs="+", default=None,
@@ -108,7 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     grid = train_grid(args)
     cfgs = [preset(args.preset, p=args.p, d_mlp=args.d_mlp, steps=args.steps, activation=args.activation,
                    save_every=args.save_every, stop_accuracy=args.stop_accuracy, stop_window=args.stop_window,
-                   optimizer=args.optimizer, betas=args.betas, momentum=args.momentum, bias=args.bias or None,
+                   optimizer=args.optimizer, **{name: getattr(args, name) for name in HYPER},
+                   bias=args.bias or None,
                    **dict(zip(grid, values, strict=True)))
             for values in itertools.product(*grid.values())]
     max_memory = getattr(args, "max_memory", None)

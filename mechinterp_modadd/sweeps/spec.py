@@ -25,6 +25,10 @@ Format (every key optional except ``grid``; unknown keys are refused)::
     momentum = [0.0, 0.9]              # SGD's momentum (sgd runs only)
     betas = [[0.9, 0.98], [0.9, 0.999]]   # AdamW's betas (adamw runs only); one pair or a list of pairs
 
+Every optimizer hyper-parameter declared in :data:`mechinterp_modadd.hyperparams.HYPER` is a grid
+key (``betas`` and ``momentum`` above), checked against its declared interval; one whose value is a
+tuple takes one tuple or a list of them, like ``betas``.
+
 Analyses: ``diagnose`` (every registered claim on the final checkpoint: key number and verdict),
 ``lottery`` (the four winner predictors, step 0 against the final checkpoint) and ``progress``
 (restricted / excluded loss of the final checkpoint). Every row also gets the final metrics, the
@@ -40,11 +44,12 @@ import math
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..constants import MAX_RUNS as _MAX_RUNS
 from ..errors import ConfigError, ModAddError, ModAddWarning
+from ..hyperparams import HYPER
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,13 +64,16 @@ ANALYSES = ("diagnose", "lottery", "progress")
 #: research pages a sweep can declare
 PAGES = ("lottery", "grokking", "primes")
 #: grid axes, in the order runs are expanded (the last varies fastest)
-GRID_KEYS = ("preset", "p", "d_mlp", "activation", "optimizer", "betas", "momentum", "init_scale", "lr",
+GRID_KEYS = ("preset", "p", "d_mlp", "activation", "optimizer", *HYPER, "init_scale", "lr",
              "weight_decay", "train_fraction", "steps", "save_every", "stop_accuracy", "stop_window", "seed")
 _TOP_KEYS = ("name", "page", "analyses", "threads", "grid")
 #: most runs one sweep may plan (:data:`mechinterp_modadd.constants.MAX_RUNS`): a larger grid is
 #: refused, with its count, before anything is built or written (split it into several sweeps)
 MAX_RUNS = _MAX_RUNS
-_FLOAT_KEYS = ("lr", "weight_decay", "train_fraction", "init_scale", "stop_accuracy", "momentum")
+_FLOAT_KEYS = ("lr", "weight_decay", "train_fraction", "init_scale", "stop_accuracy")
+#: TrainConfig keys added after run names were first hashed: left out of the hash at their defaults,
+#: so that runs which do not use them keep their names (every optimizer hyper-parameter but betas)
+_LATER_KEYS = ("family", *(k for k in HYPER if k != "betas"))
 _INT_KEYS = ("p", "steps", "save_every", "stop_window", "seed")
 
 
@@ -152,8 +160,8 @@ def _seeds(source: str, v: Any) -> list[int]:
 
 
 def _as_list(source: str, key: str, v: Any) -> list[Any]:
-    if key == "betas" and isinstance(v, list) and v and not isinstance(v[0], list):
-        v = [v]  # one pair
+    if key in HYPER and HYPER[key].size and isinstance(v, list) and v and not isinstance(v[0], list):
+        v = [v]  # one tuple (e.g. one pair of betas)
     vals = list(v) if isinstance(v, list) else [v]
     if not vals:
         raise _fail(source, f"grid.{key}", "empty list: give at least one value")
@@ -178,11 +186,12 @@ def _check_value(source: str, key: str, v: Any) -> Any:
         if not isinstance(v, str) or not v.isidentifier():
             raise _fail(source, where, f"expected an optimizer name such as \"adamw\" or \"sgd\", got {v!r}")
         return v
-    if key == "betas":
-        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool)
-                                                            and 0 <= b < 1 for b in v)):
-            raise _fail(source, where, f"expected a pair of numbers in [0, 1) such as [0.9, 0.98], got {v!r}")
-        return [float(b) for b in v]
+    if key in HYPER:
+        hp = HYPER[key]
+        try:
+            return hp.to_json(hp.value(v))
+        except ValueError as e:
+            raise _fail(source, where, str(e)) from None
     if key == "d_mlp":
         if v == "rule":
             return v
@@ -208,8 +217,6 @@ def _check_value(source: str, key: str, v: Any) -> Any:
             raise _fail(source, where, f"must be > 0, got {v}")
         if key == "weight_decay" and v < 0:
             raise _fail(source, where, f"must be >= 0, got {v}")
-        if key == "momentum" and not 0 <= v < 1:
-            raise _fail(source, where, f"must be in [0, 1), got {v}")
         return v
     raise AssertionError(key)  # pragma: no cover
 
@@ -269,14 +276,13 @@ def _expand(spec: SweepSpec) -> list[RunPlan]:
     from ..training import TrainConfig, preset
 
     keys = [k for k in GRID_KEYS if k in spec.grid]
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
     runs: list[RunPlan] = []
     for combo in itertools.product(*(spec.grid[k] for k in keys)):
         values = dict(zip(keys, combo, strict=True))
         over = {k: v for k, v in values.items() if k != "preset"}
         if over.get("d_mlp") == "rule":
             over["d_mlp"] = None
-        if "betas" in over:
-            over["betas"] = tuple(over["betas"])
         try:
             cfg: TrainConfig = preset(values["preset"], **over)
             cfg.model_config()
@@ -291,8 +297,8 @@ def _expand(spec: SweepSpec) -> list[RunPlan]:
         d = cfg.to_dict()
         if cfg.stop_accuracy is None:  # runs without an early stop keep the names they had before it existed
             del d["stop_accuracy"], d["stop_window"]
-        for k, default in (("family", "mlp"), ("momentum", 0.0)):  # likewise keys added later, at their defaults
-            if d[k] == default:
+        for k in _LATER_KEYS:  # likewise keys added later, at their defaults
+            if getattr(cfg, k) == defaults[k]:
                 del d[k]
         blob = json.dumps(d, sort_keys=True)
         tag = hashlib.sha256(blob.encode()).hexdigest()[:8]

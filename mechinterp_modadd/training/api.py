@@ -36,6 +36,7 @@ from torch import nn
 from ..checkpoint import load_checkpoint
 from ..data import Split, random_split
 from ..errors import CheckpointError, ConfigError, RunFolderError
+from ..hyperparams import HYPER
 from ..layout import CHECKPOINTS, checkpoint_path
 from ..runtime import auto_threads, resolve_device, thread_scope
 from .config import TrainConfig
@@ -59,10 +60,12 @@ from .runfolder import (
 
 __all__ = ["train", "train_many", "TrainResult", "ManyResult", "run_name", "load_run_model", "checkpoint_path"]
 
+#: (TrainConfig field, its tag in folder names); the optimizer hyper-parameters' tags are declared
+#: with them (mechinterp_modadd.hyperparams: betas -> "betas", momentum -> "mom")
 _VARYING_NAMES = (("seed", "seed"), ("lr", "lr"), ("weight_decay", "wd"), ("train_fraction", "frac"),
                   ("init_scale", "init"), ("init", "initkind"), ("split_seed", "split"),
-                  ("warmup_steps", "warmup"), ("steps", "steps"), ("betas", "betas"),
-                  ("momentum", "mom"), ("save_every", "every"))
+                  ("warmup_steps", "warmup"), ("steps", "steps"),
+                  *((name, hp.short) for name, hp in HYPER.items()), ("save_every", "every"))
 
 
 @dataclass

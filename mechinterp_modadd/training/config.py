@@ -4,25 +4,52 @@
 
 ``TrainConfig.family`` names the model family the engine trains (:mod:`.family`; configs written
 before the key existed read as ``"mlp"``); ``optimizer`` names a stacked optimizer of
-:mod:`.optim`, whose hyper-parameter fields (``betas`` for AdamW, ``momentum`` for SGD) are
-checked here: a field of another optimizer must stay at its default.
+:mod:`.optim`. The optimizers' hyper-parameter fields (``betas`` for AdamW, ``momentum`` for SGD,
+...) are not written here: TrainConfig has one field per entry of
+:data:`mechinterp_modadd.hyperparams.HYPER`, after ``weight_decay``, with its default, type and
+range check from there; a field of another optimizer must stay at its default. So a new
+hyper-parameter needs no change to this file.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ..constants import PRESETS as _PRESETS
 from ..errors import ConfigError
+from ..hyperparams import HYPER
 from ..model import ModelConfig, canonical_activation, default_d_mlp
-from .optim import HYPER, OPTIMIZERS
+from .optim import OPTIMIZERS
 
 __all__ = ["TrainConfig", "PRESETS", "preset"]
 
 
+def _with_hyper_fields(cls: type) -> type:
+    """Insert one field per declared optimizer hyper-parameter (:data:`HYPER`, in its order) right
+    after ``weight_decay``, where ``betas`` and ``momentum`` have always stood in ``config.json``."""
+    own = inspect.get_annotations(cls)
+    clash = sorted(set(HYPER) & set(own))
+    if clash:
+        raise TypeError(f"hyper-parameters {clash} of mechinterp_modadd.hyperparams.HYPER are TrainConfig "
+                        f"fields already; choose other names")
+    annotations: dict[str, Any] = {}
+    for name, kind in own.items():
+        annotations[name] = kind
+        if name == "weight_decay":
+            for hp in HYPER.values():
+                annotations[hp.name] = hp.annotation
+                setattr(cls, hp.name, hp.default)
+    if "weight_decay" not in own:
+        raise TypeError("TrainConfig needs a weight_decay field to place the hyper-parameter fields after")
+    cls.__annotations__ = annotations
+    return cls
+
+
 @dataclass(frozen=True)
+@_with_hyper_fields
 class TrainConfig:
     """Everything a full-batch training run needs; ``seed`` makes it reproducible bit for bit.
 
@@ -37,8 +64,10 @@ class TrainConfig:
     batch as alone, and on a GPU without a host read per step). See :func:`~.objective.stop_rule_met`.
 
     ``optimizer`` is a name of :data:`~.optim.OPTIMIZERS` (``adamw``: ``betas``; ``sgd``:
-    ``momentum``, torch's heavy-ball form without dampening). ``family`` is a training family of
-    :mod:`.family` (``mlp``: the paper's one-hidden-layer network, :mod:`.family_mlp`).
+    ``momentum``, torch's heavy-ball form without dampening). Those two and every other optimizer
+    hyper-parameter are fields made from :data:`mechinterp_modadd.hyperparams.HYPER` (inserted after
+    ``weight_decay``). ``family`` is a training family of :mod:`.family` (``mlp``: the paper's
+    one-hidden-layer network, :mod:`.family_mlp`).
 
     ``bias`` gives the hidden and output layers biases (initialised at zero), for the families that
     support them (``concat_mlp``; the paper's ``mlp`` has none and refuses it). It is written to
@@ -56,8 +85,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     lr: float = 5e-5
     weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.98)
-    momentum: float = 0.0
+    # here: one field per optimizer hyper-parameter of HYPER (betas, momentum, ...), see _with_hyper_fields
     warmup_steps: int = 10
     train_fraction: float = 1.0
     steps: int = 5000
@@ -97,12 +125,11 @@ class TrainConfig:
             raise ConfigError(f"bias must be true or false, got {self.bias!r}")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
-        try:
-            object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-            object.__setattr__(self, "momentum", float(self.momentum))
-        except (TypeError, ValueError):
-            raise ConfigError(f"betas must be two numbers and momentum a number, got betas = {self.betas!r}, "
-                              f"momentum = {self.momentum!r}") from None
+        for name, hp in HYPER.items():
+            try:
+                object.__setattr__(self, name, hp.value(getattr(self, name)))
+            except ValueError as e:
+                raise ConfigError(f"{name} {e}") from None
         self._check_optimizer()
         object.__setattr__(self, "activation", canonical_activation(self.activation))
         model = self.model_config()  # validate the model part now
@@ -110,14 +137,14 @@ class TrainConfig:
             raise ConfigError(f"bias: family {self.family!r} has no biases (family 'concat_mlp' has)")
 
     def _check_optimizer(self) -> None:
-        """The optimizer's own hyper-parameters valid; every other optimizer's at its default."""
+        """Every hyper-parameter the optimizer does not read at its default; then the optimizer's
+        own check (:meth:`~.optim.StackedOptimizer.check`; ranges were checked from HYPER)."""
         opt = OPTIMIZERS[self.optimizer]
-        defaults = {f.name: f.default for f in fields(self)}
         for name, hp in HYPER.items():
             value = getattr(self, name)
-            if name not in opt.hyper and value != defaults[name]:
-                users = [k for k, o in OPTIMIZERS.items() if name in o.hyper]
-                raise ConfigError(f"{name} = {value!r} is a hyper-parameter of optimizer {' / '.join(users)}, "
+            if name not in opt.hyper and value != hp.default:
+                users = " / ".join(k for k, o in OPTIMIZERS.items() if name in o.hyper) or "none registered"
+                raise ConfigError(f"{name} = {value!r} is a hyper-parameter of optimizer {users}, "
                                   f"not of {self.optimizer!r} ({hp.flag}, sweep grid key {name!r})")
         opt.check(self)
 
@@ -144,15 +171,17 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values; ``bias`` only when true (see the class docstring)."""
         d = asdict(self)
-        d["betas"] = list(self.betas)
+        for name, hp in HYPER.items():
+            d[name] = hp.to_json(d[name])  # tuples as lists (betas: [0.9, 0.98])
         if not self.bias:
             del d["bias"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """From :meth:`to_dict`'s form; keys added later (``family``, ``momentum``, ``bias``) take their
-        defaults when absent, so older config.json files read unchanged."""
+        """From :meth:`to_dict`'s form; keys added later (``family``, ``momentum``, ``bias``, any
+        newer optimizer hyper-parameter) take their defaults when absent, so older config.json files
+        read unchanged."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

@@ -18,26 +18,28 @@ names it (``exp_avg``, ``exp_avg_sq`` and ``step`` for AdamW, ``momentum_buffer`
 momentum), which :mod:`.runfolder` writes to ``resume.safetensors`` in the format the single-run
 trainer wrote; :meth:`StackedOptimizer.load_run_state` reads it back.
 
-Adding an optimizer: a subclass here, decorated with :func:`register`, naming the
-:class:`~.config.TrainConfig` fields it reads in ``hyper``. The engine, the config checks,
+Adding an optimizer: a subclass here, decorated with :func:`register`, naming in ``hyper`` the
+hyper-parameters it reads besides lr and weight decay. The engine, the config checks,
 ``modadd train --optimizer NAME`` and the sweep grid key ``optimizer`` read :data:`OPTIMIZERS`, so
-an optimizer whose hyper-parameters exist already (``betas``, ``momentum``) touches this file
-only. A new hyper-parameter is a new TrainConfig field (``config.py``) described in :data:`HYPER`;
-its ``modadd train`` flag (``commands/train.py``) and sweep grid key (``sweeps/spec.py``) are
-declared there, since those modules do not import torch.
+an optimizer whose hyper-parameters are declared already (``betas``, ``momentum``) touches this
+file only. A new hyper-parameter is one :class:`~mechinterp_modadd.hyperparams.HyperParam` entry
+of :data:`~mechinterp_modadd.hyperparams.HYPER` (name, default, interval, help): its TrainConfig
+field, range check, ``modadd train`` flag, sweep grid key and folder-name tag are derived from
+it. So adding an optimizer touches at most two files, ``training/optim.py`` and
+``hyperparams.py``; the declarations live apart because the CLI parser and the sweep spec read
+them without importing torch.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..hyperparams import HYPER, HyperParam
 
 __all__ = ["StackedOptimizer", "AdamW", "SGD", "OPTIMIZERS", "HYPER", "HyperParam", "register", "lr_at"]
 
@@ -49,32 +51,6 @@ def lr_at(cfg: Any, t: int) -> float:
     return cfg.lr * min(1.0, (t + 1) / cfg.warmup_steps)
 
 
-def _pair(text: str) -> tuple[float, float]:
-    parts = [s.strip() for s in str(text).split(",")]
-    if len(parts) != 2:
-        raise ValueError(f"expected two numbers B1,B2, got {text!r}")
-    return float(parts[0]), float(parts[1])
-
-
-@dataclass(frozen=True)
-class HyperParam:
-    """An optimizer hyper-parameter that is a :class:`~.config.TrainConfig` field: its CLI flag,
-    how the flag's text is parsed, and a help line."""
-
-    flag: str
-    metavar: str
-    parse: Callable[[str], Any]
-    help: str
-
-
-#: TrainConfig fields that are optimizer hyper-parameters (besides lr and weight_decay, which every
-#: optimizer reads); ``modadd train`` adds one flag per entry.
-HYPER: dict[str, HyperParam] = {
-    "betas": HyperParam("--betas", "B1,B2", _pair, "AdamW's moment decay rates (default 0.9,0.98)"),
-    "momentum": HyperParam("--momentum", "M", float, "SGD's momentum, heavy ball without dampening "
-                                                       "(default 0: plain gradient descent)"),
-}
-
 #: name -> optimizer class (see :func:`register`)
 OPTIMIZERS: dict[str, type[StackedOptimizer]] = {}
 
@@ -83,7 +59,8 @@ def register(cls: type[StackedOptimizer]) -> type[StackedOptimizer]:
     """Class decorator: make ``cls`` available as ``TrainConfig(optimizer=cls.name)``."""
     unknown = [h for h in cls.hyper if h not in HYPER]
     if unknown:
-        raise ValueError(f"{cls.__name__}.hyper names {unknown}, which HYPER does not describe")
+        raise ValueError(f"{cls.__name__}.hyper names {unknown}, which are not declared in "
+                         f"mechinterp_modadd.hyperparams.HYPER")
     OPTIMIZERS[cls.name] = cls
     return cls
 
@@ -103,7 +80,8 @@ class StackedOptimizer(ABC):
 
     #: the value of ``TrainConfig.optimizer``
     name: ClassVar[str]
-    #: TrainConfig fields this optimizer reads besides lr and weight_decay (keys of :data:`HYPER`)
+    #: hyper-parameters this optimizer reads besides lr and weight_decay (keys of :data:`HYPER`,
+    #: each a TrainConfig field)
     hyper: ClassVar[tuple[str, ...]] = ()
     #: per-parameter state tensors, named as torch.optim's state names them
     state_names: ClassVar[tuple[str, ...]] = ()
@@ -119,8 +97,9 @@ class StackedOptimizer(ABC):
 
     @classmethod
     def check(cls, cfg: Any) -> None:
-        """Raise :class:`ConfigError` when ``cfg``'s values of :attr:`hyper` are out of range (the
-        base class has no hyper-parameter to check)."""
+        """Raise :class:`~mechinterp_modadd.errors.ConfigError` when ``cfg`` is not a valid
+        configuration for this optimizer beyond what :data:`HYPER` checks (each hyper-parameter's
+        type and interval), e.g. a relation between two of them. None for AdamW and SGD."""
         return None
 
     def factor_shape(self, j: int) -> list[int]:
@@ -189,11 +168,6 @@ class AdamW(StackedOptimizer):
     name = "adamw"
     hyper = ("betas",)
     state_names = ("exp_avg", "exp_avg_sq")
-
-    @classmethod
-    def check(cls, cfg: Any) -> None:
-        if len(cfg.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.betas):
-            raise ConfigError(f"betas must be two numbers in [0, 1), got {cfg.betas!r}")
 
     def schedule(self, lr: Tensor) -> None:
         """AdamW's per-update factors, computed once as the single-run optimizer computes them each
@@ -265,11 +239,6 @@ class SGD(StackedOptimizer):
         self.momentum = float(cfgs[0].momentum)
         self.state_names = ("momentum_buffer",) if self.momentum else ()
         super().__init__(cfgs, params, run_dims, start)
-
-    @classmethod
-    def check(cls, cfg: Any) -> None:
-        if not 0.0 <= cfg.momentum < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum!r}")
 
     def schedule(self, lr: Tensor) -> None:
         """SGD takes lr and weight decay as Python numbers (``alpha=``), one run at a time where
