@@ -67,6 +67,19 @@ def test_report_of_a_transformer_shows_its_views(run, tmp_path, capsys):
     assert SPECTRUM_TITLE in dh.read_text() and ATTENTION_TITLE in dh.read_text()
 
 
+def test_track_page_of_a_transformer_shows_its_views(run, tmp_path, capsys):
+    th = tmp_path / "t.html"
+    assert main(["track", str(run), "--html", str(th), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    html = th.read_text()
+    assert SECTION in html and ATTENTION_TITLE in html
+    assert html.count(SPECTRUM_TITLE) == 2 and "<p>Step 0: Gini coefficient" in html
+    assert "<p>Step 300: Gini coefficient" in html
+    # the text and the page read the same results
+    last = next(line for line in out.splitlines() if line.startswith("step 300: embedding_sparse"))
+    assert last.split("Gini ")[1][:5] in html.split("<p>Step 300: Gini coefficient")[1][:200]
+
+
 def test_mlp_pages_show_no_transformer_views(tmp_path):
     d = dg.diagnose(load_checkpoint(DATA / "standard_p23" / "checkpoints" / "step_005000.safetensors").model)
     html = render(d).render()

@@ -35,7 +35,7 @@ from ..fourier import fourier_basis
 from .base import ClaimResult, Result, Thresholds, to_jsonable
 
 __all__ = ["EmbeddingSpectrum", "EmbeddingThresholds", "embedding_spectrum", "AttentionPatterns",
-           "attention_patterns", "gini", "run_views_text"]
+           "attention_patterns", "gini", "run_views", "run_views_text"]
 
 
 def gini(x: Tensor) -> float:
@@ -170,20 +170,27 @@ def attention_patterns(pattern_at_eq: Float[Tensor, "pp heads 3"], p: int) -> At
                              x_best_frequency=[b[0] for b in best], x_best_fraction=[b[1] for b in best])
 
 
-def run_views_text(series: Any) -> list[str]:
-    """Lines for ``modadd track`` on a transformer run: Nanda et al.'s views at the first and last
-    checkpoints of ``series`` (a :class:`~mechinterp_modadd.series.RunSeries`): the embedding's
-    Fourier spectrum and the attention at ``=``."""
+def run_views(series: Any) -> tuple[dict[int, EmbeddingSpectrum], AttentionPatterns]:
+    """Nanda et al.'s views of a transformer run (a :class:`~mechinterp_modadd.series.RunSeries`):
+    the embedding's Fourier spectrum at the first and the last checkpoint (step -> result) and the
+    attention at ``=`` at the last."""
     from ..transformer import all_pair_tokens
 
-    lines = []
+    spectra = {}
     for step in dict.fromkeys((series.first_step, series.last_step)):
         model = series.model(step)
-        p = model.cfg.p
-        lines.append(f"step {step}: {embedding_spectrum(model.W_E, p).summary()}")
+        spectra[int(step)] = embedding_spectrum(model.W_E, model.cfg.p)
     model = series.model(series.last_step)
     with torch.no_grad():
-        _, cache = model.run_with_cache(all_pair_tokens(model.cfg.p), names_filter="blocks.0.attn.hook_pattern")
-    att = attention_patterns(cache["blocks.0.attn.hook_pattern"][:, :, -1, :], model.cfg.p)
+        _, cache = model.run_with_cache(all_pair_tokens(model.cfg.p, device=model.cfg.device),
+                                        names_filter="blocks.0.attn.hook_pattern")
+    return spectra, attention_patterns(cache["blocks.0.attn.hook_pattern"][:, :, -1, :], model.cfg.p)
+
+
+def run_views_text(series: Any, views: tuple[dict[int, EmbeddingSpectrum], AttentionPatterns] | None = None
+                   ) -> list[str]:
+    """Lines for ``modadd track`` on a transformer run: :func:`run_views` (computed unless given)."""
+    spectra, att = run_views(series) if views is None else views
+    lines = [f"step {step}: {spec.summary()}" for step, spec in spectra.items()]
     lines.append(f"step {series.last_step}: {att.summary()}")
     return lines

@@ -116,10 +116,12 @@ def _run(args: argparse.Namespace) -> int:
           f"{r.restricted_loss:.4g} on {r.eval_pairs} pairs ({r.restricted_loss_all:.4g} on all), excluded "
           f"{r.excluded_loss:.4g} on training pairs (train loss {r.train_loss:.4g}) -> {r.verdict}"
           + (f": {r.reason}" if r.reason else ""))
+    views = None
     if dyn.family == "transformer":  # Nanda et al.'s views of the run (docs/transformer.md)
-        from ..analysis.transformer_views import run_views_text
+        from ..analysis.transformer_views import run_views, run_views_text
 
-        for line in run_views_text(series):
+        views = run_views(series)
+        for line in run_views_text(series, views):
             print(line)
     if "lottery_ticket" in dyn.undefined:
         print(f"lottery: undefined for family {dyn.family!r}: {dyn.undefined['lottery_ticket']}")
@@ -140,6 +142,11 @@ def _run(args: argparse.Namespace) -> int:
         page = HtmlReport(Path(series.path).resolve().name, subtitle=f"modadd track {series.path}")
         page.text(series.describe())
         add_dynamics_sections(page, dyn)
+        if views is not None:
+            from ..pages.diagnosis import add_transformer_views
+
+            page.heading("Embedding and attention (transformer)")
+            add_transformer_views(page, views[0], views[1])
     if text is not None:
         atomic_write_text(args.json, text)
         print(f"JSON written to {args.json}")

@@ -35,8 +35,8 @@ from .html import HtmlReport, cell, number
 
 __all__ = ["SECTIONS", "DiagnosisSection", "page_section", "render", "summary_section", "spectrum_section",
            "fourier2d_section",
-           "transformer_views_section", "phases_section", "magnitudes_section", "logits_section",
-           "ablation_section", "header_html"]
+           "transformer_views_section", "add_transformer_views", "phases_section", "magnitudes_section",
+           "logits_section", "ablation_section", "header_html"]
 
 #: ``section(page, diagnosis, prefix="")``: appends to ``page``, reading only ``diagnosis``.
 DiagnosisSection = Callable[..., None]
@@ -146,7 +146,6 @@ def transformer_views_section(page: HtmlReport, diagnosis: Diagnosis, prefix: st
     """Nanda et al.'s views of a transformer (``diagnosis.extras``): the embedding's Fourier
     spectrum and the attention at ``=`` over (x, y) per head. Absent for the MLP families."""
     from ..analysis.transformer_views import AttentionPatterns, EmbeddingSpectrum
-    from ..plots import transformer as tp
 
     emb = diagnosis.extras.get("embedding_sparse")
     att = diagnosis.extras.get("attention")
@@ -155,19 +154,30 @@ def transformer_views_section(page: HtmlReport, diagnosis: Diagnosis, prefix: st
     if emb is None and att is None:
         return
     page.heading("Embedding and attention (transformer)")
-    if emb is not None:
-        page.raw("<p>Gini coefficient of the embedding's frequency norms "
-                 + number(f"{emb.gini:.3f}", f"{prefix}extras.embedding_sparse.gini") + "; "
-                 + number(str(emb.n_keys), f"{prefix}extras.embedding_sparse.n_keys") + " of "
-                 + f"{len(emb.norms or [])} frequencies carry "
-                 + number(f"{emb.key_energy_share:.3f}", f"{prefix}extras.embedding_sparse.key_energy_share")
-                 + " of its energy.</p>")
+    add_transformer_views(page, {} if emb is None else {None: emb}, att, f"{prefix}extras.embedding_sparse")
+
+
+def add_transformer_views(page: HtmlReport, spectra: dict, attention, json_path: str | None = None) -> None:
+    """Append the embedding spectrum figure of each result of ``spectra`` (key: the step it was
+    read at, or None) and the attention heat maps of ``attention`` (or nothing when None). With
+    ``json_path`` (one spectrum), its Gini, key count and key share carry their JSON paths."""
+    from ..plots import transformer as tp
+
+    for step, emb in spectra.items():
+        at = "" if step is None else f"Step {step}: "
+
+        def num(text: str, key: str, emb=emb) -> str:
+            return number(text, f"{json_path}.{key}") if json_path else html.escape(text)
+
+        page.raw(f"<p>{at}Gini coefficient of the embedding's frequency norms " + num(f"{emb.gini:.3f}", "gini")
+                 + "; " + num(str(emb.n_keys), "n_keys") + f" of {len(emb.norms or [])} frequencies carry "
+                 + num(f"{emb.key_energy_share:.3f}", "key_energy_share") + " of its energy.</p>")
         page.figure(tp.embedding_spectrum_bars(emb),
-                    "Norm of each frequency k of the number embeddings W_E[:p] in the real Fourier basis "
+                    f"{at}Norm of each frequency k of the number embeddings W_E[:p] in the real Fourier basis "
                     "(cos k and sin k rows together). A trained model concentrates on a few key frequencies "
                     "(red: the fewest reaching 90% of the energy); a random embedding spreads evenly.")
-    if att is not None:
-        page.figure(tp.attention_heatmaps(att),
+    if attention is not None:
+        page.figure(tp.attention_heatmaps(attention),
                     "Attention weight of the '=' position on the x token for every input (x, y), one panel per "
                     "head; titles: the best 2D frequency of that weight (share of its variance) and the mean "
                     "weights on x, y and '='.")
