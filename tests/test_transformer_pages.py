@@ -84,3 +84,11 @@ def test_mlp_pages_show_no_transformer_views(tmp_path):
     d = dg.diagnose(load_checkpoint(DATA / "standard_p23" / "checkpoints" / "step_005000.safetensors").model)
     html = render(d).render()
     assert SECTION not in html and SPECTRUM_TITLE not in html and ATTENTION_TITLE not in html
+
+
+def test_explore_runs_on_a_transformer_run(run, tmp_path, capsys):
+    """`modadd explore` on a transformer run used to stop with an internal error (the ablation
+    panel read an MLP-only attribute); it writes its page now."""
+    out = tmp_path / "e.html"
+    assert main(["explore", str(run), "--out", str(out), "--quiet"]) == 0
+    assert '"family":"transformer"' in out.read_text()

@@ -189,9 +189,15 @@ def _table(model) -> ActivationTable:
         return activation_table(model)
     view = family_of(model).neuron_view(model)
     pairs = all_pairs(view.p)
+    if family_of(model).name == "transformer":  # its activation lives in the config, by name
+        from ..transformer import TRANSFORMER_ACTIVATIONS
+
+        act_fn = TRANSFORMER_ACTIVATIONS[model.cfg.act_fn]
+    else:
+        act_fn = model.act_fn
     return ActivationTable(p=view.p, pairs=pairs, weight=torch.ones(pairs.shape[0], dtype=torch.float64),
                            labels=view.labels, pre=view.pre, post=view.post, W_out=view.W.T.contiguous(),
-                           act_fn=model.act_fn, exact=True)
+                           act_fn=act_fn, exact=True)
 
 
 def _dft_rows(w: torch.Tensor, B: torch.Tensor) -> np.ndarray:
