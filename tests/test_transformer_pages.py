@@ -86,9 +86,23 @@ def test_mlp_pages_show_no_transformer_views(tmp_path):
     assert SECTION not in html and SPECTRUM_TITLE not in html and ATTENTION_TITLE not in html
 
 
-def test_explore_runs_on_a_transformer_run(run, tmp_path, capsys):
+def test_explore_of_a_transformer_run_shows_its_views(run, tmp_path, capsys):
     """`modadd explore` on a transformer run used to stop with an internal error (the ablation
-    panel read an MLP-only attribute); it writes its page now."""
+    panel read an MLP-only attribute); it writes its page now, with the transformer's views."""
     out = tmp_path / "e.html"
     assert main(["explore", str(run), "--out", str(out), "--quiet"]) == 0
-    assert '"family":"transformer"' in out.read_text()
+    html = out.read_text()
+    assert '"family":"transformer"' in html
+    assert SECTION in html and ATTENTION_TITLE in html and html.count(SPECTRUM_TITLE) == 2
+    assert "<p>Step 0: Gini coefficient" in html and "<p>Step 300: Gini coefficient" in html
+
+
+def test_explorer_data_carries_the_views_only_for_transformers(run):
+    from mechinterp_modadd.analysis.explorer import explorer_data
+
+    d = explorer_data(run)
+    assert sorted(d.embedding_spectra) == [0, 300] and d.attention.pattern.shape == (4, 3, 11, 11)
+    doc = json.loads(json.dumps(d.to_dict()))
+    assert doc["embedding_spectra"]["300"]["gini"] == pytest.approx(d.embedding_spectra[300].gini)
+    mlp = explorer_data(DATA / "standard_p23" / "checkpoints" / "step_005000.safetensors")
+    assert mlp.embedding_spectra is None and mlp.attention is None

@@ -114,6 +114,10 @@ class ExplorerData:
     seed: int
     notes: list[str] = field(default_factory=list)
     family: str = "mlp"
+    #: transformer only (None otherwise): the embedding's Fourier spectrum at the first and the last
+    #: checkpoint (step -> result) and the attention at '=' at the last (analysis.transformer_views)
+    embedding_spectra: dict[int, Any] | None = None
+    attention: Any = None
 
     @property
     def K(self) -> int:
@@ -154,6 +158,10 @@ class ExplorerData:
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON values (arrays as nested lists, NaN as null)."""
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if self.embedding_spectra is not None:
+            out["embedding_spectra"] = {str(k): v.to_dict() for k, v in self.embedding_spectra.items()}
+        if self.attention is not None:
+            out["attention"] = {**self.attention.to_dict(), "pattern": self.attention.pattern}
         return to_jsonable(out)
 
 
@@ -322,6 +330,11 @@ def explorer_data_from_models(models: list[tuple[int | None, Any]], *, source: s
         notes.append(f"ablation: K = {K} > {max_subset_k}, so the group sets are all groups, each group alone "
                      "and all groups but one")
     abl = _ablation(final, sp, fr, sets, ablation_draws, seed, progress)
+    spectra = attention = None
+    if family_of(final).name == "transformer":
+        from .transformer_views import transformer_run_views
+
+        spectra, attention = transformer_run_views([(models[0][0], models[0][1]), (final_step, final)])
 
     return ExplorerData(
         source=source, name=name, p=p, d_mlp=M, activation=str(final.cfg.activation), family=family_of(final).name,
@@ -334,7 +347,7 @@ def explorer_data_from_models(models: list[tuple[int | None, Any]], *, source: s
         steps=steps, correct=correct, train_mask=None if mask is None else mask.numpy(),
         train_accuracy=train_acc, test_accuracy=test_acc, heatmap_neurons=rows, dft_in=dft_in,
         dft_out=dft_out, counts=counts, keep_fractions=fr, group_sets=sets, ablation_accuracy=abl,
-        ablation_draws=ablation_draws, seed=seed, notes=notes,
+        ablation_draws=ablation_draws, seed=seed, notes=notes, embedding_spectra=spectra, attention=attention,
     )
 
 

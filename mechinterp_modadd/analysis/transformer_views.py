@@ -35,7 +35,8 @@ from ..fourier import fourier_basis
 from .base import ClaimResult, Result, Thresholds, to_jsonable
 
 __all__ = ["EmbeddingSpectrum", "EmbeddingThresholds", "embedding_spectrum", "AttentionPatterns",
-           "attention_patterns", "gini", "run_views", "run_views_text"]
+           "attention_patterns", "gini", "run_views", "run_views_text",
+           "transformer_run_views"]
 
 
 def gini(x: Tensor) -> float:
@@ -170,21 +171,28 @@ def attention_patterns(pattern_at_eq: Float[Tensor, "pp heads 3"], p: int) -> At
                              x_best_frequency=[b[0] for b in best], x_best_fraction=[b[1] for b in best])
 
 
-def run_views(series: Any) -> tuple[dict[int, EmbeddingSpectrum], AttentionPatterns]:
-    """Nanda et al.'s views of a transformer run (a :class:`~mechinterp_modadd.series.RunSeries`):
-    the embedding's Fourier spectrum at the first and the last checkpoint (step -> result) and the
-    attention at ``=`` at the last."""
+def transformer_run_views(models: list[tuple[int | None, Any]]
+                          ) -> tuple[dict[int, EmbeddingSpectrum], AttentionPatterns]:
+    """Nanda et al.'s views of transformers ``[(step, model), ...]`` in step order: the embedding's
+    Fourier spectrum of each (step -> result; a step of None counts as 0) and the attention at
+    ``=`` of the last."""
     from ..transformer import all_pair_tokens
 
     spectra = {}
-    for step in dict.fromkeys((series.first_step, series.last_step)):
-        model = series.model(step)
-        spectra[int(step)] = embedding_spectrum(model.W_E, model.cfg.p)
-    model = series.model(series.last_step)
+    for step, model in models:
+        spectra[0 if step is None else int(step)] = embedding_spectrum(model.W_E, model.cfg.p)
+    model = models[-1][1]
     with torch.no_grad():
         _, cache = model.run_with_cache(all_pair_tokens(model.cfg.p, device=model.cfg.device),
                                         names_filter="blocks.0.attn.hook_pattern")
     return spectra, attention_patterns(cache["blocks.0.attn.hook_pattern"][:, :, -1, :], model.cfg.p)
+
+
+def run_views(series: Any) -> tuple[dict[int, EmbeddingSpectrum], AttentionPatterns]:
+    """:func:`transformer_run_views` of a run (a :class:`~mechinterp_modadd.series.RunSeries`) at
+    its first and last checkpoints."""
+    steps = list(dict.fromkeys((series.first_step, series.last_step)))
+    return transformer_run_views([(s, series.model(s)) for s in steps])
 
 
 def run_views_text(series: Any, views: tuple[dict[int, EmbeddingSpectrum], AttentionPatterns] | None = None

@@ -156,6 +156,11 @@ def explorer_page(d: ExplorerData) -> HtmlReport:
              f"<span class='abl-ks'>groups k*: {boxes}</span> <button id='abl-all'>all</button> "
              "<button id='abl-none'>none</button><br><span id='abl-result' class='readout'></span></div>"
              "<div id='abl-curve'></div>")
+    if d.embedding_spectra is not None or d.attention is not None:
+        from .diagnosis import add_transformer_views
+
+        page.heading("Embedding and attention (transformer)")
+        add_transformer_views(page, d.embedding_spectra or {}, d.attention)
     data = json.dumps(_payload(d), separators=(",", ":")).replace("</", "<\\/")
     page.raw(f"<script type='application/json' id='explorer-data'>{data}</script>")
     page.raw(f"<script>{_script()}</script>")
