@@ -21,7 +21,10 @@ Extra keys: ``restricted_loss_all`` (all pairs), ``restricted`` (the restricted-
 the last checkpoint: ``verdict`` holds / fails / undetermined, ``reason``, ``keys``, ``key_rule``
 and its losses), ``run``, ``source_format``, ``final_step``, ``stage_rule``, ``partition_counts``,
 ``race`` ({neuron, winner} or null), ``snapshot_steps`` and ``flow`` (the demonstration flow's
-initial state and time, or null) when the figure data was computed.
+initial state and time, or null) when the figure data was computed. ``modadd track`` adds, for a
+transformer run, ``transformer_views``: ``embedding_spectra`` (step -> the embedding's Fourier
+spectrum, at the first and last checkpoints) and ``attention`` (the attention at ``=`` at the last,
+its per-head summaries).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from helpers import DATA
-from test_pages import check_page_against_json, numeric_untagged
+from test_pages import check_page_against_json, numeric_untagged, tagged_numbers
 
 from mechinterp_modadd import diagnose as dg
 from mechinterp_modadd import load_checkpoint
@@ -68,10 +68,16 @@ def test_report_of_a_transformer_shows_its_views(run, tmp_path, capsys):
 
 
 def test_track_page_of_a_transformer_shows_its_views(run, tmp_path, capsys):
-    th = tmp_path / "t.html"
-    assert main(["track", str(run), "--html", str(th), "--quiet"]) == 0
+    th, tj = tmp_path / "t.html", tmp_path / "t.json"
+    assert main(["track", str(run), "--html", str(th), "--json", str(tj), "--quiet"]) == 0
     out = capsys.readouterr().out
     html = th.read_text()
+    doc = json.loads(tj.read_text())
+    validate(doc)
+    assert sorted(doc["transformer_views"]["embedding_spectra"]) == ["0", "300"]
+    assert len(doc["transformer_views"]["attention"]["mean_weight"]) == 4
+    check_page_against_json(html, doc, min_numbers=6)  # the Gini, key count and key share of both steps
+    assert sum(p.startswith("transformer_views.") for p, _ in tagged_numbers(html).tagged) == 6
     assert SECTION in html and ATTENTION_TITLE in html
     assert html.count(SPECTRUM_TITLE) == 2 and "<p>Step 0: Gini coefficient" in html
     assert "<p>Step 300: Gini coefficient" in html

@@ -133,7 +133,11 @@ def _run(args: argparse.Namespace) -> int:
         print(lottery.to_frame().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print(lottery.summary())
     # every output is built before any is written: a failure leaves no partial set of files
-    text = json.dumps(stamp(dyn.to_dict(), "track"), indent=1, allow_nan=False) + "\n" if args.json else None
+    doc = dyn.to_dict()
+    if views is not None:  # the transformer's views, as the text and the page show them
+        doc["transformer_views"] = {"embedding_spectra": {str(k): v.to_dict() for k, v in views[0].items()},
+                                    "attention": views[1].to_dict()}
+    text = json.dumps(stamp(doc, "track"), indent=1, allow_nan=False) + "\n" if args.json else None
     page = None
     if args.html:
         from ..pages.dynamics import add_dynamics_sections
@@ -146,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
             from ..pages.diagnosis import add_transformer_views
 
             page.heading("Embedding and attention (transformer)")
-            add_transformer_views(page, views[0], views[1])
+            add_transformer_views(page, views[0], views[1], "transformer_views.embedding_spectra")
     if text is not None:
         atomic_write_text(args.json, text)
         print(f"JSON written to {args.json}")

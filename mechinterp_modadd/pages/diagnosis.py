@@ -160,14 +160,16 @@ def transformer_views_section(page: HtmlReport, diagnosis: Diagnosis, prefix: st
 def add_transformer_views(page: HtmlReport, spectra: dict, attention, json_path: str | None = None) -> None:
     """Append the embedding spectrum figure of each result of ``spectra`` (key: the step it was
     read at, or None) and the attention heat maps of ``attention`` (or nothing when None). With
-    ``json_path`` (one spectrum), its Gini, key count and key share carry their JSON paths."""
+    ``json_path``, each spectrum's Gini, key count and key share carry their JSON paths: the
+    spectrum's object is at ``json_path`` (step None) or at ``json_path.<step>``."""
     from ..plots import transformer as tp
 
     for step, emb in spectra.items():
         at = "" if step is None else f"Step {step}: "
+        base = None if json_path is None else (json_path if step is None else f"{json_path}.{step}")
 
-        def num(text: str, key: str, emb=emb) -> str:
-            return number(text, f"{json_path}.{key}") if json_path else html.escape(text)
+        def num(text: str, key: str, base=base) -> str:
+            return number(text, f"{base}.{key}") if base else html.escape(text)
 
         page.raw(f"<p>{at}Gini coefficient of the embedding's frequency norms " + num(f"{emb.gini:.3f}", "gini")
                  + "; " + num(str(emb.n_keys), "n_keys") + f" of {len(emb.norms or [])} frequencies carry "
