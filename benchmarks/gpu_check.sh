@@ -32,8 +32,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
   nproc; } 2>&1 | tee "$LOG/machine.txt"
 
-python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_runtime.py tests/test_many.py \
-    tests/test_training_engine.py tests/test_analysis_device.py -k "cuda or gpu" -rs 2>&1 | tee "$LOG/tests.txt"
+python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/core/test_runtime.py tests/training/test_many.py \
+    tests/training/test_training_engine.py tests/core/test_analysis_device.py -k "cuda or gpu" -rs 2>&1 | tee "$LOG/tests.txt"
 rc=${PIPESTATUS[0]}
 
 python3 benchmarks/bench_many.py --gpu-only 2>&1 | tee "$LOG/bench_many.txt"

@@ -9,7 +9,7 @@ A command module (``mechinterp_modadd/commands/NAME.py``, listed in :data:`COMMA
 import at module level only the standard library, :mod:`mechinterp_modadd.commands.registry`,
 :mod:`mechinterp_modadd.errors` and :mod:`mechinterp_modadd.constants`; its ``configure(parser)``
 takes choices from :mod:`mechinterp_modadd.constants`; everything heavy is imported inside its
-``run(args)``. ``tests/test_cli.py`` checks ``sys.modules`` in a fresh interpreter.
+``run(args)``. ``tests/commands/test_cli.py`` checks ``sys.modules`` in a fresh interpreter.
 """
 
 from __future__ import annotations

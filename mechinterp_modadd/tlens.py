@@ -28,7 +28,7 @@ What does not apply to this architecture is refused with one sentence (a
   neuron axis), and so is a position patch setter of ``transformer_lens.patching``
   (``layer_pos_patch_setter``, ...) on one of those hook points. Patch per neuron instead, with an
   ``index_df`` whose first column is ``layer`` (always 0) and a setter that writes
-  ``act[:, neuron]``, as ``tests/test_transformer_lens.py`` does.
+  ``act[:, neuron]``, as ``tests/core/test_transformer_lens.py`` does.
 - The residual-stream helpers of ``ActivationCache`` (``accumulated_resid``, ``decompose_resid``,
   ``stack_neuron_results``, ...: :data:`RESIDUAL_HELPERS`) assume a residual stream with layer
   norms and attention heads; a one-hidden-layer MLP has none, and the sentence says what it has

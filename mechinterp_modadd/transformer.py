@@ -424,7 +424,7 @@ class ModAddTransformer(HookedRootModule):
         In one layer the answer at ``=`` needs the keys and values of all three positions but the
         query, attention output and MLP of the last position alone, so this skips two thirds of
         the MLP and of the attention queries. No hooks run and ``tokens`` are not checked; the
-        logits equal ``forward``'s to float32 rounding (``tests/test_transformer.py``).
+        logits equal ``forward``'s to float32 rounding (``tests/core/test_transformer.py``).
         """
         a, m = self.blocks[0].attn, self.blocks[0].mlp
         resid = self.embed.W_E[tokens] + self.pos_embed.W_pos

@@ -1,5 +1,5 @@
 """A frozen copy of the single-run CPU training loop as it was before the one engine (issue 19),
-kept only as the reference the engine is compared with bit for bit (tests/test_training_engine.py).
+kept only as the reference the engine is compared with bit for bit (tests/training/test_training_engine.py).
 
 Do not change its arithmetic. The one addition: torch.optim.SGD receives ``cfg.momentum`` (0 for
 every config of that time), so SGD with momentum has a reference too. In memory only: no run

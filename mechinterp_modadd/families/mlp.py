@@ -6,7 +6,7 @@ Neuron view: ``pre[(x, y), m] = theta_m[x] + theta_m[y]`` (theta = the effective
 attached there); ``post = sigma(pre)`` through ``mlp.hook_post``; ``W[m] = xi_m = W_out[:, m]``;
 ``rest`` is zero for a full view (no bias). Without hooks the view's ``pre`` and ``post`` are the
 bits of :func:`mechinterp_modadd.forward.hidden` and ``view.logits()`` those of
-:func:`mechinterp_modadd.forward.all_pair_logits` (tests/test_families.py).
+:func:`mechinterp_modadd.forward.all_pair_logits` (tests/core/test_families.py).
 
 This family has an exact closed form: its claims read theta and xi from the weights
 (:func:`mechinterp_modadd.fourier.neuron_spectrum`), which the view reproduces.

@@ -16,7 +16,7 @@ The flow is one way: core -> analysis -> results (``Diagnosis``, ``AblationSuite
 ``RunDynamics``) -> ``plots`` (result -> Figure) -> ``pages`` (results -> HTML) -> ``commands``.
 Pages never import ``training`` or ``sweeps``: finished runs are read through
 :mod:`~mechinterp_modadd.series` and sweep tables through :mod:`~mechinterp_modadd.analysis.sweep`
-(``tests/test_import_graph.py`` checks it).
+(``tests/project/test_import_graph.py`` checks it).
 Numbers printed on a page carry the JSON path of their value (``data-json``), so tests check that a
 page and the JSON document of the same command agree.
 

@@ -12,7 +12,7 @@ lists the runs with their final metrics.
 Equivalence: a run's step-0 weights are those of its model initialised alone, bit for bit; after
 that, a run in a batch follows the arithmetic it follows alone (for the MLP's hand-written step,
 bit for bit on the development machine; see :mod:`.family_mlp`). The shipped runs in data/ are
-reproduced by ``train`` (tests/test_data_regeneration.py).
+reproduced by ``train`` (tests/core/test_data_regeneration.py).
 
 Memory and speed: a batch is cut into chunks whose bytes (:meth:`~.family.TrainFamily.run_bytes`)
 fit ``max_memory``; on a CPU MLP chunks are further cut so that their hidden activations stay in

@@ -21,7 +21,7 @@ forward of ``forward_last`` written once with a leading run axis (every product 
 batched matmul over the S runs; the attention's per-token parts computed once per token, see
 :func:`stacked_logits`), one autograd backward of the sum of the runs' losses. It computes
 what the generic step computes (the gradients agree to float32 rounding,
-``tests/test_transformer_training.py``) without ``vmap``'s per-operator overhead, which dominates
+``tests/training/test_transformer_training.py``) without ``vmap``'s per-operator overhead, which dominates
 at these sizes on a CPU. The biases are zero buffers never trained, so the step leaves them out.
 """
 

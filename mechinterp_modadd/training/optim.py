@@ -10,7 +10,7 @@ hyper-parameters (:attr:`StackedOptimizer.hyper`; the engine groups runs by them
 
 Bits: AdamW and SGD evaluate the same expressions, in the same order and precision, as
 ``torch.optim.AdamW(foreach=False)`` and ``torch.optim.SGD(foreach=False)`` on one run, so a run's
-weights are those of the single-run trainer bit for bit (tests/test_training_engine.py compares
+weights are those of the single-run trainer bit for bit (tests/training/test_training_engine.py compares
 with a frozen copy of that trainer).
 
 Resume state: :meth:`StackedOptimizer.run_state` gives one run's state per parameter as torch.optim

@@ -38,7 +38,7 @@ from mechinterp_modadd.sweeps import SpecError, executors, group_batches, parse_
 from mechinterp_modadd.sweeps.runner import SCRATCH_ENV, TIMING_COLUMNS, install_run, run_files
 from mechinterp_modadd.sweeps.storage import RunStore, spec_key
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = """
 name = "tiny"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLAIMS = ["single_frequency", "phase_alignment", "phase_symmetry", "frequency_diversification",
           "magnitude_homogeneity", "flawed_indicator", "majority_vote"]
 

@@ -28,7 +28,7 @@ from mechinterp_modadd.sweeps.spec import parse_spec
 from mechinterp_modadd.training import TrainConfig
 from mechinterp_modadd.training.optim import StackedOptimizer, register
 
-PKG = Path(__file__).resolve().parents[1] / "mechinterp_modadd"
+PKG = Path(__file__).resolve().parents[2] / "mechinterp_modadd"
 
 #: the edit to hyperparams.py: one declaration, the last entry of HYPER
 DECLARATION = '''

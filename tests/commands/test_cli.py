@@ -16,7 +16,7 @@ import mechinterp_modadd
 from mechinterp_modadd import constants
 from mechinterp_modadd.cli import COMMAND_MODULES, COMMANDS, _load_plugins
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 _PROBE = """
 import json, sys

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "science.md"
 # written in pieces so that this file does not match its own search
 OUTSIDE = ["SCIENCE" + ".md", ".." + "/shared"]

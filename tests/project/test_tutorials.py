@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 import mechinterp_modadd.notebook as nbhelp
 from mechinterp_modadd.errors import CheckpointError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TUTORIALS = sorted((REPO / "tutorials").glob("[0-9][0-9]_*.ipynb"))
 PLOTLY = "application/vnd.plotly.v1+json"
 

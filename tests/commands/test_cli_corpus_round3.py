@@ -23,7 +23,7 @@ from test_cli_corpus import RUN_ARGS, Bad, Workspace, _write, base, check_bad_in
 
 from mechinterp_modadd.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPEC_TINY = "analyses = ['progress']\n[grid]\npreset = 'standard'\np = 5\nd_mlp = 8\nsteps = 2\nseed = '0-3'\n"
 
 

@@ -116,7 +116,7 @@ def every_page(tmp_path_factory):
 
 
 @pytest.mark.parametrize("page", ["report_run", "report_checkpoint", "diagnose", "ablate", "track", "explore",
-                                  "sweep_lottery", "sweep_grokking", "sweep_primes", "sweep_custom"])
+                                  "sweep_lottery", "sweep_grokking", "sweep_primes"])
 def test_no_figure_of_any_page_has_an_unnamed_legend_entry(every_page, page):
     """Every figure of every page draws, and no legend entry is plotly's placeholder "trace N"
     (the report's "Activation swap at test time" bar chart once showed "trace 0")."""

@@ -13,7 +13,7 @@ weights after a few hundred steps while the trained function stays the same. So:
   weights 0.04-0.4 % apart in relative Frobenius norm, against 141 % for another seed; accuracy
   2 of 529 pairs; losses 1e-5).
 
-``python tests/test_data_regeneration.py --record`` appends this machine's record.
+``python tests/core/test_data_regeneration.py --record`` appends this machine's record.
 """
 
 import hashlib
@@ -23,7 +23,12 @@ import sys
 import pandas as pd
 import pytest
 import torch
-from helpers import DATA, cpu_fingerprint
+
+if __name__ == "__main__":  # run as a script (--record): the shared test helpers live one folder up
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import DATA, cpu_fingerprint  # noqa: E402
 
 from mechinterp_modadd import load_checkpoint
 from mechinterp_modadd.layout import checkpoint_path
