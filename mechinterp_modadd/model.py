@@ -95,6 +95,17 @@ def get_activation(name: str) -> Callable[[Tensor], Tensor]:
     return ACTIVATIONS[key]
 
 
+def resolve_activation(activation: str | Callable[[Tensor], Tensor]) -> tuple[Callable[[Tensor], Tensor], str | None]:
+    """(function, canonical registry name) of a registered name, or (the callable, None) for an
+    unregistered callable; any other value is a :class:`ConfigError`. Shared by every model family's
+    ``set_activation``."""
+    if isinstance(activation, str):
+        return get_activation(activation), canonical_activation(activation)
+    if callable(activation):
+        return activation, None
+    raise ConfigError(f"activation must be a name or a callable, got {type(activation).__name__}")
+
+
 def canonical_activation(name: str) -> str:
     get_activation(name)
     return _ALIASES.get(name.lower(), name.lower())
@@ -341,15 +352,9 @@ class ModAddMLP(HookedRootModule):
 
     def set_activation(self, activation: str | Callable[[Tensor], Tensor]) -> ModAddMLP:
         """Swap sigma in place (no retraining). A name also updates ``cfg.activation``."""
-        if isinstance(activation, str):
-            self._act_fn = get_activation(activation)
-            self._act_name = canonical_activation(activation)
+        self._act_fn, self._act_name = resolve_activation(activation)
+        if self._act_name is not None:
             self.cfg = self.cfg.replace(activation=self._act_name)
-        elif callable(activation):
-            self._act_fn = activation
-            self._act_name = None
-        else:
-            raise ConfigError(f"activation must be a name or a callable, got {type(activation).__name__}")
         return self
 
     def act_fn(self, x: Tensor) -> Tensor:

@@ -51,7 +51,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..data import all_pairs, check_pairs
 from ..errors import CheckpointError, ConfigError
-from ..model import canonical_activation, check_modulus, get_activation
+from ..model import canonical_activation, check_modulus, get_activation, resolve_activation
 from ..neurons import NeuronView, neuron_index
 from ..tlens import HOOK_ALIASES, ModAddActivationCache, resolve_names_filter
 from .base import Family, check_tensor, describe_state_dict
@@ -195,14 +195,9 @@ class ConcatMLP(HookedRootModule):
 
     def set_activation(self, activation: str | Callable[[Tensor], Tensor]) -> ConcatMLP:
         """Swap sigma in place (no retraining); a name also updates ``cfg.activation``."""
-        if isinstance(activation, str):
-            self._act_fn = get_activation(activation)
-            self._act_name = canonical_activation(activation)
+        self._act_fn, self._act_name = resolve_activation(activation)
+        if self._act_name is not None:
             self.cfg = self.cfg.replace(activation=self._act_name)
-        elif callable(activation):
-            self._act_fn, self._act_name = activation, None
-        else:
-            raise ConfigError(f"activation must be a name or a callable, got {type(activation).__name__}")
         return self
 
     def act_fn(self, x: Tensor) -> Tensor:
