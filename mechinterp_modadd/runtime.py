@@ -123,13 +123,14 @@ def busy_cores(interval: float = 0.05) -> float:
 
 
 def auto_threads(work_flop: float, threads: int | None = None, *, device: torch.device | None = None,
-                 sample_load: bool = True) -> int:
+                 sample_load: bool = True, cap: int | None = None) -> int:
     """Intra-op threads for a job doing ``work_flop`` floating-point operations per step.
 
     Rule: an explicit ``threads`` wins; then a user's own setting (:func:`user_threads`); on a
     GPU the CPU threads do not matter and the current count is kept. Otherwise 1 thread when
     ``work_flop < SMALL_WORK_FLOP``, else the physical cores minus those busy with other
-    processes (rounded, at least 1), so that no thread waits at a barrier for a core it cannot get.
+    processes (rounded, at least 1), so that no thread waits at a barrier for a core it cannot get;
+    ``cap`` bounds that automatic choice (a caller whose bits change with the thread count passes 1).
     """
     if threads is not None:
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
@@ -146,6 +147,10 @@ def auto_threads(work_flop: float, threads: int | None = None, *, device: torch.
     if work_flop < SMALL_WORK_FLOP:
         return 1
     cores = _natural_threads()
+    if cap is not None:
+        cores = min(cores, cap)
+        if cores <= 1:
+            return 1
     busy = busy_cores() if sample_load else 0.0
     return max(1, min(cores, round(cores - busy)))
 

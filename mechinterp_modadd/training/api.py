@@ -157,7 +157,8 @@ def _chunks(group: list[RunState], dev: torch.device, max_memory: int | None) ->
 
 
 def _threads(cfg: TrainConfig, runs: int, threads: int | None, dev: torch.device) -> int:
-    return auto_threads(get_train_family(cfg.family).step_flop(cfg) * runs, threads, device=dev)
+    family = get_train_family(cfg.family)
+    return auto_threads(family.step_flop(cfg) * runs, threads, device=dev, cap=family.max_threads)
 
 
 # ------------------------------------------------------------------------------------ train

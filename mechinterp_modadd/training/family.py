@@ -134,10 +134,15 @@ class TrainFamily(ABC):
         name: the value of ``TrainConfig.family``.
         symmetric: ``True`` when the network's logits are symmetric in (x, y), so that the
             objective is evaluated on the p(p + 1)/2 unordered pairs (:mod:`.objective`).
+        max_threads: the most CPU intra-op threads the automatic choice may give this family's
+            runs (``None``: no cap). A family whose bits change with the thread count sets 1, so
+            that a seed gives the same run whatever the machine's load and core count (an explicit
+            ``threads=`` / ``--threads`` still wins).
     """
 
     name: str
     symmetric: bool = False
+    max_threads: int | None = None
 
     def batch_key(self, cfg: Any) -> tuple:
         """What runs trained in one stack must share (besides p and the optimizer), e.g. widths."""

@@ -129,9 +129,16 @@ class TransformerStep:
 
 
 class TransformerTrainFamily(TrainFamily):
-    """``TrainConfig(family="transformer")`` (module docstring)."""
+    """``TrainConfig(family="transformer")`` (module docstring).
+
+    Trains on one CPU thread unless told otherwise (``max_threads = 1``): its step's bits change with
+    the thread count, and a run chosen two threads on a quiet machine and one on a busy one took
+    different paths (``nanda_small`` seed 0 grokked on one thread and ended at test accuracy 0.987 on
+    two); two threads bought only 1.14x on one run (benchmarks/bench_transformer_many.py, 2026-12-02).
+    """
 
     symmetric = False
+    max_threads = 1
 
     def batch_key(self, cfg: Any) -> tuple:
         t = transformer_config(cfg)
