@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .registry import command
+from .registry import command, write_outputs
 
 #: up to this p the experiments run on one torch thread (restored afterwards)
 SINGLE_THREAD_MAX_P = 64
@@ -52,7 +52,6 @@ def _run(args: argparse.Namespace) -> int:
     from ..analysis.majority import run_ablation_suite
     from ..checkpoint import load_checkpoint
     from ..diagnose import ablation_document
-    from ..fileio import atomic_write_text
     from ..schemas import stamp
 
     ckpt = load_checkpoint(args.checkpoint, activation=args.activation, force=args.force, family=args.family,
@@ -105,12 +104,7 @@ def _run(args: argparse.Namespace) -> int:
 
         page = HtmlReport(f"Ablation of {display_name(args.checkpoint)}", subtitle=str(args.checkpoint))
         add_ablation_section(page, suite, p=model.cfg.p)
-    if text is not None:
-        atomic_write_text(args.json, text)
-        print(f"JSON written to {args.json}")
-    if page is not None:
-        page.save(args.html)
-        print(f"HTML written to {args.html}")
+    write_outputs(args.json, text, args.html, page)
     return 0
 
 
@@ -122,7 +116,6 @@ def _run_family(args: argparse.Namespace, ckpt) -> int:
     The paper MLP's activation swap and noise scaling are not defined there."""
     from ..analysis.family_ablation import PHASE_DRAWS, RANDOM_DRAWS, concat_majority_vote
     from ..errors import ConfigError
-    from ..fileio import atomic_write_text
     from ..schemas import stamp
 
     if ckpt.family != "concat_mlp":
@@ -159,10 +152,5 @@ def _run_family(args: argparse.Namespace, ckpt) -> int:
         page = HtmlReport(f"Ablation of {display_name(args.checkpoint)} ({ckpt.family})",
                           subtitle=str(args.checkpoint))
         add_view_ablation_section(page, r)
-    if text is not None:
-        atomic_write_text(args.json, text)
-        print(f"JSON written to {args.json}")
-    if page is not None:
-        page.save(args.html)
-        print(f"HTML written to {args.html}")
+    write_outputs(args.json, text, args.html, page)
     return 0

@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import CheckpointError
-from .registry import command
+from .registry import command, write_outputs
 
 #: The shipped default checkpoint, relative to the repository root (or the working directory).
 DEFAULT_CHECKPOINT = Path("data") / "standard_p23" / "checkpoints" / "step_005000.safetensors"
@@ -79,7 +79,6 @@ def _diagnose_many(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint
     from ..diagnose import diagnose
-    from ..fileio import atomic_write_text
     from ..sweeps.seeds import folder_kind
 
     if args.checkpoint and folder_kind(args.checkpoint) is not None:
@@ -101,10 +100,5 @@ def _run(args: argparse.Namespace) -> int:
 
         page = render(dg)
     text = dg.to_json() + "\n" if args.json else None
-    if args.json:
-        atomic_write_text(args.json, text)
-        print(f"JSON written to {args.json}")
-    if page is not None:
-        page.save(args.html)
-        print(f"HTML written to {args.html}")
+    write_outputs(args.json, text, args.html, page)
     return 0

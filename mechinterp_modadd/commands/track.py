@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .registry import command
+from .registry import command, write_outputs
 
 
 def _configure(ap: argparse.ArgumentParser) -> None:
@@ -89,7 +89,6 @@ def _run(args: argparse.Namespace) -> int:
 
     from ..analysis.restricted import parse_keys
     from ..dynamics import run_dynamics
-    from ..fileio import atomic_write_text
     from ..schemas import stamp
     from ..series import load_run
 
@@ -151,11 +150,6 @@ def _run(args: argparse.Namespace) -> int:
 
             page.heading("Embedding and attention (transformer)")
             add_transformer_views(page, views[0], views[1], "transformer_views.embedding_spectra")
-    if text is not None:
-        atomic_write_text(args.json, text)
-        print(f"JSON written to {args.json}")
-    if page is not None:
-        page.save(args.html)
-        print(f"HTML written to {args.html}")
+    write_outputs(args.json, text, args.html, page)
     print(f"({time.perf_counter() - t0:.1f} s)")
     return 0
