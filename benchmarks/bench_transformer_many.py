@@ -1,12 +1,14 @@
 """Batched seeds of the transformer family: S seeds in one stack against one run, side by side.
 
 Trains ``nanda_small`` (or ``--preset``) for ``--steps`` steps as one run (``train``) and as
-``--seeds`` runs stacked in one process (``train_many``, the generic torch.func step), each
+``--seeds`` runs stacked in one process (``train_many``, the family's step), each
 ``--repeats`` times interleaved, and prints the throughput in run-steps per second of both and
-their ratio (target on a CPU: >= 2x for 8 seeds of nanda_small).
+their ratio (target on a CPU: >= 2x for 8 seeds of nanda_small). Both choose their threads as users
+get them unless ``--threads`` is given: one run on one intra-op thread, the stack's runs computed
+side by side on the free cores (one intra-op thread each; the runs' bits are the same either way).
 
     python benchmarks/bench_transformer_many.py [--preset nanda_small] [--seeds 8] [--steps 200]
-        [--device cpu] [--threads 1]
+        [--device cpu] [--threads N]
 
 Timings depend on the machine and its load; compare the ratio of one run.
 """
@@ -14,6 +16,7 @@ Timings depend on the machine and its load; compare the ratio of one run.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -21,6 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
 
 from mechinterp_modadd.training import preset, train, train_many  # noqa: E402
 
@@ -32,7 +37,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for both (default: what train and train_many choose: one intra-op thread "
+                         "for the run, the free cores as runs side by side for the stack)")
     args = ap.parse_args()
     cfgs = [preset(args.preset, seed=s, steps=args.steps, save_every=args.steps) for s in range(args.seeds)]
     one, many = [], []
@@ -46,8 +53,11 @@ def main() -> int:
             many.append(time.perf_counter() - t)
     t1, tm = statistics.median(one), statistics.median(many)
     r1, rm = args.steps / t1, args.seeds * args.steps / tm
-    print(f"{args.preset}, {args.steps} steps, device {args.device}, {args.threads} thread(s), "
-          f"median of {args.repeats}")
+    from mechinterp_modadd.training.api import _threads
+    dev = torch.device(args.device)
+    print(f"{args.preset}, {args.steps} steps, device {args.device}, median of {args.repeats}; "
+          f"(intra-op threads, runs side by side): one run {_threads(cfgs[0], 1, args.threads, dev)}, "
+          f"stack {_threads(cfgs[0], args.seeds, args.threads, dev)} at the start; {os.cpu_count()} CPUs")
     print(f"  one run            {t1:8.2f} s   {r1:8.1f} run-steps/s")
     print(f"  {args.seeds} seeds stacked   {tm:8.2f} s   {rm:8.1f} run-steps/s")
     print(f"  throughput ratio   {rm / r1:.2f}x (target >= 2x on a CPU for 8 seeds)")

@@ -51,7 +51,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   optimizer="adamw", lr=1e-3, weight_decay=1.0, train_fraction=0.3, steps=50000, save_every=500),
     # the same network and optimiser sized to grok on a 2-core CPU in minutes (docs/transformer.md)
     "nanda_small": dict(family="transformer", p=23, activation="relu", embedding="learned", d_model=128, d_mlp=512,
-                        optimizer="adamw", lr=1e-3, weight_decay=1.0, train_fraction=0.7, steps=6000,
+                        optimizer="adamw", lr=1e-3, weight_decay=1.0, train_fraction=0.8, steps=6000,
                         save_every=100),
 }
 

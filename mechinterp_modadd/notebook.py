@@ -63,6 +63,9 @@ def _ensure_server() -> bool:
         return True
     if _server["failed"]:
         return False
+    if not _browser_found():  # kaleido's server starts without one, then every export waits forever
+        _server["failed"] = True
+        return False
     try:
         import kaleido
 
@@ -74,6 +77,18 @@ def _ensure_server() -> bool:
         return True
     except Exception:  # no kaleido, no browser: figures keep their interactive output only
         _server["failed"] = True
+        return False
+
+
+def _browser_found() -> bool:
+    """Whether kaleido can find a Chromium-based browser (its download, ``BROWSER_PATH`` or the PATH)."""
+    try:
+        from choreographer.browsers.chromium import Chromium
+    except Exception:  # another kaleido back end: let it try
+        return True
+    try:
+        return Chromium.find_browser(skip_local=False) is not None
+    except Exception:
         return False
 
 

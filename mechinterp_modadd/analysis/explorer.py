@@ -189,12 +189,13 @@ def _logits64(model) -> torch.Tensor:
         return post @ W_out.T, post
 
 
-def _table(model) -> ActivationTable:
-    """The activation table of the ablation panel: the paper MLP's (unordered pairs, weighted); for
-    other families all p^2 ordered pairs from the neuron view, each of weight 1 (their logits in the
-    panel are the neurons' sum: a family's ``rest``, e.g. an output bias, is left out)."""
+def _table(model) -> tuple[ActivationTable, torch.Tensor | None]:
+    """The activation table of the ablation panel and the logits no neuron carries: the paper MLP's
+    table (unordered pairs, weighted; nothing else); for other families all p^2 ordered pairs from
+    the neuron view, each of weight 1, and the view's ``rest`` [p^2, p] (an output bias, the
+    transformer's path around its MLP), kept whole while neurons are ablated."""
     if family_of(model).name == "mlp":
-        return activation_table(model)
+        return activation_table(model), None
     view = family_of(model).neuron_view(model)
     pairs = all_pairs(view.p)
     if family_of(model).name == "transformer":  # its activation lives in the config, by name
@@ -203,9 +204,10 @@ def _table(model) -> ActivationTable:
         act_fn = TRANSFORMER_ACTIVATIONS[model.cfg.act_fn]
     else:
         act_fn = model.act_fn
-    return ActivationTable(p=view.p, pairs=pairs, weight=torch.ones(pairs.shape[0], dtype=torch.float64),
-                           labels=view.labels, pre=view.pre, post=view.post, W_out=view.W.T.contiguous(),
-                           act_fn=act_fn, exact=True)
+    table = ActivationTable(p=view.p, pairs=pairs, weight=torch.ones(pairs.shape[0], dtype=torch.float64),
+                            labels=view.labels, pre=view.pre, post=view.post, W_out=view.W.T.contiguous(),
+                            act_fn=act_fn, exact=True)
+    return table, view.rest.to(torch.float64)
 
 
 def _dft_rows(w: torch.Tensor, B: torch.Tensor) -> np.ndarray:
@@ -217,7 +219,9 @@ def _ablation(model, sp, fractions: np.ndarray, sets: np.ndarray, draws: int, se
               progress: bool = False) -> np.ndarray:
     """Accuracy [F, G] (see the module docstring), mean over ``draws`` seeded nested orders."""
     dev = compute_device()  # the products and scores run there; the draws stay on the CPU
-    tab = _table(model).on(dev)
+    tab, rest = _table(model)
+    tab = tab.on(dev)
+    rest = None if rest is None else rest.to(dev)[None]  # [1, P, p]
     K, M = sp.K, sp.d_mlp
     freq = sp.frequency
     members = torch.from_numpy(((sets[:, None] >> np.arange(K)[None, :]) & 1).astype(np.float64)).to(dev)  # [G, K]
@@ -241,6 +245,8 @@ def _ablation(model, sp, fractions: np.ndarray, sets: np.ndarray, draws: int, se
                     contrib[k - 1] = (post[:, idx] @ tab.W_out[:, idx].T).reshape(-1)
             for c in range(0, len(sets), chunk):
                 logits = (members[c:c + chunk] @ contrib).reshape(-1, P, tab.p)
+                if rest is not None:
+                    logits = logits + rest
                 acc[fi, c:c + chunk] += tab.score(logits, "accuracy").accuracy.cpu().numpy()
     return acc / draws
 

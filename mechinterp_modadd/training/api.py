@@ -156,9 +156,14 @@ def _chunks(group: list[RunState], dev: torch.device, max_memory: int | None) ->
     return [group[a: a + size] for a in range(0, len(group), size)]
 
 
-def _threads(cfg: TrainConfig, runs: int, threads: int | None, dev: torch.device) -> int:
+def _threads(cfg: TrainConfig, runs: int, threads: int | None, dev: torch.device) -> tuple[int, int]:
+    """(intra-op threads, workers) for a chunk of ``runs`` runs of ``cfg``'s shape: a family with
+    ``parallel_runs`` computes a CPU chunk of several runs on one intra-op thread and gives the
+    thread count the automatic rule (or ``threads``) chooses to its runs, at most one each."""
     family = get_train_family(cfg.family)
-    return auto_threads(family.step_flop(cfg) * runs, threads, device=dev, cap=family.max_threads)
+    if family.parallel_runs and runs > 1 and dev.type == "cpu":
+        return 1, min(runs, auto_threads(family.step_flop(cfg) * runs, threads, device=dev))
+    return auto_threads(family.step_flop(cfg) * runs, threads, device=dev, cap=family.max_threads), 1
 
 
 # ------------------------------------------------------------------------------------ train
@@ -224,8 +229,9 @@ def train(
         where = "" if dev.type == "cpu" else f" ({dev})"
         bar = stack.enter_context(tqdm(total=cfg.steps, initial=run.start, disable=not progress,
                                        desc=f"train p={cfg.p}{where}", unit="step", mininterval=0.5))
-        with thread_scope(_threads(cfg, 1, threads, dev)):  # step `start` runs even when it is the last
-            train_chunk([run], dev, bar, extra=frozenset(checkpoint_steps or ()))
+        intra, workers = _threads(cfg, 1, threads, dev)
+        with thread_scope(intra):  # step `start` runs even when it is the last
+            train_chunk([run], dev, bar, extra=frozenset(checkpoint_steps or ()), workers=workers)
     if run.status != "ok":
         raise ConfigError(f"training {run.status}: the train loss is not finite; lower the learning rate")
     metrics = metrics_frame(run.rows, run.start)  # run.start: the last step (the stop step if it stopped)
@@ -334,8 +340,9 @@ def _train_groups(runs: list[RunState], dev: torch.device, max_memory: int | Non
                         rf = stack.enter_context(open_run_folder(r.folder, r.cfg, resume=r.resuming,
                                                                  break_lock=break_lock))
                         prepare_run(r, rf)
-                    with thread_scope(_threads(chunk[0].cfg, len(chunk), threads, dev)):
-                        train_chunk(chunk, dev, bar)
+                    intra, workers = _threads(chunk[0].cfg, len(chunk), threads, dev)
+                    with thread_scope(intra):
+                        train_chunk(chunk, dev, bar, workers=workers)
                 for r in chunk:
                     r.release()
 

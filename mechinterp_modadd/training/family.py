@@ -138,11 +138,16 @@ class TrainFamily(ABC):
             runs (``None``: no cap). A family whose bits change with the thread count sets 1, so
             that a seed gives the same run whatever the machine's load and core count (an explicit
             ``threads=`` / ``--threads`` still wins).
+        parallel_runs: ``True`` when the family's step computes the runs of a CPU stack side by
+            side, one intra-op thread each (``Stack.workers`` of them at once): the engine then gives
+            a stack of several runs one intra-op thread and its thread budget as workers, so a
+            run's bits do not depend on the thread count.
     """
 
     name: str
     symmetric: bool = False
     max_threads: int | None = None
+    parallel_runs: bool = False
 
     def batch_key(self, cfg: Any) -> tuple:
         """What runs trained in one stack must share (besides p and the optimizer), e.g. widths."""

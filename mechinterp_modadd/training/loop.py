@@ -111,7 +111,7 @@ def _save(run: RunState, t: int) -> None:
 
 
 def train_chunk(runs: list[RunState], device: torch.device, bar: Any, flush_seconds: float = 1.0,
-                extra: frozenset[int] = frozenset()) -> None:
+                extra: frozenset[int] = frozenset(), workers: int = 1) -> None:
     """Train one chunk: runs sharing family, shapes, optimizer, steps, save_every, start step and
     stop window (see the module docstring). Leaves each run's parameters, optimizer state and
     metric rows at its last step (``run.start``) and its status (``diverged at step t`` when the
@@ -120,6 +120,7 @@ def train_chunk(runs: list[RunState], device: torch.device, bar: Any, flush_seco
     steps, save_every, start = cfg0.steps, cfg0.save_every, runs[0].start
     window = cfg0.stop_window if any(r.cfg.stop_accuracy is not None for r in runs) else 0
     st = Stack([r.cfg for r in runs], [r.params for r in runs], [r.opt_state for r in runs], start, device)
+    st.workers = workers
     live = list(runs)  # the runs still in the stack, in its order
     n_rows = steps + 1
     buf = torch.empty(n_rows - start, st.S, 6, dtype=torch.float64, device=device)

@@ -27,7 +27,9 @@ of :data:`~mechinterp_modadd.hyperparams.HYPER` (name, default, interval, help):
 field, range check, ``modadd train`` flag, sweep grid key and folder-name tag are derived from
 it. So adding an optimizer touches at most two files, ``training/optim.py`` and
 ``hyperparams.py``; the declarations live apart because the CLI parser and the sweep spec read
-them without importing torch.
+them without importing torch. An optimizer may also implement :meth:`StackedOptimizer.update_runs`
+(the update of a range of runs, :attr:`~StackedOptimizer.per_run`): a family whose runs are computed
+side by side on a CPU (the transformer) then updates each run in the thread that computes it.
 """
 
 from __future__ import annotations
@@ -102,10 +104,15 @@ class StackedOptimizer(ABC):
         type and interval), e.g. a relation between two of them. None for AdamW and SGD."""
         return None
 
-    def factor_shape(self, j: int) -> list[int]:
-        """Shape that broadcasts an [S] vector along storage tensor ``j``'s run axis."""
+    def factor_shape(self, j: int, runs: int | None = None) -> list[int]:
+        """Shape that broadcasts an [S] vector (or one of ``runs`` entries) along storage tensor
+        ``j``'s run axis."""
         q, d = self.params[j], self.run_dims[j]
-        return [1] * d + [self.S] + [1] * (q.dim() - d - 1)
+        return [1] * d + [self.S if runs is None else runs] + [1] * (q.dim() - d - 1)
+
+    def part(self, j: int, t: Tensor, runs: tuple[int, int] | None) -> Tensor:
+        """Storage-shaped tensor ``t`` (of storage tensor ``j``) restricted to ``runs`` = (a, b)."""
+        return t if runs is None else t.narrow(self.run_dims[j], runs[0], runs[1] - runs[0])
 
     @abstractmethod
     def schedule(self, lr: Tensor) -> None:
@@ -114,6 +121,20 @@ class StackedOptimizer(ABC):
     @abstractmethod
     def update(self, i: int, grads: list[Tensor]) -> None:
         """Apply the ``i``-th scheduled update with the storage-shaped gradients ``grads``."""
+
+    #: whether :meth:`update_runs` is implemented (AdamW and SGD: yes)
+    per_run: ClassVar[bool] = False
+
+    def update_runs(self, i: int, grads: list[Tensor], runs: tuple[int, int]) -> None:
+        """Apply the ``i``-th scheduled update to runs ``a <= s < b`` only, with the arithmetic of
+        :meth:`update` on those runs' slices, and do not count it: the engine calls it for disjoint
+        ranges covering every run (possibly from several threads at once) and then :meth:`advance`.
+        Optional (:attr:`per_run`); a family computing runs side by side uses it (``parallel_runs``)."""
+        raise NotImplementedError(f"optimizer {self.name!r} updates whole stacks only")
+
+    def advance(self) -> None:
+        """Count one update applied to every run through :meth:`update_runs`."""
+        self.updates += 1
 
     def keep(self, ix: Tensor, idx: list[int]) -> None:
         """Keep only the runs at positions ``idx`` (``ix``: the same as a tensor on the device)."""
@@ -195,17 +216,30 @@ class AdamW(StackedOptimizer):
         super().set_params(params)
         self._work = [(torch.empty_like(q), torch.empty_like(q)) for q in params]
 
-    @torch.no_grad()
+    per_run = True
+
     def update(self, i: int, grads: list[Tensor]) -> None:
-        b1, b2 = self.cfgs[0].betas
+        self._apply(i, grads, None)
         self.updates += 1
-        bc2_sqrt = (1 - b2 ** self.updates) ** 0.5
+
+    def update_runs(self, i: int, grads: list[Tensor], runs: tuple[int, int]) -> None:
+        self._apply(i, grads, runs)
+
+    @torch.no_grad()
+    def _apply(self, i: int, grads: list[Tensor], runs: tuple[int, int] | None) -> None:
+        b1, b2 = self.cfgs[0].betas
+        bc2_sqrt = (1 - b2 ** (self.updates + 1)) ** 0.5  # k = updates so far, this one included
+        decay, neg_step = self._decay[i], self._neg_step[i]
+        if runs is not None:
+            decay, neg_step = decay[runs[0]:runs[1]], neg_step[runs[0]:runs[1]]
         for j, (P, G) in enumerate(zip(self.params, grads, strict=True)):
             EA, ES = self.state["exp_avg"][j], self.state["exp_avg_sq"][j]
             denom, step = self._work[j]
-            shape = self.factor_shape(j)
+            if runs is not None:
+                P, G, EA, ES, denom, step = (self.part(j, t, runs) for t in (P, G, EA, ES, denom, step))
+            shape = self.factor_shape(j, None if runs is None else runs[1] - runs[0])
             if not self._no_decay[i]:
-                P.mul_(self._scalars[0][i] if self._scalars else self._decay[i].view(shape))
+                P.mul_(self._scalars[0][i] if self._scalars else decay.view(shape))
             EA.lerp_(G, 1 - b1)
             ES.mul_(b2).addcmul_(G, G, value=1 - b2)
             torch.sqrt(ES, out=denom).div_(bc2_sqrt).add_(1e-8)
@@ -213,7 +247,7 @@ class AdamW(StackedOptimizer):
             if self._scalars:
                 P.addcdiv_(EA, denom, value=self._scalars[1][i])
             else:
-                P.add_(torch.mul(EA, self._neg_step[i].view(shape), out=step).div_(denom))
+                P.add_(torch.mul(EA, neg_step.view(shape), out=step).div_(denom))
 
     def run_state(self, views, i):
         out = super().run_state(views, i)
@@ -259,20 +293,30 @@ class SGD(StackedOptimizer):
             g = buf
         P.add_(g, alpha=-lr)
 
-    @torch.no_grad()
+    per_run = True
+
     def update(self, i: int, grads: list[Tensor]) -> None:
-        lrs, wds = self._lr_rows[i], self._wd
+        self._apply(i, grads, None)
+        self.updates += 1
+
+    def update_runs(self, i: int, grads: list[Tensor], runs: tuple[int, int]) -> None:
+        self._apply(i, grads, runs)
+
+    @torch.no_grad()
+    def _apply(self, i: int, grads: list[Tensor], runs: tuple[int, int] | None) -> None:
+        a, b = (0, self.S) if runs is None else runs
+        lrs, wds = self._lr_rows[i][a:b], self._wd[a:b]
         bufs = self.state.get("momentum_buffer")
         for j, (P, G) in enumerate(zip(self.params, grads, strict=True)):
-            buf = bufs[j] if bufs else None
+            P, G = self.part(j, P, runs), self.part(j, G, runs)
+            buf = self.part(j, bufs[j], runs) if bufs else None
             if len(set(lrs)) == 1 and len(set(wds)) == 1:
                 self._one(P, G, buf, lrs[0], wds[0])
             else:
                 d = self.run_dims[j]
-                for s in range(self.S):
+                for s in range(b - a):
                     self._one(P.select(d, s), G.select(d, s), None if buf is None else buf.select(d, s),
                               lrs[s], wds[s])
-        self.updates += 1
 
     def run_state(self, views, i):
         return {} if self.updates == 0 else super().run_state(views, i)

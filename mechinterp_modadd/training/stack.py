@@ -4,7 +4,10 @@ A :class:`Stack` holds the runs' parameters in the storage of their family's
 :class:`~.family.ParamLayout`, their gradients in tensors of the same shapes, a stacked optimizer
 (:mod:`.optim`), each run's pair weights (:mod:`.objective`) and the per-step slots of the metric
 inputs. :meth:`Stack.step_grads` runs the family's batched step (hand-written, or the generic
-``torch.func`` one); :meth:`Stack.update` the optimizer.
+``torch.func`` one); :meth:`Stack.update` the optimizer. A family with ``parallel_runs`` whose step
+can compute one run (``step.run(i, ...)``) is stepped run by run on a CPU instead, its runs side by
+side on ``Stack.workers`` threads, each run's update, gradients and norms in one thread
+(:meth:`Stack._step_by_run`).
 
 Host synchronisation: metrics stay on the device. Each step's inputs (log-probability at the
 label, arg-max, weight norms) go to a slot; :meth:`Stack.take_metrics` reduces up to
@@ -14,7 +17,9 @@ of about fifteen, with the same bits, since every row is reduced by the same ker
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -75,6 +80,13 @@ class Stack:
         self._step = None
         self._generic = False
         self._start = start
+        # a family with ``parallel_runs`` on a CPU: every run computed alone (its gradients, norms
+        # and update), ``workers`` runs at once (the engine sets it); the update of step t is applied
+        # at the start of step t + 1's computation, in the thread that computes that run
+        self.by_run = self.family.parallel_runs and device.type == "cpu" and self.opt.per_run
+        self.workers = 1
+        self._deferred: int | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------------------ the step
     def _metric_slots(self) -> dict[str, Tensor]:
@@ -108,10 +120,55 @@ class Stack:
         """Gradients of every run's training loss into ``G``; this step's metric inputs into the
         next slot."""
         slots, k = self._metric_slots(), self.pending
-        self.step(slots["nll"][k], slots["argmax"][k])
-        with torch.no_grad():
-            self.layout.norms(self.P, slots["norm"][k])
+        if self._run_wise():
+            self._step_by_run(slots, k)
+        else:
+            self.step(slots["nll"][k], slots["argmax"][k])
+            with torch.no_grad():
+                self.layout.norms(self.P, slots["norm"][k])
         self.pending = k + 1
+
+    def _run_wise(self) -> bool:
+        return self.by_run and hasattr(self.step, "run")
+
+    def _step_by_run(self, slots: dict[str, Tensor], k: int) -> None:
+        """:meth:`step_grads` one run at a time (``by_run``): run i's deferred update, gradients
+        (the step's ``run(i, ...)``) and norms, ``workers`` runs at once on one intra-op thread each.
+        A run's operations are those of the same run trained alone, so its bits do not depend on the
+        stack or the number of workers."""
+        step, deferred, dims = self.step, self._deferred, self.layout.run_dims
+
+        def one(i: int) -> None:
+            if deferred is not None:
+                self.opt.update_runs(deferred, self.G, (i, i + 1))
+            step.run(i, slots["nll"][k], slots["argmax"][k])
+            with torch.no_grad():
+                self.layout.norms([t.narrow(d, i, 1) for t, d in zip(self.P, dims, strict=True)],
+                                  slots["norm"][k][:, i:i + 1])
+
+        workers = max(1, min(self.workers, self.S))
+        if workers == 1:
+            for i in range(self.S):
+                one(i)
+        else:
+            if self._pool is None or self._pool._max_workers != workers:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False)
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="modadd-run")
+                weakref.finalize(self, self._pool.shutdown, wait=False)
+            for f in [self._pool.submit(one, i) for i in range(self.S)]:
+                f.result()
+        if deferred is not None:
+            self._deferred = None
+            self.opt.advance()
+
+    def _settle_update(self) -> None:
+        """Apply a deferred update now (before the parameters or the optimizer state are read)."""
+        if self._deferred is not None:
+            for i in range(self.S):
+                self.opt.update_runs(self._deferred, self.G, (i, i + 1))
+            self._deferred = None
+            self.opt.advance()
 
     @torch.no_grad()
     def take_metrics(self) -> Tensor:
@@ -140,14 +197,20 @@ class Stack:
         self.opt.schedule(lr)
 
     def update(self, t: int) -> None:
-        """The optimizer step after step t, with this step's gradients."""
-        self.opt.update(t - self._start, self.G)
+        """The optimizer step after step t, with this step's gradients (``by_run``: applied run by
+        run when the next step computes that run)."""
+        if self._run_wise():
+            self._settle_update()
+            self._deferred = t - self._start
+        else:
+            self.opt.update(t - self._start, self.G)
 
     # ---------------------------------------------------------------------------- the batch
     def keep(self, idx: list[int]) -> None:
         """Keep only the runs at positions ``idx`` (the others stopped)."""
         if self.pending:
             raise RuntimeError("internal: the batch shrinks with metrics still pending")
+        self._settle_update()
         ix = torch.tensor(idx, dtype=torch.long, device=self.device)
         dims = self.layout.run_dims
         self.P = [t.index_select(d, ix) for t, d in zip(self.P, dims, strict=True)]
@@ -164,6 +227,7 @@ class Stack:
 
     def export(self, i: int) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]], dict[str, Any]]:
         """Run ``i``'s parameters (CPU, contiguous), optimizer state and param group."""
+        self._settle_update()
         params = {k: v[i].detach().to("cpu").clone(memory_format=torch.contiguous_format)
                   for k, v in self.layout.views(self.P).items()}
         return params, self.opt.run_state(self.layout.views, i), self.opt.group(i)

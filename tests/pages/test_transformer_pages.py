@@ -112,3 +112,8 @@ def test_explorer_data_carries_the_views_only_for_transformers(run):
     assert doc["embedding_spectra"]["300"]["gini"] == pytest.approx(d.embedding_spectra[300].gini)
     mlp = explorer_data(DATA / "standard_p23" / "checkpoints" / "step_005000.safetensors")
     assert mlp.embedding_spectra is None and mlp.attention is None
+    # the ablation panel keeps what no MLP neuron carries (the path around the MLP): every group at
+    # fraction 1 is the whole model, whose accuracy the steps panel shows
+    for data in (d, explorer_data(run / "checkpoints" / "step_000000.safetensors")):  # at step 0 the path
+        whole = data.ablation_accuracy[-1, data.group_set_index(list(range(1, data.K + 1)))]  # changes the argmax
+        assert whole == pytest.approx(float(data.correct[-1].mean()))

@@ -115,3 +115,18 @@ def test_renderer_png_fallback():
     if png is None:
         pytest.skip("kaleido found no browser to render with")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+
+def test_without_a_browser_figures_keep_their_interactive_output_only(monkeypatch):
+    """Kaleido's server starts without a browser and then every export waits forever (seen on a fresh
+    machine without chromium): no browser found means no PNG, at once."""
+    pytest.importorskip("choreographer")
+    import plotly.graph_objects as go
+    from choreographer.browsers.chromium import Chromium
+
+    monkeypatch.setattr(Chromium, "find_browser", classmethod(lambda cls, **kw: None))
+    monkeypatch.setitem(nbhelp._server, "started", False)
+    monkeypatch.setitem(nbhelp._server, "failed", False)
+    assert nbhelp._browser_found() is False
+    assert nbhelp.static_png(go.Figure(go.Scatter(y=[1, 3, 2])), width=300, height=200) is None
+    assert nbhelp._server["failed"]
