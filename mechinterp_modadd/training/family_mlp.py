@@ -154,6 +154,27 @@ def transposed_products(S: int, n: int, M: int, p: int, device: str) -> tuple[bo
     return fwd, bwd
 
 
+#: per-run size (rows x d_mlp x p) from which a CPU step runs its products through oneDNN
+ONEDNN_MIN_MACS = 2 ** 24
+
+
+@functools.lru_cache(maxsize=1)
+def onednn_linear() -> Any:
+    """torch's oneDNN matrix product on dense CPU tensors, ``f(x, w) = x @ w^T`` (the op torch's
+    compiler uses for linear layers), or ``None`` where this torch build lacks it or it disagrees
+    with the plain product on a small exact case. On the AMD EPYC development machine it ran the
+    step's products 1.4-2.2x faster than torch's default BLAS (MKL), whose AVX-512 paths are not
+    taken there (benchmarks/bench_train.py)."""
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        a, w = torch.arange(12.0).view(3, 4), torch.arange(8.0).view(2, 4)
+        if not torch.equal(op(a, w, None, "none", [], ""), a @ w.t()):
+            return None
+    except Exception:
+        return None
+    return lambda x, w: op(x, w, None, "none", [], "")
+
+
 class MLPStep:
     """The hand-written batched step of one-hot MLP runs (see the module docstring).
 
@@ -164,6 +185,11 @@ class MLPStep:
       (dW_out = dlogits^T @ post, d post = dlogits @ W_out, dW_in = dpre^T @ X), each in whichever
       orientation the CPU BLAS runs fastest: products with a narrow p-column output are computed
       transposed where :func:`transposed_products` finds it gives the same bits.
+    * from :data:`ONEDNN_MIN_MACS` per run on a CPU (e.g. p = 97, d_mlp = 1024; not the shipped
+      p = 23 runs), the three dense products run through oneDNN (:func:`onednn_linear`) and
+      dW_in = dpre^T @ X as the two row additions it amounts to (``index_add_``), one run at a
+      time: bits then differ from the single-run trainer's BLAS products (to float32 rounding) but
+      not between a run alone and in a batch, nor with the thread count (tested).
     * the loss head calls the kernels autograd calls for the objective (float64 log-softmax, its
       backward with the constant gradient of the weighted mean at the labels, the cast of the
       gradient to float32), without building a graph; ReLU's derivative is autograd's
@@ -179,6 +205,9 @@ class MLPStep:
         self.act = get_activation(st.cfgs[0].activation)
         self.relu = self.act is torch.relu  # the registry entry of "relu"
         self.fast_fwd, self.fast_bwd = transposed_products(S, n, M, p, st.device.type)
+        self.onednn = onednn_linear() if st.device.type == "cpu" and n * M * p >= ONEDNN_MIN_MACS else None
+        if self.onednn is not None:
+            self.fast_fwd = False
         new = B.new_empty
         X = pair_inputs(st.pairs.cpu(), p).to(st.device)
         # rows of the [S * p, M] table of every run's W_in^T that sum to each run's pre-activations:
@@ -215,6 +244,9 @@ class MLPStep:
             with torch.enable_grad():
                 post = self.act(pre)
         hidden = post.detach()
+        if self.onednn is not None:
+            self._onednn_rest(post, pre, hidden, W_out, G, label_logp_out, argmax_out)
+            return
         if self.fast_fwd:
             logits = torch.bmm(W_out, hidden.transpose(1, 2), out=self.logits).transpose(1, 2)
         else:
@@ -235,6 +267,33 @@ class MLPStep:
             torch.bmm(self.X_t, dpre, out=G[0])  # dW_in^T [S, p, M]
         else:
             G[0].transpose(1, 2).copy_(torch.bmm(dpre.transpose(1, 2), self.X, out=self.g_in))
+        torch.gather(logp, 2, self.label_index, out=label_logp_out)
+        torch.argmax(z, dim=-1, out=argmax_out)
+
+    def _onednn_rest(self, post: Tensor, pre: Tensor, hidden: Tensor, W_out: Tensor, G: list[Tensor],
+                     label_logp_out: Tensor, argmax_out: Tensor) -> None:
+        """The step after the activation with the products through oneDNN, run by run."""
+        lin, S = self.onednn, self.stack.S
+
+        def per_run(f: Any) -> Tensor:  # [S, ...] without a copy for one run
+            return f(0)[None] if S == 1 else torch.stack([f(s) for s in range(S)])
+
+        logits = per_run(lambda s: lin(hidden[s], W_out[s]))  # [S, n, p]
+        z = self.z.copy_(logits)
+        logp = torch._log_softmax(z, 2, False, out=self.logp)
+        dz = torch._log_softmax_backward_data(self.dlogp, logp, 2, torch.float64, out=self.dz)
+        dlogits = self.dlogits.copy_(dz)
+        for s in range(S):
+            G[1][s].copy_(lin(dlogits[s].t(), hidden[s].t()))  # dW_out [p, M]
+        dpost = per_run(lambda s: lin(dlogits[s], W_out[s].t()))  # [S, n, M]
+        if self.relu:
+            dpre = torch.ops.aten.threshold_backward.grad_input(dpost, hidden, 0, grad_input=dpost)
+        else:
+            with torch.enable_grad():
+                (dpre,) = torch.autograd.grad(post, pre, dpost)
+        x, y = self.stack.pairs[:, 0], self.stack.pairs[:, 1]
+        for s in range(S):  # dW_in^T [p, M] = X^T dpre, X one-hot: each pair's row added at x and at y
+            G[0][s].zero_().index_add_(0, x, dpre[s]).index_add_(0, y, dpre[s])
         torch.gather(logp, 2, self.label_index, out=label_logp_out)
         torch.argmax(z, dim=-1, out=argmax_out)
 

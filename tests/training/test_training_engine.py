@@ -384,3 +384,40 @@ def test_cuda_generic_and_hand_written_steps_match_the_cpu():
         cpu = train(cfg, progress=False, device="cpu")
         la, lb = gpu.metrics["train_loss"].to_numpy(), cpu.metrics["train_loss"].to_numpy()
         assert float(np.max(np.abs(la - lb) / lb)) <= 1e-5, cfg.family
+
+
+@pytest.mark.parametrize("activation", ["relu", "quad"])
+def test_large_runs_take_onednn_products_with_bits_free_of_batch_and_threads(activation):
+    """From ONEDNN_MIN_MACS per run (p = 97, d_mlp = 1024) a CPU step runs its products through
+    oneDNN and dW_in as row additions: its gradients equal the BLAS step's to float32 rounding, and
+    its bits are the same alone and in a batch, on one thread and on two."""
+    from mechinterp_modadd.training import family_mlp
+
+    if family_mlp.onednn_linear() is None:
+        pytest.skip("this torch build has no oneDNN linear op")
+    cfgs = [preset("grokking", p=97, d_mlp=1024, seed=s, activation=activation) for s in range(2)]
+    assert 97 * 98 // 2 * 1024 * 97 >= family_mlp.ONEDNN_MIN_MACS > 23 * 24 // 2 * 512 * 23  # shipped runs: BLAS
+    fam = get_train_family("mlp")
+
+    def grads(runs, threads, onednn=True):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            st = Stack(runs, [fam.init_params(c) for c in runs], [None] * len(runs), 0, torch.device("cpu"))
+            step = st.step
+            assert step.onednn is not None
+            if not onednn:
+                step.onednn = None
+            out = torch.empty(st.S, st.n, 1, dtype=torch.float64), torch.empty(st.S, st.n, dtype=torch.long)
+            step(*out)
+            return st.G[0].clone(), out
+        finally:
+            torch.set_num_threads(before)
+
+    alone, (lp, am) = grads(cfgs[:1], 1)
+    assert torch.equal(alone, grads(cfgs[:1], 2)[0])
+    batch, (lp2, am2) = grads(cfgs, 2)
+    assert torch.equal(alone[:, 0], batch[:, 0]) and torch.equal(lp[0], lp2[0]) and torch.equal(am[0], am2[0])
+    blas = grads(cfgs[:1], 1, onednn=False)[0]
+    assert float((alone - blas).abs().max()) <= 1e-5 * float(blas.abs().max())  # float32 rounding (measured 2e-6)
+    assert not torch.equal(alone, blas)  # a different sum order: the path taken is the oneDNN one
