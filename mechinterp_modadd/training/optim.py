@@ -28,7 +28,8 @@ field, range check, ``modadd train`` flag, sweep grid key and folder-name tag ar
 it. So adding an optimizer touches at most two files, ``training/optim.py`` and
 ``hyperparams.py``; the declarations live apart because the CLI parser and the sweep spec read
 them without importing torch. An optimizer may also implement :meth:`StackedOptimizer.update_runs`
-(the update of a range of runs, :attr:`~StackedOptimizer.per_run`): a family whose runs are computed
+(the update of a range of runs, :attr:`~StackedOptimizer.per_run`; subclassing :class:`RangeOptimizer`
+and writing :meth:`RangeOptimizer.apply` gives both): a family whose runs are computed
 side by side on a CPU (the transformer) then updates each run in the thread that computes it.
 """
 
@@ -43,7 +44,8 @@ from torch import Tensor
 
 from ..hyperparams import HYPER, HyperParam
 
-__all__ = ["StackedOptimizer", "AdamW", "SGD", "OPTIMIZERS", "HYPER", "HyperParam", "register", "lr_at"]
+__all__ = ["StackedOptimizer", "RangeOptimizer", "AdamW", "SGD", "OPTIMIZERS", "HYPER", "HyperParam", "register",
+           "lr_at"]
 
 
 def lr_at(cfg: Any, t: int) -> float:
@@ -178,8 +180,27 @@ class StackedOptimizer(ABC):
         return g
 
 
+class RangeOptimizer(StackedOptimizer):
+    """An optimizer whose arithmetic is written once for a range of runs (:meth:`apply`), from which
+    :meth:`update` (every run, counted) and :meth:`update_runs` (a range, not counted) follow."""
+
+    per_run = True
+
+    @abstractmethod
+    def apply(self, i: int, grads: list[Tensor], runs: tuple[int, int] | None) -> None:
+        """The ``i``-th scheduled update of runs ``a <= s < b`` (``runs = (a, b)``; ``None``: all),
+        as the (``updates`` + 1)-th update; touches nothing outside those runs' slices."""
+
+    def update(self, i: int, grads: list[Tensor]) -> None:
+        self.apply(i, grads, None)
+        self.updates += 1
+
+    def update_runs(self, i: int, grads: list[Tensor], runs: tuple[int, int]) -> None:
+        self.apply(i, grads, runs)
+
+
 @register
-class AdamW(StackedOptimizer):
+class AdamW(RangeOptimizer):
     """``torch.optim.AdamW(lr, betas, eps=1e-8, weight_decay)``, decoupled weight decay, per run:
 
     p <- p (1 - lr wd);  m <- m + (1 - b1)(g - m);  v <- b2 v + (1 - b2) g^2;
@@ -216,17 +237,8 @@ class AdamW(StackedOptimizer):
         super().set_params(params)
         self._work = [(torch.empty_like(q), torch.empty_like(q)) for q in params]
 
-    per_run = True
-
-    def update(self, i: int, grads: list[Tensor]) -> None:
-        self._apply(i, grads, None)
-        self.updates += 1
-
-    def update_runs(self, i: int, grads: list[Tensor], runs: tuple[int, int]) -> None:
-        self._apply(i, grads, runs)
-
     @torch.no_grad()
-    def _apply(self, i: int, grads: list[Tensor], runs: tuple[int, int] | None) -> None:
+    def apply(self, i: int, grads: list[Tensor], runs: tuple[int, int] | None) -> None:
         b1, b2 = self.cfgs[0].betas
         bc2_sqrt = (1 - b2 ** (self.updates + 1)) ** 0.5  # k = updates so far, this one included
         decay, neg_step = self._decay[i], self._neg_step[i]
@@ -259,7 +271,7 @@ class AdamW(StackedOptimizer):
 
 
 @register
-class SGD(StackedOptimizer):
+class SGD(RangeOptimizer):
     """``torch.optim.SGD(lr, momentum, weight_decay)`` (no dampening, no Nesterov), per run:
 
     g <- g + wd p;  b <- g at the first update, else momentum * b + g (momentum > 0 only);
@@ -293,17 +305,8 @@ class SGD(StackedOptimizer):
             g = buf
         P.add_(g, alpha=-lr)
 
-    per_run = True
-
-    def update(self, i: int, grads: list[Tensor]) -> None:
-        self._apply(i, grads, None)
-        self.updates += 1
-
-    def update_runs(self, i: int, grads: list[Tensor], runs: tuple[int, int]) -> None:
-        self._apply(i, grads, runs)
-
     @torch.no_grad()
-    def _apply(self, i: int, grads: list[Tensor], runs: tuple[int, int] | None) -> None:
+    def apply(self, i: int, grads: list[Tensor], runs: tuple[int, int] | None) -> None:
         a, b = (0, self.S) if runs is None else runs
         lrs, wds = self._lr_rows[i][a:b], self._wd[a:b]
         bufs = self.state.get("momentum_buffer")
