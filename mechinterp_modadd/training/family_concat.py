@@ -44,9 +44,16 @@ def concat_model_config(cfg: Any) -> ConcatMLPConfig:
 
 
 class ConcatTrainFamily(TrainFamily):
-    """:class:`ConcatMLP` runs through the generic step (module docstring)."""
+    """:class:`ConcatMLP` runs through the generic step (module docstring).
+
+    Trains on one CPU thread unless told otherwise (``max_threads = 1``): the generic step's bits
+    change with the thread count (``gromov`` at p = 97 after 5 steps differs between one and two
+    threads, 2026-12-02), so an automatic choice that followed the machine's load would make a seed's
+    run depend on it. The presets' sizes (p = 23) take one thread anyway.
+    """
 
     symmetric = False
+    max_threads = 1
 
     def model_config(self, cfg: Any) -> ConcatMLPConfig:
         return concat_model_config(cfg)

@@ -183,3 +183,18 @@ def test_biased_runs_train_batched_as_alone_and_load_with_their_biases(tmp_path,
     with pytest.raises(ConfigError, match=r"configs\[1\]\.bias = True differs from configs\[0\]\.bias = False"):
         train_many([small(steps=2), small(steps=2, bias=True)], tmp_path / "mixed", progress=False, device="cpu")
     assert not (tmp_path / "mixed").exists()
+
+
+def test_large_runs_keep_one_thread_because_their_bits_depend_on_it(monkeypatch):
+    """The generic step's bits change with the thread count (checked here at p = 97), so the
+    automatic choice gives this family one thread whatever the load; an explicit count still wins."""
+    import mechinterp_modadd.runtime as runtime
+    from mechinterp_modadd.training.api import _threads
+
+    cfg = preset("gromov", p=97, steps=3, save_every=3)
+    monkeypatch.setattr(runtime, "busy_cores", lambda interval=0.05: 0.0)  # a quiet machine
+    cpu = torch.device("cpu")
+    assert _threads(cfg, 1, None, cpu) == (1, 1) and _threads(cfg, 1, 2, cpu) == (2, 1)
+    one, two = (train(cfg, None, progress=False, device="cpu", threads=t).model.state_dict() for t in (1, 2))
+    if all(torch.equal(one[k], two[k]) for k in one):
+        pytest.skip("this machine's BLAS gives the same bits on one and two threads here")
