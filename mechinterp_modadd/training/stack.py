@@ -151,9 +151,7 @@ class Stack:
             for i in range(self.S):
                 one(i)
         else:
-            if self._pool is None or self._pool._max_workers != workers:
-                if self._pool is not None:
-                    self._pool.shutdown(wait=False)
+            if self._pool is None:  # kept while the batch shrinks: fewer runs submit fewer tasks
                 self._pool = ThreadPoolExecutor(workers, thread_name_prefix="modadd-run")
                 weakref.finalize(self, self._pool.shutdown, wait=False)
             for f in [self._pool.submit(one, i) for i in range(self.S)]:
