@@ -252,10 +252,7 @@ class MLPStep:
         else:
             logits = torch.bmm(hidden, W_out.transpose(1, 2), out=self.logits)  # [S, n, p]
         # float64 copy in [S, n, p] layout (float32 -> float64 is exact), then what autograd runs
-        z = self.z.copy_(logits)
-        logp = torch._log_softmax(z, 2, False, out=self.logp)
-        dz = torch._log_softmax_backward_data(self.dlogp, logp, 2, torch.float64, out=self.dz)
-        dlogits = self.dlogits.copy_(dz)
+        z, logp, dlogits = self._loss_head(logits)
         torch.bmm(dlogits.transpose(1, 2), hidden, out=G[1])  # dW_out [S, p, M]
         dpost = torch.bmm(dlogits, W_out, out=self.dhidden)  # [S, n, M]
         if self.relu:  # autograd's threshold_backward: the gradient where the output is > 0, else 0
@@ -267,6 +264,17 @@ class MLPStep:
             torch.bmm(self.X_t, dpre, out=G[0])  # dW_in^T [S, p, M]
         else:
             G[0].transpose(1, 2).copy_(torch.bmm(dpre.transpose(1, 2), self.X, out=self.g_in))
+        self._metric_inputs(z, logp, label_logp_out, argmax_out)
+
+    def _loss_head(self, logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """float64 copy of the [S, n, p] logits, then what autograd runs for the objective:
+        log-softmax, its backward with the constant gradient at the labels, the cast to float32."""
+        z = self.z.copy_(logits)
+        logp = torch._log_softmax(z, 2, False, out=self.logp)
+        dz = torch._log_softmax_backward_data(self.dlogp, logp, 2, torch.float64, out=self.dz)
+        return z, logp, self.dlogits.copy_(dz)
+
+    def _metric_inputs(self, z: Tensor, logp: Tensor, label_logp_out: Tensor, argmax_out: Tensor) -> None:
         torch.gather(logp, 2, self.label_index, out=label_logp_out)
         torch.argmax(z, dim=-1, out=argmax_out)
 
@@ -279,10 +287,7 @@ class MLPStep:
             return f(0)[None] if S == 1 else torch.stack([f(s) for s in range(S)])
 
         logits = per_run(lambda s: lin(hidden[s], W_out[s]))  # [S, n, p]
-        z = self.z.copy_(logits)
-        logp = torch._log_softmax(z, 2, False, out=self.logp)
-        dz = torch._log_softmax_backward_data(self.dlogp, logp, 2, torch.float64, out=self.dz)
-        dlogits = self.dlogits.copy_(dz)
+        z, logp, dlogits = self._loss_head(logits)
         for s in range(S):
             G[1][s].copy_(lin(dlogits[s].t(), hidden[s].t()))  # dW_out [p, M]
         dpost = per_run(lambda s: lin(dlogits[s], W_out[s].t()))  # [S, n, M]
@@ -294,8 +299,7 @@ class MLPStep:
         x, y = self.stack.pairs[:, 0], self.stack.pairs[:, 1]
         for s in range(S):  # dW_in^T [p, M] = X^T dpre, X one-hot: each pair's row added at x and at y
             G[0][s].zero_().index_add_(0, x, dpre[s]).index_add_(0, y, dpre[s])
-        torch.gather(logp, 2, self.label_index, out=label_logp_out)
-        torch.argmax(z, dim=-1, out=argmax_out)
+        self._metric_inputs(z, logp, label_logp_out, argmax_out)
 
 
 register_train_family("mlp", MLPFamily())

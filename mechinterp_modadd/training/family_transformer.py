@@ -133,7 +133,11 @@ class TransformerStep:
             raise RuntimeError("internal: the transformer step expects every pair in all_pairs order")
         self.scale = 1.0 / (t.d_head ** 0.5)
         self.act = torch.relu if t.act_fn == "relu" else torch.nn.functional.gelu
-        self.rows = [(torch.nonzero(w > 0)[:, 0], torch.nonzero(w <= 0)[:, 0]) for w in st.w_train]
+        # per run, fixed for the stack: training and test rows, their labels, the training weights
+        self.rows = []
+        for w in st.w_train:
+            tr, te = torch.nonzero(w > 0)[:, 0], torch.nonzero(w <= 0)[:, 0]
+            self.rows.append((tr, te, st.labels[tr, None], st.labels[te, None], w[tr]))
         self.label_index = st.labels.expand(st.S, st.n)[..., None]
         #: ``step(...)`` as one batched computation (off a CPU), else run by run
         self.batched = st.device.type != "cpu"
@@ -141,14 +145,14 @@ class TransformerStep:
     def run(self, i: int, label_logp_out: Tensor, argmax_out: Tensor) -> None:
         """Run ``i`` alone: its gradients into ``stack.G`` and its rows of the metric inputs."""
         st = self.stack
-        tr, te = self.rows[i]
+        tr, te, label_tr, label_te, w_tr = self.rows[i]
         # copies: a slice would share the storage's version counter, which other threads' updates bump
         params = {k: v[i:i + 1].clone().requires_grad_(True) for k, v in st.layout.views(st.P).items()}
         with torch.enable_grad():
             resid = attention_out(params, self.p, self.scale)
             logits = head_logits(params, resid[:, tr], self.act)[0]  # [n_train, p]
-            at_label = torch.log_softmax(logits.double(), dim=-1).gather(1, st.labels[tr, None])
-            loss = -(at_label[:, 0] * st.w_train[i, tr]).sum() / st.n_train[i]
+            at_label = torch.log_softmax(logits.double(), dim=-1).gather(1, label_tr)
+            loss = -(at_label[:, 0] * w_tr).sum() / st.n_train[i]
             grads = torch.autograd.grad(loss, list(params.values()))
         gviews = st.layout.views(st.G)
         with torch.no_grad():
@@ -159,7 +163,7 @@ class TransformerStep:
             if len(te):
                 fixed = {k: v.detach() for k, v in params.items()}
                 logits = head_logits(fixed, resid.detach()[:, te], self.act)[0]
-                label_logp_out[i, te] = torch.log_softmax(logits.double(), dim=-1).gather(1, st.labels[te, None])
+                label_logp_out[i, te] = torch.log_softmax(logits.double(), dim=-1).gather(1, label_te)
                 argmax_out[i, te] = logits.argmax(dim=-1)
 
     def __call__(self, label_logp_out: Tensor, argmax_out: Tensor) -> None:
